@@ -1,0 +1,1 @@
+//! Parsing the head of a CGI response. (Stub.)

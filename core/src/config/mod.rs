@@ -1,0 +1,189 @@
+//! Configuration: the TOML schema, its IIS defaults, and validation.
+//!
+//! The file is parsed once into the typed structs below; nothing downstream
+//! ever looks at TOML again. Relative paths are resolved against the folder
+//! of the config file. Errors name the file, the line and the key.
+//!
+//! This module owns the *shape* of the configuration and its checks. It does
+//! not spawn anything, open sockets or look at requests.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::Method;
+
+mod load;
+
+pub use load::{ConfigError, load_file, load_str, resolve_command};
+
+/// The whole, validated configuration of one gateway.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from (`None` for the built-in quickstart).
+    pub source: Option<PathBuf>,
+    pub server: ServerConfig,
+    pub apps: Vec<AppConfig>,
+    /// Non-fatal findings (shown by `fastgate check` and logged at start).
+    pub warnings: Vec<String>,
+}
+
+/// `[server]`: the HTTP front and the static file root.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Every address to listen on (`listen`, a string or a list).
+    pub listen: Vec<SocketAddr>,
+    /// Document root for static files and the default app root (`root`).
+    pub root: PathBuf,
+    /// Index documents tried for a directory, in order (`index`).
+    pub index: Vec<String>,
+    /// Largest accepted request body in bytes (`max_body_size`, default 100 MiB).
+    pub max_body_size: u64,
+    /// Request bodies are kept in memory up to this size, then spilled to a
+    /// temporary file (`body_buffer_size`, default 1 MiB).
+    pub body_buffer_size: u64,
+    /// Largest CGI/FastCGI response header block (`max_response_header_size`,
+    /// default 64 KiB).
+    pub max_response_header_size: usize,
+    /// Time a client has to send the request head (`header_read_timeout`, 30s).
+    pub header_read_timeout: Duration,
+    /// Longest pause between two body chunks from a client (`body_read_timeout`, 60s).
+    pub body_read_timeout: Duration,
+    /// How long in-flight requests may run after a shutdown signal (`shutdown_timeout`, 30s).
+    pub shutdown_timeout: Duration,
+    /// Where the access log goes (`access_log`: "stdout" (default), "off", or a path).
+    pub access_log: AccessLog,
+    /// Folder for per-app runtime directories (`runtime_dir`, default: a
+    /// fresh private temporary directory).
+    pub runtime_dir: Option<PathBuf>,
+}
+
+/// Destination of the access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    Stdout,
+    Off,
+    File(PathBuf),
+}
+
+/// One `[[app]]`: a pool of processes and the handler mapping that feeds it.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Unique name (`name`), used in logs, metrics and errors.
+    pub name: String,
+    /// The program to run (`command`, IIS fullPath), as written in the file:
+    /// a bare name is looked up on `PATH` when the pool starts.
+    pub command: PathBuf,
+    /// Its arguments (`args`, IIS arguments).
+    pub args: Vec<String>,
+    /// Working directory of the processes (`working_dir`, default: `root`).
+    pub working_dir: Option<PathBuf>,
+    /// Document root of this app (`root`, default `server.root`).
+    pub root: PathBuf,
+    /// Path patterns this app handles (`handles`).
+    pub handles: Vec<HandlerPattern>,
+    /// Methods this app handles (`verbs`, default all).
+    pub verbs: Verbs,
+    /// Must the mapped script exist? (`resource_type`, default `file`).
+    pub resource_type: ResourceType,
+    /// Front-controller script run when no file exists at the path (`fallback`).
+    pub fallback: Option<String>,
+    /// Most processes at once (`max_instances`, default 4).
+    pub max_instances: u32,
+    /// Processes started eagerly and kept (`min_instances`, default 0).
+    pub min_instances: u32,
+    /// Recycle a process after this many requests (`instance_max_requests`, default 200).
+    pub instance_max_requests: u64,
+    /// Requests that may wait for a process (`queue_length`, default 1000).
+    pub queue_length: usize,
+    /// How the gateway talks to the processes (`protocol`, default unix).
+    pub protocol: Protocol,
+    /// Environment of the processes (`[app.env]`); nothing else is passed
+    /// except the variables named in `inherit_env`.
+    pub env: BTreeMap<String, String>,
+    /// Names of gateway environment variables passed through (`inherit_env`).
+    pub inherit_env: Vec<String>,
+    /// Extra FastCGI parameters sent with every request (`[app.params]`).
+    pub params: Vec<(String, String)>,
+    /// SIGTERM first and wait this long before SIGKILL (`signal_before_terminate`, default 0 = SIGKILL at once).
+    pub signal_before_terminate: Duration,
+}
+
+/// One entry of `handles`, IIS `path` style.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandlerPattern {
+    /// `*.php`: any path with a segment ending in `.php` (stored lower-case,
+    /// without the dot; matched ASCII case-insensitively).
+    Extension(String),
+    /// `/app/*`: the prefix `/app` and everything below it (stored without
+    /// the trailing `/*`; `/*` is stored as the empty prefix).
+    Prefix(String),
+    /// `/status`: exactly this path.
+    Exact(String),
+    /// `*`: every path.
+    Any,
+}
+
+/// `verbs`: which request methods an app handles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verbs {
+    Any,
+    List(Vec<Method>),
+}
+
+impl Verbs {
+    pub fn allows(&self, method: &Method) -> bool {
+        match self {
+            Verbs::Any => true,
+            Verbs::List(list) => list.iter().any(|m| m == method),
+        }
+    }
+}
+
+/// `resource_type`, IIS resourceType.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceType {
+    /// The mapped script must be an existing file (else 404).
+    File,
+    /// The mapped path must be an existing directory.
+    Directory,
+    /// A file or a directory.
+    Either,
+    /// No check: for apps that route themselves (Django at `/`).
+    Unspecified,
+}
+
+/// `protocol`: the transport between gateway and app processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// A private Unix socket per instance, passed as fd 0.
+    Unix,
+    /// A loopback TCP port per instance, passed as fd 0.
+    Tcp,
+}
+
+impl Config {
+    /// The built-in quickstart: `examples/quickstart` served on 127.0.0.1:8080.
+    pub fn quickstart() -> Result<Config, ConfigError> {
+        load::quickstart()
+    }
+}
+
+/// Defaults, IIS values where IIS has one.
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    pub const MAX_BODY_SIZE: u64 = 100 * 1024 * 1024;
+    pub const BODY_BUFFER_SIZE: u64 = 1024 * 1024;
+    pub const MAX_RESPONSE_HEADER_SIZE: usize = 64 * 1024;
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const MAX_INSTANCES: u32 = 4;
+    pub const MIN_INSTANCES: u32 = 0;
+    pub const INSTANCE_MAX_REQUESTS: u64 = 200;
+    pub const QUEUE_LENGTH: usize = 1000;
+    pub const SIGNAL_BEFORE_TERMINATE: Duration = Duration::ZERO;
+}

@@ -1,0 +1,3 @@
+//! The sans-I/O record decoder. (Stub.)
+#[derive(Debug, Default)]
+pub struct Decoder {}

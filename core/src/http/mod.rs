@@ -1,0 +1,1 @@
+//! The HTTP front: listeners, the hyper service, limits and draining.

@@ -1,0 +1,1 @@
+//! Process pools: spawning, supervising and leasing app instances.
