@@ -1,14 +1,114 @@
 //! fastgate: a FastCGI/CGI application gateway.
 //!
 //! A request travels one way through the modules:
-//! [`http`] (listeners, limits) → [`route`] (handler mappings) → a static
-//! file, or an app [`pool`] that leases one process which speaks [`fcgi`].
-//! The CGI variables are built once per request by [`cgi`].
+//! [`http`] (listeners, framing, limits) → [`route`] (handler mappings) → a
+//! static file, or an app [`pool`] that leases one process for the request
+//! and speaks [`fcgi`] to it through [`upstream`]. The CGI variables are
+//! built once per request by [`cgi`]. [`config`] is parsed and validated
+//! once, before anything starts; [`error`] maps every failure to a status.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
+pub mod body;
 pub mod cgi;
 pub mod config;
+pub mod error;
 pub mod fcgi;
 pub mod http;
 pub mod pool;
 pub mod route;
+pub mod upstream;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::access_log::AccessLog;
+use crate::config::Config;
+use crate::pool::Pool;
+
+/// Why the gateway stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Serve(#[from] http::ServeError),
+    #[error("cannot create the runtime directory {path}: {source}")]
+    RuntimeDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the access log: {0}")]
+    AccessLog(#[source] std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// Serves `config` until SIGTERM or SIGINT, then drains in-flight requests
+/// (at most `shutdown_timeout`) and stops every app process.
+pub async fn serve(config: Config) -> Result<(), RunError> {
+    for warning in &config.warnings {
+        warn!("{warning}");
+    }
+    let config = Arc::new(config);
+    // Sockets live in a private directory: either the configured one or a
+    // fresh temporary one that is removed on exit.
+    let (_temp_runtime, runtime_dir) = runtime_dir(config.server.runtime_dir.as_deref())?;
+    let access_log = AccessLog::open(&config.server.access_log).map_err(RunError::AccessLog)?;
+    let listeners = http::bind(&config.server.listen).await?;
+
+    let pools: Vec<Pool> = config.apps.iter().map(|app| Pool::new(app, &runtime_dir)).collect();
+    for pool in &pools {
+        pool.start();
+    }
+    let gateway = Arc::new(http::Gateway::new(config.clone(), pools.clone(), access_log));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let signals = tokio::spawn(wait_for_signal(stop_tx));
+    http::run(gateway, listeners, stop_rx, config.server.shutdown_timeout).await;
+    signals.abort();
+
+    info!("stopping app processes");
+    for pool in &pools {
+        pool.shutdown().await;
+    }
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal(stop: watch::Sender<bool>) -> Result<(), RunError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    tokio::select! {
+        _ = term.recv() => info!(signal = "SIGTERM", "shutting down"),
+        _ = int.recv() => info!(signal = "SIGINT", "shutting down"),
+    }
+    let _ = stop.send(true);
+    Ok(())
+}
+
+fn runtime_dir(configured: Option<&Path>) -> Result<(Option<tempfile::TempDir>, PathBuf), RunError> {
+    match configured {
+        Some(path) => {
+            pool::private_dir(path).map_err(|source| RunError::RuntimeDir {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            Ok((None, path.to_path_buf()))
+        }
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("fastgate-")
+                .tempdir()
+                .map_err(|source| RunError::RuntimeDir {
+                    path: std::env::temp_dir(),
+                    source,
+                })?;
+            let path = dir.path().to_path_buf();
+            Ok((Some(dir), path))
+        }
+    }
+}

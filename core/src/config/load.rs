@@ -1,39 +1,900 @@
-//! Parsing and validation: TOML text → [`Config`](super::Config).
-//! (Stub: filled in by the config work.)
+//! Parsing and validation: TOML text → [`Config`].
+//!
+//! The file is deserialised into raw structs that keep the position of every
+//! value that gets checked (`toml::Spanned`), then converted into the typed
+//! structs of [`super`]. Every error names file, line, column and key.
 
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use super::Config;
+use http::Method;
+use serde::Deserialize;
+use toml::Spanned;
 
-/// A configuration error, naming file, line and key where known.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
+use super::{AccessLog, AppConfig, Config, HandlerPattern, Protocol, ResourceType, ServerConfig, Verbs, defaults};
+
+/// A configuration error: where it is (file, line, column, key) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    pub file: Option<PathBuf>,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// The key, with its app for `[[app]]` keys: `app "php": max_instances`.
+    pub key: Option<String>,
     pub message: String,
 }
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{}:", file.display())?;
+            if let Some(line) = self.line {
+                write!(f, "{line}:")?;
+                if let Some(column) = self.column {
+                    write!(f, "{column}:")?;
+                }
+            }
+            f.write_str(" ")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where we are while converting: the text (for line numbers) and the file.
+struct Source<'a> {
+    text: &'a str,
+    file: Option<&'a Path>,
+    /// Folder that relative paths resolve against.
+    base: PathBuf,
+}
+
+impl Source<'_> {
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        (line, column)
+    }
+
+    fn error(&self, span: Option<Range<usize>>, key: Option<String>, message: impl Into<String>) -> ConfigError {
+        let (line, column) = match span {
+            Some(span) => {
+                let (l, c) = self.position(span.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        ConfigError {
+            file: self.file.map(Path::to_path_buf),
+            line,
+            column,
+            key,
+            message: message.into(),
+        }
+    }
+
+    /// The key written on the line at `offset` (`key = value`), if any.
+    fn key_at(&self, offset: usize) -> Option<String> {
+        let start = self.text[..offset.min(self.text.len())].rfind('\n').map_or(0, |i| i + 1);
+        let line = self.text[start..].lines().next()?;
+        let (key, _) = line.split_once('=')?;
+        let key = key.trim().trim_matches('"');
+        (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
+    }
+
+    /// A path from the file: relative ones resolve against the config's
+    /// folder; `.` and `..` are resolved lexically (php-cgi refuses script
+    /// paths that contain `..`).
+    fn path(&self, value: &str) -> PathBuf {
+        let p = Path::new(value);
+        if p.is_absolute() { clean(p) } else { clean(&self.base.join(p)) }
+    }
+}
+
+/// Resolves `.` and `..` components without touching the filesystem.
+fn clean(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+// ---- the raw, spanned file format ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: Option<RawServer>,
+    #[serde(default)]
+    app: Vec<Spanned<RawApp>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<OneOrMany>>,
+    root: Option<String>,
+    index: Option<Vec<String>>,
+    max_body_size: Option<Spanned<Scalar>>,
+    body_buffer_size: Option<Spanned<Scalar>>,
+    max_response_header_size: Option<Spanned<Scalar>>,
+    header_read_timeout: Option<Spanned<Scalar>>,
+    body_read_timeout: Option<Spanned<Scalar>>,
+    shutdown_timeout: Option<Spanned<Scalar>>,
+    access_log: Option<String>,
+    runtime_dir: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    name: Option<Spanned<String>>,
+    command: Option<Spanned<String>>,
+    #[serde(default)]
+    args: Vec<String>,
+    working_dir: Option<String>,
+    root: Option<String>,
+    handles: Option<Spanned<Vec<Spanned<String>>>>,
+    verbs: Option<Vec<Spanned<String>>>,
+    resource_type: Option<Spanned<String>>,
+    fallback: Option<Spanned<String>>,
+    max_instances: Option<Spanned<i64>>,
+    min_instances: Option<Spanned<i64>>,
+    instance_max_requests: Option<Spanned<i64>>,
+    queue_length: Option<Spanned<i64>>,
+    protocol: Option<Spanned<String>>,
+    #[serde(default)]
+    inherit_env: Vec<String>,
+    signal_before_terminate: Option<Spanned<Scalar>>,
+    #[serde(default)]
+    env: BTreeMap<String, EnvValue>,
+    #[serde(default)]
+    params: BTreeMap<String, EnvValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// A size or duration: a bare integer or a string with a unit.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Int(i64),
+    Str(String),
+}
+
+/// `[app.env]` / `[app.params]` values: strings, or numbers and booleans
+/// written without quotes.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EnvValue {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl EnvValue {
+    fn into_string(self) -> String {
+        match self {
+            EnvValue::Str(s) => s,
+            EnvValue::Int(i) => i.to_string(),
+            EnvValue::Float(f) => f.to_string(),
+            EnvValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+// ---- entry points ----
 
 /// Reads, parses and validates a config file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        message: format!("{}: {e}", path.display()),
+        file: Some(path.to_path_buf()),
+        line: None,
+        column: None,
+        key: None,
+        message: format!("cannot read the config file: {e}"),
     })?;
     load_str(&text, Some(path))
 }
 
-/// Parses and validates config text; `source` is used for messages and to
-/// resolve relative paths (its folder).
-pub fn load_str(_text: &str, _source: Option<&Path>) -> Result<Config, ConfigError> {
-    Err(ConfigError {
-        message: "not implemented".into(),
+/// Parses and validates config text; `source` names the file in messages and
+/// its folder is where relative paths resolve (the current folder without one).
+pub fn load_str(text: &str, source: Option<&Path>) -> Result<Config, ConfigError> {
+    let folder = source
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let base = clean(&std::path::absolute(&folder).unwrap_or(folder));
+    let src = Source {
+        text,
+        file: source,
+        base,
+    };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let key = e.span().and_then(|s| src.key_at(s.start));
+        src.error(e.span(), key, e.message().trim().to_string())
+    })?;
+    convert(raw, &src)
+}
+
+/// The built-in quickstart: `examples/quickstart/fastgate.toml`, with paths
+/// resolved in the source tree.
+pub(super) fn quickstart() -> Result<Config, ConfigError> {
+    const TEXT: &str = include_str!("../../../examples/quickstart/fastgate.toml");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("/"));
+    load_str(TEXT, Some(&repo.join("examples/quickstart/fastgate.toml")))
+}
+
+// ---- conversion and validation ----
+
+fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
+    let server = convert_server(raw.server.unwrap_or_default(), src)?;
+    let mut apps = Vec::with_capacity(raw.app.len());
+    let mut command_lines = Vec::with_capacity(raw.app.len());
+    let mut warnings = Vec::new();
+    for (i, raw_app) in raw.app.into_iter().enumerate() {
+        let span = raw_app.span();
+        let (app, command_line) = convert_app(raw_app.into_inner(), span.clone(), i, &server, src, &mut warnings)?;
+        if let Some(first) = apps.iter().position(|a: &AppConfig| a.name == app.name) {
+            return Err(src.error(
+                Some(span),
+                Some(format!("app \"{}\": name", app.name)),
+                format!("duplicate app name (apps {} and {} share it)", first + 1, i + 1),
+            ));
+        }
+        apps.push(app);
+        command_lines.push(command_line);
+    }
+    if !server.root.is_dir() {
+        warnings.push(format!("server root {} is not a directory", server.root.display()));
+    }
+    Ok(Config {
+        source: src.file.map(Path::to_path_buf),
+        server,
+        apps,
+        warnings,
+        command_lines,
     })
 }
 
-/// Finds the program a `command` names: a path with a `/` is taken as is, a
-/// bare name is searched on the gateway's `PATH`. Must be an executable file.
-pub fn resolve_command(command: &Path) -> Result<PathBuf, ConfigError> {
-    Ok(command.to_path_buf())
+fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerConfig, ConfigError> {
+    let key = |k: &str| Some(format!("server.{k}"));
+    let listen = match raw.listen {
+        None => vec![defaults::LISTEN.parse().map_err(|_| src.error(None, key("listen"), "bad default"))?],
+        Some(spanned) => {
+            let span = spanned.span();
+            let list = match spanned.into_inner() {
+                OneOrMany::One(s) => vec![s],
+                OneOrMany::Many(list) => list,
+            };
+            if list.is_empty() {
+                return Err(src.error(Some(span), key("listen"), "needs at least one address"));
+            }
+            list.iter()
+                .map(|a| {
+                    a.parse::<SocketAddr>().map_err(|_| {
+                        src.error(
+                            Some(span.clone()),
+                            key("listen"),
+                            format!("{a:?} is not an IP:port address (e.g. \"127.0.0.1:8080\" or \"[::1]:8080\")"),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        }
+    };
+    let root = raw.root.map_or_else(|| src.base.clone(), |r| src.path(&r));
+    let size = |v: Option<Spanned<Scalar>>, name: &str, default: u64| match v {
+        None => Ok(default),
+        Some(v) => parse_size(v.get_ref()).map_err(|m| src.error(Some(v.span()), key(name), m)),
+    };
+    let duration = |v: Option<Spanned<Scalar>>, name: &str, default: Duration, allow_zero: bool| match v {
+        None => Ok(default),
+        Some(v) => {
+            let d = parse_duration(v.get_ref()).map_err(|m| src.error(Some(v.span()), key(name), m))?;
+            if d.is_zero() && !allow_zero {
+                return Err(src.error(Some(v.span()), key(name), "must be longer than zero"));
+            }
+            Ok(d)
+        }
+    };
+    let max_response_header_size = size(
+        raw.max_response_header_size,
+        "max_response_header_size",
+        defaults::MAX_RESPONSE_HEADER_SIZE as u64,
+    )?;
+    Ok(ServerConfig {
+        listen,
+        root,
+        index: raw
+            .index
+            .unwrap_or_else(|| vec!["index.php".to_string(), "index.html".to_string()]),
+        max_body_size: size(raw.max_body_size, "max_body_size", defaults::MAX_BODY_SIZE)?,
+        body_buffer_size: size(raw.body_buffer_size, "body_buffer_size", defaults::BODY_BUFFER_SIZE)?,
+        max_response_header_size: usize::try_from(max_response_header_size).unwrap_or(usize::MAX).max(1024),
+        header_read_timeout: duration(raw.header_read_timeout, "header_read_timeout", defaults::HEADER_READ_TIMEOUT, false)?,
+        body_read_timeout: duration(raw.body_read_timeout, "body_read_timeout", defaults::BODY_READ_TIMEOUT, false)?,
+        shutdown_timeout: duration(raw.shutdown_timeout, "shutdown_timeout", defaults::SHUTDOWN_TIMEOUT, true)?,
+        access_log: match raw.access_log.as_deref() {
+            None | Some("stdout") => AccessLog::Stdout,
+            Some("off") => AccessLog::Off,
+            Some(path) => AccessLog::File(src.path(path)),
+        },
+        runtime_dir: raw.runtime_dir.map(|d| src.path(&d)),
+    })
 }
 
-pub(super) fn quickstart() -> Result<Config, ConfigError> {
-    load_str("", None)
+fn convert_app(
+    raw: RawApp,
+    span: Range<usize>,
+    index: usize,
+    server: &ServerConfig,
+    src: &Source<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<(AppConfig, Option<usize>), ConfigError> {
+    let Some(name) = raw.name else {
+        return Err(src.error(Some(span), Some(format!("app #{}", index + 1)), "missing key `name`"));
+    };
+    let app_key = |k: &str| Some(format!("app \"{}\": {k}", name.get_ref()));
+    if name.get_ref().is_empty()
+        || !name
+            .get_ref()
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(src.error(
+            Some(name.span()),
+            app_key("name"),
+            "use letters, digits, '-' and '_' only",
+        ));
+    }
+    let Some(command) = raw.command else {
+        return Err(src.error(Some(span), app_key("command"), "missing key `command` (the program to run, IIS fullPath)"));
+    };
+    let command_line = Some(src.position(command.span().start).0);
+    let command_path = {
+        let c = command.get_ref();
+        if c.is_empty() {
+            return Err(src.error(Some(command.span()), app_key("command"), "must not be empty"));
+        }
+        if c.contains('/') { src.path(c) } else { PathBuf::from(c) }
+    };
+    let Some(handles) = raw.handles else {
+        return Err(src.error(Some(span), app_key("handles"), "missing key `handles` (e.g. [\"*.php\"])"));
+    };
+    if handles.get_ref().is_empty() {
+        return Err(src.error(Some(handles.span()), app_key("handles"), "needs at least one pattern"));
+    }
+    let handles = handles
+        .into_inner()
+        .into_iter()
+        .map(|p| parse_pattern(p.get_ref()).map_err(|m| src.error(Some(p.span()), app_key("handles"), m)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let verbs = match raw.verbs {
+        None => Verbs::Any,
+        Some(list) if list.iter().any(|v| v.get_ref() == "*") => Verbs::Any,
+        Some(list) => Verbs::List(
+            list.iter()
+                .map(|v| {
+                    let upper = v.get_ref().to_ascii_uppercase();
+                    Method::from_bytes(upper.as_bytes())
+                        .ok()
+                        .filter(|_| !upper.is_empty() && upper.bytes().all(|b| b.is_ascii_uppercase()))
+                        .ok_or_else(|| src.error(Some(v.span()), app_key("verbs"), format!("{:?} is not an HTTP method", v.get_ref())))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    let resource_type = match raw.resource_type {
+        None => ResourceType::File,
+        Some(v) => match v.get_ref().as_str() {
+            "file" => ResourceType::File,
+            "directory" => ResourceType::Directory,
+            "either" => ResourceType::Either,
+            "unspecified" => ResourceType::Unspecified,
+            other => {
+                return Err(src.error(
+                    Some(v.span()),
+                    app_key("resource_type"),
+                    format!("{other:?}: expected file, directory, either or unspecified"),
+                ));
+            }
+        },
+    };
+    let fallback = match raw.fallback {
+        None => None,
+        Some(v) if v.get_ref().starts_with('/') && !v.get_ref().split('/').any(|s| s == "..") => Some(v.into_inner()),
+        Some(v) => {
+            return Err(src.error(Some(v.span()), app_key("fallback"), "must be a URL path starting with '/' (e.g. \"/index.php\")"));
+        }
+    };
+    let int = |v: Option<Spanned<i64>>, k: &str, default: u64, min: u64| -> Result<u64, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(v) if *v.get_ref() >= 0 && (*v.get_ref() as u64) >= min => Ok(*v.get_ref() as u64),
+            Some(v) => Err(src.error(Some(v.span()), app_key(k), format!("must be at least {min}"))),
+        }
+    };
+    let max_span = raw.max_instances.as_ref().map(Spanned::span);
+    let max_instances = int(raw.max_instances, "max_instances", defaults::MAX_INSTANCES as u64, 0)?;
+    if max_instances == 0 {
+        return Err(src.error(
+            max_span,
+            app_key("max_instances"),
+            "0 (automatic sizing) is not supported yet; give a number of processes",
+        ));
+    }
+    let min_span = raw.min_instances.as_ref().map(Spanned::span);
+    let min_instances = int(raw.min_instances, "min_instances", defaults::MIN_INSTANCES as u64, 0)?;
+    if min_instances > max_instances {
+        return Err(src.error(
+            min_span,
+            app_key("min_instances"),
+            format!("{min_instances} is more than max_instances ({max_instances})"),
+        ));
+    }
+    let instance_max_requests = int(raw.instance_max_requests, "instance_max_requests", defaults::INSTANCE_MAX_REQUESTS, 1)?;
+    let queue_length = int(raw.queue_length, "queue_length", defaults::QUEUE_LENGTH as u64, 0)?;
+    let protocol = match raw.protocol {
+        None => Protocol::Unix,
+        Some(v) => match v.get_ref().as_str() {
+            "unix" => Protocol::Unix,
+            "tcp" => Protocol::Tcp,
+            other => {
+                return Err(src.error(Some(v.span()), app_key("protocol"), format!("{other:?}: expected unix or tcp")));
+            }
+        },
+    };
+    let signal_before_terminate = match raw.signal_before_terminate {
+        None => defaults::SIGNAL_BEFORE_TERMINATE,
+        Some(v) => parse_duration(v.get_ref()).map_err(|m| src.error(Some(v.span()), app_key("signal_before_terminate"), m))?,
+    };
+    let env: BTreeMap<String, String> = raw.env.into_iter().map(|(k, v)| (k, v.into_string())).collect();
+    if let Some(php_max) = env.get("PHP_FCGI_MAX_REQUESTS").and_then(|v| v.trim().parse::<u64>().ok())
+        && php_max > 0
+        && php_max < instance_max_requests
+    {
+        warnings.push(format!(
+            "app \"{}\": PHP_FCGI_MAX_REQUESTS ({php_max}) is lower than instance_max_requests ({instance_max_requests}): \
+             php-cgi would exit on its own first, so instances are recycled after {php_max} requests",
+            name.get_ref()
+        ));
+    }
+    let root = raw.root.map_or_else(|| server.root.clone(), |r| src.path(&r));
+    if !root.is_dir() && root != server.root {
+        warnings.push(format!("app \"{}\": root {} is not a directory", name.get_ref(), root.display()));
+    }
+    let app = AppConfig {
+        name: name.into_inner(),
+        command: command_path,
+        args: raw.args,
+        working_dir: raw.working_dir.map(|d| src.path(&d)),
+        root,
+        handles,
+        verbs,
+        resource_type,
+        fallback,
+        max_instances: u32::try_from(max_instances).unwrap_or(u32::MAX),
+        min_instances: u32::try_from(min_instances).unwrap_or(u32::MAX),
+        instance_max_requests,
+        queue_length: usize::try_from(queue_length).unwrap_or(usize::MAX),
+        protocol,
+        env,
+        inherit_env: raw.inherit_env,
+        params: raw.params.into_iter().map(|(k, v)| (k, v.into_string())).collect(),
+        signal_before_terminate,
+    };
+    Ok((app, command_line))
+}
+
+/// `*.php`, `/prefix/*`, `/*`, `*`, `/exact/path`.
+fn parse_pattern(p: &str) -> Result<HandlerPattern, String> {
+    let bad = || format!("{p:?} is not a handler pattern: use \"*.ext\", \"/prefix/*\", \"/exact/path\" or \"*\"");
+    if p == "*" {
+        return Ok(HandlerPattern::Any);
+    }
+    if let Some(ext) = p.strip_prefix("*.") {
+        if !ext.is_empty() && ext.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Ok(HandlerPattern::Extension(ext.to_ascii_lowercase()));
+        }
+        return Err(bad());
+    }
+    if !p.starts_with('/') || p.contains("//") || p.split('/').any(|s| s == ".." || s == ".") {
+        return Err(bad());
+    }
+    if let Some(prefix) = p.strip_suffix("/*") {
+        if prefix.contains('*') {
+            return Err(bad());
+        }
+        return Ok(HandlerPattern::Prefix(prefix.to_string()));
+    }
+    if p.contains('*') {
+        return Err(bad());
+    }
+    Ok(HandlerPattern::Exact(p.trim_end_matches('/').to_string()).normalize_root())
+}
+
+impl HandlerPattern {
+    /// `"/"` as an exact pattern means the root path itself.
+    fn normalize_root(self) -> HandlerPattern {
+        match self {
+            HandlerPattern::Exact(p) if p.is_empty() => HandlerPattern::Exact("/".into()),
+            other => other,
+        }
+    }
+}
+
+/// Sizes: an integer number of bytes, or a number with a unit: `k`/`KiB`
+/// (1024), `m`/`MiB`, `g`/`GiB`, `KB` (1000), `MB`, `GB`, `B`.
+fn parse_size(v: &Scalar) -> Result<u64, String> {
+    let text = match v {
+        Scalar::Int(n) if *n >= 0 => return Ok(*n as u64),
+        Scalar::Int(_) => return Err("must not be negative".into()),
+        Scalar::Str(s) => s.trim(),
+    };
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 1048576, \"512KiB\", \"100MiB\", \"1GiB\")"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return Err(format!("{text:?}: unknown size unit (use B, KiB, MiB, GiB, KB, MB or GB)")),
+    };
+    number.checked_mul(factor).ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Durations: a bare integer number of seconds, or humantime text ("90s", "5m", "1h 30m").
+fn parse_duration(v: &Scalar) -> Result<Duration, String> {
+    match v {
+        Scalar::Int(n) if *n >= 0 => Ok(Duration::from_secs(*n as u64)),
+        Scalar::Int(_) => Err("must not be negative".into()),
+        Scalar::Str(s) => {
+            let s = s.trim();
+            if let Ok(secs) = s.parse::<u64>() {
+                return Ok(Duration::from_secs(secs));
+            }
+            humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration ({e}; e.g. \"90s\", \"5m\", \"1h 30m\")"))
+        }
+    }
+}
+
+// ---- commands ----
+
+/// Finds the program a `command` names: a path with a `/` is taken as is, a
+/// bare name is searched on the gateway's `PATH`. It must be an executable file.
+pub fn resolve_command(command: &Path) -> Result<PathBuf, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    let hint = install_hint(command).map(|h| format!("; {h}")).unwrap_or_default();
+    let fail = |message: String| ConfigError {
+        file: None,
+        line: None,
+        column: None,
+        key: None,
+        message,
+    };
+    if command.as_os_str().as_encoded_bytes().contains(&b'/') {
+        if executable(command) {
+            return Ok(command.to_path_buf());
+        }
+        let why = if command.exists() { "is not an executable file" } else { "does not exist" };
+        return Err(fail(format!("command {} {why}{hint}", command.display())));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(command);
+        if executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    Err(fail(format!("command {} was not found on PATH{hint}", command.display())))
+}
+
+/// What to install when a well-known command is missing.
+pub fn install_hint(command: &Path) -> Option<&'static str> {
+    let name = command.file_name()?.to_str()?;
+    if name.starts_with("php-cgi") {
+        Some("install the Debian package php-cgi (apt-get install php-cgi)")
+    } else if name == "fcgiwrap" {
+        Some("install the Debian package fcgiwrap (apt-get install fcgiwrap)")
+    } else if name.starts_with("python3") {
+        Some("install the Debian package python3 (apt-get install python3)")
+    } else {
+        None
+    }
+}
+
+/// Every app whose command cannot be run, as errors pointing at its `command` key.
+pub fn check_commands(config: &Config) -> Vec<ConfigError> {
+    config
+        .apps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, app)| {
+            resolve_command(&app.command).err().map(|e| ConfigError {
+                file: config.source.clone(),
+                line: config.command_lines.get(i).copied().flatten(),
+                column: None,
+                key: Some(format!("app \"{}\": command", app.name)),
+                message: e.message,
+            })
+        })
+        .collect()
+}
+
+/// A readable summary of a configuration, for `fastgate check`.
+pub fn render_summary(config: &Config) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let s = &config.server;
+    let listen: Vec<String> = s.listen.iter().map(ToString::to_string).collect();
+    let _ = writeln!(out, "listen      {}", listen.join(", "));
+    let _ = writeln!(out, "root        {}", s.root.display());
+    let _ = writeln!(out, "index       {}", s.index.join(", "));
+    let _ = writeln!(
+        out,
+        "limits      max_body_size {} bytes, max_response_header_size {} bytes, header_read_timeout {}, body_read_timeout {}",
+        s.max_body_size,
+        s.max_response_header_size,
+        humantime::format_duration(s.header_read_timeout),
+        humantime::format_duration(s.body_read_timeout)
+    );
+    for app in &config.apps {
+        let _ = writeln!(out, "\napp \"{}\"", app.name);
+        let mut command = app.command.display().to_string();
+        for arg in &app.args {
+            command.push(' ');
+            command.push_str(arg);
+        }
+        let _ = writeln!(out, "  command               {command}");
+        let _ = writeln!(out, "  protocol              {:?}", app.protocol);
+        let _ = writeln!(out, "  instances             {} to {}", app.min_instances, app.max_instances);
+        let _ = writeln!(out, "  instance_max_requests {}", app.instance_max_requests);
+        let _ = writeln!(out, "  queue_length          {}", app.queue_length);
+        let handles: Vec<String> = app
+            .handles
+            .iter()
+            .map(|h| match h {
+                HandlerPattern::Extension(e) => format!("*.{e}"),
+                HandlerPattern::Prefix(p) => format!("{p}/*"),
+                HandlerPattern::Exact(p) => p.clone(),
+                HandlerPattern::Any => "*".into(),
+            })
+            .collect();
+        let _ = writeln!(out, "  handles               {}", handles.join(", "));
+        let verbs = match &app.verbs {
+            Verbs::Any => "*".to_string(),
+            Verbs::List(list) => list.iter().map(Method::as_str).collect::<Vec<_>>().join(", "),
+        };
+        let _ = writeln!(out, "  verbs                 {verbs}");
+        let _ = writeln!(out, "  resource_type         {:?}", app.resource_type);
+        let _ = writeln!(out, "  root                  {}", app.root.display());
+        if let Some(fallback) = &app.fallback {
+            let _ = writeln!(out, "  fallback              {fallback}");
+        }
+        if !app.env.is_empty() {
+            let env: Vec<String> = app.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let _ = writeln!(out, "  env                   {}", env.join(" "));
+        }
+        if !app.inherit_env.is_empty() {
+            let _ = writeln!(out, "  inherit_env           {}", app.inherit_env.join(" "));
+        }
+        if !app.params.is_empty() {
+            let params: Vec<String> = app.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let _ = writeln!(out, "  params                {}", params.join(" "));
+        }
+    }
+    for warning in &config.warnings {
+        let _ = writeln!(out, "\nwarning: {warning}");
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        load_str(text, Some(Path::new("/etc/fg/fastgate.toml")))
+    }
+
+    const MINIMAL: &str = "[[app]]\nname = \"php\"\ncommand = \"php-cgi\"\nhandles = [\"*.php\"]\n";
+
+    #[test]
+    fn defaults_are_the_iis_ones() {
+        let c = load(MINIMAL).unwrap();
+        assert_eq!(c.server.listen, vec!["127.0.0.1:8080".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(c.server.root, PathBuf::from("/etc/fg"));
+        assert_eq!(c.server.index, ["index.php", "index.html"]);
+        assert_eq!(c.server.max_body_size, 100 * 1024 * 1024);
+        assert_eq!(c.server.max_response_header_size, 64 * 1024);
+        assert_eq!(c.server.access_log, AccessLog::Stdout);
+        let a = &c.apps[0];
+        assert_eq!(a.max_instances, 4);
+        assert_eq!(a.min_instances, 0);
+        assert_eq!(a.instance_max_requests, 200);
+        assert_eq!(a.queue_length, 1000);
+        assert_eq!(a.protocol, Protocol::Unix);
+        assert_eq!(a.resource_type, ResourceType::File);
+        assert_eq!(a.verbs, Verbs::Any);
+        assert_eq!(a.command, PathBuf::from("php-cgi"));
+        assert_eq!(a.root, PathBuf::from("/etc/fg"));
+        assert_eq!(a.signal_before_terminate, Duration::ZERO);
+        assert_eq!(c.command_lines, vec![Some(3)]);
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        for (text, secs) in [("\"90s\"", 90), ("\"5m\"", 300), ("90", 90), ("\"1h 30m\"", 5400), ("\"45\"", 45)] {
+            let c = load(&format!("[server]\nheader_read_timeout = {text}\n")).unwrap();
+            assert_eq!(c.server.header_read_timeout, Duration::from_secs(secs), "{text}");
+        }
+        let e = load("[server]\nbody_read_timeout = \"abc\"\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert_eq!(e.key.as_deref(), Some("server.body_read_timeout"));
+        for (text, bytes) in [("1024", 1024), ("\"64KiB\"", 65536), ("\"10MiB\"", 10 << 20), ("\"1GiB\"", 1 << 30), ("\"2MB\"", 2_000_000), ("\"8k\"", 8192)] {
+            let c = load(&format!("[server]\nmax_body_size = {text}\n")).unwrap();
+            assert_eq!(c.server.max_body_size, bytes, "{text}");
+        }
+        let e = load("[server]\nmax_body_size = \"12 parsecs\"\n").unwrap_err();
+        assert!(e.message.contains("unit"), "{e}");
+        let e = load("[server]\nheader_read_timeout = 0\n").unwrap_err();
+        assert!(e.message.contains("zero"), "{e}");
+    }
+
+    #[test]
+    fn listen_forms() {
+        let c = load("[server]\nlisten = [\"127.0.0.1:0\", \"[::1]:8081\"]\n").unwrap();
+        assert_eq!(c.server.listen.len(), 2);
+        let e = load("[server]\n\nlisten = \"localhost\"\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert_eq!(e.key.as_deref(), Some("server.listen"));
+    }
+
+    #[test]
+    fn patterns() {
+        assert_eq!(parse_pattern("*.PHP"), Ok(HandlerPattern::Extension("php".into())));
+        assert_eq!(parse_pattern("/app/*"), Ok(HandlerPattern::Prefix("/app".into())));
+        assert_eq!(parse_pattern("/*"), Ok(HandlerPattern::Prefix(String::new())));
+        assert_eq!(parse_pattern("*"), Ok(HandlerPattern::Any));
+        assert_eq!(parse_pattern("/status"), Ok(HandlerPattern::Exact("/status".into())));
+        for bad in ["foo", "*.", "/a/*/b", "**", "/a/../b", "*.p/hp"] {
+            assert!(parse_pattern(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn verbs_are_upper_cased_and_checked() {
+        let c = load(&format!("{MINIMAL}verbs = [\"get\", \"POST\"]\n")).unwrap();
+        assert_eq!(c.apps[0].verbs, Verbs::List(vec![Method::GET, Method::POST]));
+        let e = load(&format!("{MINIMAL}verbs = [\"GE T\"]\n")).unwrap_err();
+        assert_eq!(e.line, Some(5));
+        assert_eq!(e.key.as_deref(), Some("app \"php\": verbs"));
+    }
+
+    #[test]
+    fn unknown_keys_name_key_and_line() {
+        let e = load("bogus = 1\n").unwrap_err();
+        assert!(e.message.contains("bogus"), "{e}");
+        assert_eq!(e.line, Some(1));
+        let e = load("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 2\n").unwrap_err();
+        assert!(e.message.contains("lisen"), "{e}");
+        assert_eq!(e.line, Some(3));
+        let e = load(&format!("{MINIMAL}max_instance = 3\n")).unwrap_err();
+        assert!(e.message.contains("max_instance"), "{e}");
+        assert_eq!(e.line, Some(5));
+        assert!(e.to_string().starts_with("/etc/fg/fastgate.toml:5:"), "{e}");
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        let e = load(&format!("{MINIMAL}max_instances = \"x\"\n")).unwrap_err();
+        assert_eq!(e.line, Some(5));
+        assert_eq!(e.key.as_deref(), Some("max_instances"));
+        assert!(e.to_string().contains("fastgate.toml:5:"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_have_lines() {
+        let e = load(&format!("{MINIMAL}max_instances = 2\nmin_instances = 5\n")).unwrap_err();
+        assert_eq!(e.line, Some(6));
+        assert_eq!(e.key.as_deref(), Some("app \"php\": min_instances"));
+        let e = load(&format!("{MINIMAL}max_instances = 0\n")).unwrap_err();
+        assert_eq!(e.line, Some(5));
+        let e = load(&format!("{MINIMAL}fallback = \"index.php\"\n")).unwrap_err();
+        assert_eq!(e.line, Some(5));
+        let e = load("[[app]]\nname = \"php\"\ncommand = \"x\"\nhandles = [\"*.php\", \"nope\"]\n").unwrap_err();
+        assert_eq!(e.line, Some(4));
+        let e = load(&format!("{MINIMAL}{MINIMAL}")).unwrap_err();
+        assert!(e.message.contains("duplicate"), "{e}");
+        let e = load("[[app]]\ncommand = \"x\"\n").unwrap_err();
+        assert!(e.message.contains("name"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder() {
+        let c = load(
+            "[server]\nroot = \"www\"\naccess_log = \"logs/access.log\"\n[[app]]\nname = \"a\"\ncommand = \"bin/app\"\nhandles = [\"*\"]\nroot = \"/abs\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.root, PathBuf::from("/etc/fg/www"));
+        assert_eq!(c.server.access_log, AccessLog::File(PathBuf::from("/etc/fg/logs/access.log")));
+        assert_eq!(c.apps[0].command, PathBuf::from("/etc/fg/bin/app"));
+        assert_eq!(c.apps[0].root, PathBuf::from("/abs"));
+        let c = load("[server]\nroot = \"../site/./www/\"\n").unwrap();
+        assert_eq!(c.server.root, PathBuf::from("/etc/site/www"));
+    }
+
+    #[test]
+    fn env_params_and_warnings() {
+        let c = load(&format!(
+            "{MINIMAL}instance_max_requests = 500\n[app.env]\nPHP_FCGI_MAX_REQUESTS = 100\nFLAG = true\n[app.params]\nAPP_ENV = \"prod\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.apps[0].env["PHP_FCGI_MAX_REQUESTS"], "100");
+        assert_eq!(c.apps[0].env["FLAG"], "true");
+        assert_eq!(c.apps[0].params, vec![("APP_ENV".to_string(), "prod".to_string())]);
+        assert!(c.warnings.iter().any(|w| w.contains("PHP_FCGI_MAX_REQUESTS")), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn commands_are_resolved_with_hints() {
+        assert!(resolve_command(Path::new("sh")).unwrap().is_absolute());
+        let e = resolve_command(Path::new("no-such-cmd-xyz")).unwrap_err();
+        assert!(e.message.contains("no-such-cmd-xyz"), "{e}");
+        let e = resolve_command(Path::new("/nonexistent/php-cgi")).unwrap_err();
+        assert!(e.message.contains("apt-get install php-cgi"), "{e}");
+        let c = load("[[app]]\nname = \"x\"\n\ncommand = \"no-such-cmd-xyz\"\nhandles = [\"*\"]\n").unwrap();
+        let problems = check_commands(&c);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].line, Some(4));
+        assert!(problems[0].to_string().contains("fastgate.toml:4: app \"x\": command"), "{}", problems[0]);
+    }
+
+    #[test]
+    fn quickstart_loads() {
+        let c = Config::quickstart().unwrap();
+        assert_eq!(c.apps[0].name, "php");
+        assert!(c.server.root.ends_with("examples/quickstart/www"));
+        assert!(c.server.root.join("index.html").is_file());
+        assert!(render_summary(&c).contains("app \"php\""));
+    }
 }

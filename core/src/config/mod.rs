@@ -16,7 +16,7 @@ use http::Method;
 
 mod load;
 
-pub use load::{ConfigError, load_file, load_str, resolve_command};
+pub use load::{ConfigError, check_commands, install_hint, load_file, load_str, render_summary, resolve_command};
 
 /// The whole, validated configuration of one gateway.
 #[derive(Debug, Clone)]
@@ -27,6 +27,9 @@ pub struct Config {
     pub apps: Vec<AppConfig>,
     /// Non-fatal findings (shown by `fastgate check` and logged at start).
     pub warnings: Vec<String>,
+    /// The line of each app's `command` key (same order as `apps`), so that
+    /// `fastgate check` can point at a command that cannot be run.
+    pub command_lines: Vec<Option<usize>>,
 }
 
 /// `[server]`: the HTTP front and the static file root.

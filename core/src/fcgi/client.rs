@@ -1,1 +1,345 @@
-//! The client side of one FastCGI connection.
+//! The client side of one FastCGI connection: the gateway talking to one app
+//! instance over its Unix socket or loopback TCP port.
+//!
+//! One connection carries one request at a time (request id 1) and is kept
+//! open across requests (`FCGI_KEEP_CONN`). The request body is written as
+//! STDIN records *while* the response is read, so an app that answers before
+//! it has read its whole input cannot deadlock us. The end of a response is
+//! `END_REQUEST`, never an empty STDOUT record (wfastcgi sends one of those
+//! after every write).
+//!
+//! This module knows nothing of pools, HTTP or CGI semantics: it moves
+//! parameters and bytes.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpStream, UnixStream, tcp, unix};
+
+use super::decode::Decoder;
+use super::proto::{self, FLAG_KEEP_CONN, ProtocolError, Record, record_type, role};
+
+/// The request id used on every connection (one request at a time).
+const REQUEST_ID: u16 = 1;
+/// How much of the request body goes into one STDIN record.
+const STDIN_CHUNK: usize = 32 * 1024;
+
+/// Why an exchange with an app failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Reading or writing the socket failed.
+    #[error("i/o error on the app connection: {0}")]
+    Io(#[from] io::Error),
+    /// The app closed the connection before ending the request.
+    #[error("the app closed the connection before ending the request")]
+    Closed,
+    /// The app sent bytes that are not valid FastCGI.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// Valid FastCGI, but not what a responder may send here.
+    #[error("unexpected record from the app: {0}")]
+    Unexpected(String),
+    /// The app refused the request (`END_REQUEST` with a protocol status
+    /// other than `REQUEST_COMPLETE`, e.g. `OVERLOADED`).
+    #[error("the app refused the request (FastCGI protocol status {0})")]
+    Refused(u8),
+}
+
+impl ClientError {
+    /// True when the failure happened because the peer had already gone
+    /// away: nothing of the request can have been processed.
+    pub fn is_peer_gone(&self) -> bool {
+        match self {
+            ClientError::Io(e) => matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::NotConnected
+            ),
+            ClientError::Closed => true,
+            _ => false,
+        }
+    }
+}
+
+/// One event of a response, in arrival order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Bytes of FCGI_STDOUT (never empty).
+    Stdout(Bytes),
+    /// Bytes of FCGI_STDERR (never empty).
+    Stderr(Bytes),
+    /// FCGI_END_REQUEST: the response is complete.
+    End { app_status: u32 },
+}
+
+enum ReadHalf {
+    Unix(unix::OwnedReadHalf),
+    Tcp(tcp::OwnedReadHalf),
+}
+
+enum WriteHalf {
+    Unix(unix::OwnedWriteHalf),
+    Tcp(tcp::OwnedWriteHalf),
+}
+
+/// A persistent FastCGI connection to one app instance.
+pub struct Connection {
+    reader: ReadHalf,
+    writer: WriteHalf,
+    read_buf: BytesMut,
+    decoder: Decoder,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Connects to an instance's Unix socket.
+    pub async fn connect_unix(path: &Path) -> io::Result<Connection> {
+        let (r, w) = UnixStream::connect(path).await?.into_split();
+        Ok(Connection::new(ReadHalf::Unix(r), WriteHalf::Unix(w)))
+    }
+
+    /// Connects to an instance's loopback TCP port.
+    pub async fn connect_tcp(addr: SocketAddr) -> io::Result<Connection> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (r, w) = stream.into_split();
+        Ok(Connection::new(ReadHalf::Tcp(r), WriteHalf::Tcp(w)))
+    }
+
+    fn new(reader: ReadHalf, writer: WriteHalf) -> Connection {
+        Connection {
+            reader,
+            writer,
+            read_buf: BytesMut::with_capacity(16 * 1024),
+            decoder: Decoder::new(),
+        }
+    }
+
+    /// Whether the connection can carry another request: between requests
+    /// an app sends nothing, so anything readable (end of file, an error or
+    /// stray bytes) means it is gone or confused.
+    pub fn is_reusable(&mut self) -> bool {
+        if !self.read_buf.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        let result = match &self.reader {
+            ReadHalf::Unix(r) => r.try_read(&mut probe),
+            ReadHalf::Tcp(r) => r.try_read(&mut probe),
+        };
+        matches!(result, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Asks the app for its limits (FCGI_GET_VALUES), e.g. `FCGI_MAX_CONNS`.
+    pub async fn get_values(&mut self, names: &[&str]) -> Result<Vec<(Bytes, Bytes)>, ClientError> {
+        let pairs = names
+            .iter()
+            .map(|n| (Bytes::copy_from_slice(n.as_bytes()), Bytes::new()))
+            .collect();
+        let mut out = BytesMut::new();
+        Record::GetValues { pairs }.encode(&mut out);
+        self.writer.write_all(&out).await?;
+        loop {
+            match self.read_record().await? {
+                Record::GetValuesResult { pairs } => return Ok(pairs),
+                other => {
+                    return Err(ClientError::Unexpected(format!(
+                        "record type {} while waiting for GET_VALUES_RESULT",
+                        other.record_type()
+                    )));
+                }
+            }
+        }
+    }
+
+    async fn read_record(&mut self) -> Result<Record, ClientError> {
+        loop {
+            if let Some(record) = self.decoder.decode(&mut self.read_buf)? {
+                return Ok(record);
+            }
+            let n = self.reader.read_buf(&mut self.read_buf).await?;
+            if n == 0 {
+                return Err(ClientError::Closed);
+            }
+        }
+    }
+
+    /// Turns a decoded record into an event of the current request.
+    fn event_of(record: Record) -> Result<Option<Event>, ClientError> {
+        match record {
+            Record::Stdout { request_id, data } if request_id == REQUEST_ID => {
+                Ok((!data.is_empty()).then_some(Event::Stdout(data)))
+            }
+            Record::Stderr { request_id, data } if request_id == REQUEST_ID => {
+                Ok((!data.is_empty()).then_some(Event::Stderr(data)))
+            }
+            Record::EndRequest {
+                request_id,
+                app_status,
+                protocol_status,
+            } if request_id == REQUEST_ID => {
+                if protocol_status == proto::protocol_status::REQUEST_COMPLETE {
+                    Ok(Some(Event::End { app_status }))
+                } else {
+                    Err(ClientError::Refused(protocol_status))
+                }
+            }
+            other => Err(ClientError::Unexpected(format!(
+                "record type {} for request id {}",
+                other.record_type(),
+                other.request_id()
+            ))),
+        }
+    }
+}
+
+/// One request in progress: writes the request (BEGIN_REQUEST, PARAMS, the
+/// body as STDIN) while handing out the response's events.
+pub struct Exchange<'c, B> {
+    conn: &'c mut Connection,
+    body: B,
+    /// Bytes of the body not yet read from `body`.
+    body_left: u64,
+    /// Encoded records not yet written.
+    pending: BytesMut,
+    /// Where body chunks are read into (allocated only for a non-empty body).
+    scratch: Vec<u8>,
+    stdin_done: bool,
+}
+
+impl<'c, B: AsyncRead + Unpin> Exchange<'c, B> {
+    /// Starts a request. Nothing is written until the first
+    /// [`next_event`](Self::next_event): BEGIN_REQUEST, the PARAMS stream
+    /// and, for an empty body, the STDIN terminator then leave in one write.
+    pub fn start<'a, I>(conn: &'c mut Connection, params: I, body: B, body_len: u64) -> Self
+    where
+        I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    {
+        let mut pending = BytesMut::with_capacity(4096);
+        proto::encode_begin_request(REQUEST_ID, role::RESPONDER, FLAG_KEEP_CONN, &mut pending);
+        proto::encode_params(REQUEST_ID, params, &mut pending);
+        if body_len == 0 {
+            proto::encode_stream_end(record_type::STDIN, REQUEST_ID, &mut pending);
+        }
+        Exchange {
+            conn,
+            body,
+            body_left: body_len,
+            pending,
+            scratch: Vec::new(),
+            stdin_done: false,
+        }
+    }
+
+    /// Whether the whole body (and the STDIN terminator) was written. An
+    /// app that ended the request before reading all of it leaves the
+    /// connection in an unknown state: do not reuse it then.
+    pub fn stdin_complete(&self) -> bool {
+        self.stdin_done
+    }
+
+    /// The next event of the response.
+    pub async fn next_event(&mut self) -> Result<Event, ClientError> {
+        loop {
+            while let Some(record) = self.conn.decoder.decode(&mut self.conn.read_buf)? {
+                if let Some(event) = Connection::event_of(record)? {
+                    return Ok(event);
+                }
+            }
+            if self.pending.is_empty() && self.body_left > 0 {
+                self.fill_pending().await?;
+            }
+            if self.pending.is_empty() {
+                self.stdin_done = true;
+                let n = self.conn.reader.read_buf(&mut self.conn.read_buf).await?;
+                if n == 0 {
+                    return Err(ClientError::Closed);
+                }
+                continue;
+            }
+            // Write STDIN and read the response at the same time: both
+            // operations are cancel-safe (`write` reports what it wrote).
+            tokio::select! {
+                written = self.conn.writer.write(&self.pending) => {
+                    let n = written?;
+                    if n == 0 {
+                        return Err(ClientError::Closed);
+                    }
+                    self.pending.advance(n);
+                }
+                read = self.conn.reader.read_buf(&mut self.conn.read_buf) => {
+                    if read? == 0 {
+                        return Err(ClientError::Closed);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Encodes the next chunk of the body, and the STDIN terminator after
+    /// the last one.
+    async fn fill_pending(&mut self) -> Result<(), ClientError> {
+        let want = usize::try_from(self.body_left).unwrap_or(usize::MAX).min(STDIN_CHUNK);
+        if self.scratch.len() < want {
+            self.scratch.resize(want, 0);
+        }
+        let n = self.body.read(&mut self.scratch[..want]).await?;
+        if n == 0 {
+            // The body is shorter than announced: the app would wait forever.
+            return Err(ClientError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "request body ended early",
+            )));
+        }
+        proto::encode_stream(record_type::STDIN, REQUEST_ID, &self.scratch[..n], &mut self.pending);
+        self.body_left -= n as u64;
+        if self.body_left == 0 {
+            proto::encode_stream_end(record_type::STDIN, REQUEST_ID, &mut self.pending);
+        }
+        Ok(())
+    }
+}
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ReadHalf::Unix(r) => Pin::new(r).poll_read(cx, buf),
+            ReadHalf::Tcp(r) => Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for WriteHalf {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            WriteHalf::Unix(w) => Pin::new(w).poll_write(cx, buf),
+            WriteHalf::Tcp(w) => Pin::new(w).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Unix(w) => Pin::new(w).poll_flush(cx),
+            WriteHalf::Tcp(w) => Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Unix(w) => Pin::new(w).poll_shutdown(cx),
+            WriteHalf::Tcp(w) => Pin::new(w).poll_shutdown(cx),
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The access log: one line per request, in common log format plus the
+//! duration in seconds, the app and the pid of the instance that served it:
+//!
+//! ```text
+//! 127.0.0.1 - - [25/Nov/2026:05:00:00 +0000] "GET /hello.php HTTP/1.1" 200 13 0.000912 app=php pid=4242
+//! ```
+//!
+//! Lines are handed to a writer thread, so a slow terminal or disk never
+//! stalls a request; the thread flushes whenever it has caught up.
+
+use std::io::{self, BufWriter, Write};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config;
+
+/// Where access-log lines go. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    tx: Option<mpsc::Sender<String>>,
+}
+
+impl AccessLog {
+    /// Opens the configured destination and starts its writer thread.
+    pub fn open(destination: &config::AccessLog) -> io::Result<AccessLog> {
+        let out: Box<dyn Write + Send> = match destination {
+            config::AccessLog::Off => return Ok(AccessLog { tx: None }),
+            config::AccessLog::Stdout => Box::new(io::stdout()),
+            config::AccessLog::File(path) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
+        };
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || write_lines(rx, out))?;
+        Ok(AccessLog { tx: Some(tx) })
+    }
+
+    /// Starts the entry of one request (`None` when logging is off).
+    pub fn entry(&self, remote: IpAddr, method: &http::Method, uri: &http::Uri, version: http::Version) -> Option<AccessEntry> {
+        let tx = self.tx.clone()?;
+        Some(AccessEntry {
+            tx,
+            remote,
+            time: SystemTime::now(),
+            started: Instant::now(),
+            request_line: format!("{method} {uri} {version:?}"),
+            status: 0,
+            app: None,
+            pid: None,
+        })
+    }
+}
+
+fn write_lines(rx: mpsc::Receiver<String>, out: Box<dyn Write + Send>) {
+    let mut out = BufWriter::new(out);
+    while let Ok(line) = rx.recv() {
+        let _ = out.write_all(line.as_bytes());
+        while let Ok(line) = rx.try_recv() {
+            let _ = out.write_all(line.as_bytes());
+        }
+        let _ = out.flush();
+    }
+}
+
+/// The access-log line of one request, completed as the response goes out.
+#[derive(Debug)]
+pub struct AccessEntry {
+    tx: mpsc::Sender<String>,
+    remote: IpAddr,
+    time: SystemTime,
+    started: Instant,
+    request_line: String,
+    status: u16,
+    app: Option<Arc<str>>,
+    pid: Option<u32>,
+}
+
+impl AccessEntry {
+    pub fn set_status(&mut self, status: http::StatusCode) {
+        self.status = status.as_u16();
+    }
+
+    pub fn set_app(&mut self, app: Arc<str>, pid: Option<u32>) {
+        self.app = Some(app);
+        self.pid = pid;
+    }
+
+    /// Writes the line; `sent` is the number of body bytes sent.
+    pub fn write(self, sent: u64) {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let app = self.app.as_deref().unwrap_or("-");
+        let pid = self.pid.map_or_else(|| "-".to_string(), |p| p.to_string());
+        let line = format!(
+            "{} - - [{}] \"{}\" {} {} {:.6} app={} pid={}\n",
+            self.remote,
+            clf_time(self.time),
+            self.request_line.escape_debug(),
+            self.status,
+            sent,
+            elapsed,
+            app,
+            pid
+        );
+        let _ = self.tx.send(line);
+    }
+}
+
+/// `25/Nov/2026:05:00:00 +0000` (UTC).
+fn clf_time(time: SystemTime) -> String {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{day:02}/{}/{year:04}:{:02}:{:02}:{:02} +0000",
+        MONTHS[(month - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month 1..=12, day 1..=31), proleptic
+/// Gregorian calendar (the well-known era-based conversion).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates_in_common_log_format() {
+        assert_eq!(clf_time(UNIX_EPOCH), "01/Jan/1970:00:00:00 +0000");
+        // 2026-11-25T05:06:07Z
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_583_167);
+        assert_eq!(clf_time(t), "25/Nov/2026:05:06:07 +0000");
+        // A leap day.
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(clf_time(t), "29/Feb/2000:00:00:00 +0000");
+    }
+}
