@@ -1,1 +1,13 @@
-fn main(){}
+//! Integration tests: the real `fastgate` binary against real php-cgi and
+//! fcgiwrap processes on loopback. One module per area; `util` is the harness.
+#![allow(clippy::unwrap_used)]
+
+mod check;
+mod fcgiwrap;
+mod lifecycle;
+mod php;
+mod pool;
+mod security;
+mod static_files;
+mod upload;
+mod util;

@@ -13,8 +13,10 @@
 //! [`check_request`] holds the checks made on the parsed request.
 
 use std::io;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Request, Version, header};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -29,7 +31,10 @@ const MAX_HEADERS: usize = 128;
 /// The HTTP/2 connection preface (prior-knowledge h2c).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-const BAD_FRAMING: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 80\r\nconnection: close\r\n\r\n400 Bad Request: conflicting Content-Length / Transfer-Encoding request framing\n";
+/// What hyper is given instead of a refused head: a request it rejects with
+/// its own 400 (an invalid Content-Length), in order after any response still
+/// being written on the connection, and then closes.
+const REFUSED_HEAD: &[u8] = b"GET / HTTP/1.1\r\nhost: refused\r\ncontent-length: refused\r\n\r\n";
 
 /// Checks on a parsed request that hyper leaves to the server.
 pub fn check_request<B>(req: &Request<B>) -> Result<(), GatewayError> {
@@ -55,8 +60,8 @@ enum State {
     Fixed(u64),
     /// Inside a chunked body.
     Chunked(Chunk),
-    /// Answering a bad head with a 400 (`pos` bytes written), then closing.
-    Reject { pos: usize },
+    /// After a refused head: no more input reaches hyper.
+    Closed,
     /// No more checks (HTTP/2, an upgrade, or a head hyper will refuse).
     Passthrough,
 }
@@ -82,15 +87,22 @@ pub struct Guarded<S> {
     state: State,
     held: Vec<u8>,
     first: bool,
+    /// hyper's `header_read_timeout` only starts when hyper sees a byte, and
+    /// heads are held back from it: so the clock runs here, from the first
+    /// byte of a head until the head is complete.
+    head_timeout: Duration,
+    head_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<S> Guarded<S> {
-    pub fn new(inner: S) -> Self {
+    pub fn new(inner: S, head_timeout: Duration) -> Self {
         Guarded {
             inner,
             state: State::Head,
             held: Vec::new(),
             first: true,
+            head_timeout,
+            head_deadline: None,
         }
     }
 }
@@ -243,7 +255,12 @@ impl<S> Guarded<S> {
             Verdict::Reject(why) => {
                 info!(reason = why, "refusing request with ambiguous framing (400)");
                 self.held.clear();
-                self.state = State::Reject { pos: 0 };
+                self.held.extend_from_slice(REFUSED_HEAD);
+                self.state = State::Release {
+                    pos: 0,
+                    upto: REFUSED_HEAD.len(),
+                    next: Box::new(State::Closed),
+                };
                 return;
             }
         };
@@ -287,10 +304,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<S> {
         loop {
             match &mut this.state {
                 State::Passthrough => return Pin::new(&mut this.inner).poll_read(cx, buf),
-                State::Reject { .. } => {
-                    // Nothing more is read; hyper sees the end of the input.
-                    return Poll::Ready(Ok(()));
-                }
+                State::Closed => return Poll::Ready(Ok(())),
                 State::Release { pos, upto, next } => {
                     let n = (*upto - *pos).min(buf.remaining());
                     buf.put_slice(&this.held[*pos..*pos + n]);
@@ -350,6 +364,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<S> {
                         Poll::Ready(Ok(())) => {
                             this.held.extend_from_slice(read.filled());
                             this.examine();
+                            if matches!(this.state, State::Head) && this.head_deadline.is_none() {
+                                let timeout = this.head_timeout;
+                                this.head_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+                            }
+                            if !matches!(this.state, State::Head) {
+                                this.head_deadline = None;
+                            }
+                        }
+                        Poll::Pending => {
+                            if let Some(deadline) = this.head_deadline.as_mut()
+                                && deadline.as_mut().poll(cx).is_ready()
+                            {
+                                info!(timeout = ?this.head_timeout, "client did not send a complete request head in time; closing (header_read_timeout)");
+                                this.head_deadline = None;
+                                this.held.clear();
+                                this.state = State::Closed;
+                                return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "header_read_timeout")));
+                            }
+                            return Poll::Pending;
                         }
                         other => return other,
                     }
@@ -361,18 +394,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if let State::Reject { pos } = &mut this.state {
-            // Write our 400 first; hyper's own output is discarded.
-            while *pos < BAD_FRAMING.len() {
-                match Pin::new(&mut this.inner).poll_write(cx, &BAD_FRAMING[*pos..]) {
-                    Poll::Ready(Ok(n)) => *pos += n,
-                    other => return other,
-                }
-            }
-            return Poll::Ready(Ok(data.len()));
-        }
-        Pin::new(&mut this.inner).poll_write(cx, data)
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -380,17 +402,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if let State::Reject { pos } = &mut this.state {
-            while *pos < BAD_FRAMING.len() {
-                match Pin::new(&mut this.inner).poll_write(cx, &BAD_FRAMING[*pos..]) {
-                    Poll::Ready(Ok(n)) => *pos += n,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
-        }
-        Pin::new(&mut this.inner).poll_shutdown(cx)
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

@@ -204,8 +204,30 @@ impl Gateway {
             .request_parts(method, uri, headers)
             .build(hyper_staticfile::ResolveResult::Found(resolved))
             .map_err(|e| static_error(std::io::Error::other(e)))?;
-        Ok(response.map(ResponseBody::static_file))
+        let mut response = response.map(ResponseBody::static_file);
+        if response.status() == StatusCode::OK && not_modified(headers, response.headers()) {
+            // hyper-staticfile handles If-Modified-Since but not If-None-Match,
+            // which takes precedence (RFC 9110 §13.2.2).
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            *response.body_mut() = ResponseBody::empty();
+            response.headers_mut().remove(header::CONTENT_LENGTH);
+        }
+        Ok(response)
     }
+}
+
+/// Whether `If-None-Match` matches the response's ETag (weak comparison).
+fn not_modified(request: &http::HeaderMap, response: &http::HeaderMap) -> bool {
+    let Some(etag) = response.get(header::ETAG).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let weak = |tag: &str| tag.trim().trim_start_matches("W/").to_string();
+    request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|tag| tag.trim() == "*" || weak(tag) == weak(etag))
 }
 
 /// `Content-Type` of a static file; text types get a UTF-8 charset.
@@ -267,6 +289,7 @@ pub async fn run(gateway: Arc<Gateway>, listeners: Vec<TcpListener>, mut stop: w
         .keep_alive(true);
     let builder = Arc::new(builder);
 
+    let gateway_header_timeout = gateway.config.server.header_read_timeout;
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(64);
     let mut accept_tasks = Vec::new();
     for listener in listeners {
@@ -308,7 +331,7 @@ pub async fn run(gateway: Arc<Gateway>, listeners: Vec<TcpListener>, mut stop: w
                     let span = info_span!("request", method = %req.method(), uri = %req.uri(), %remote);
                     async move { Ok::<_, Infallible>(gateway.handle(req, remote, local).await) }.instrument(span)
                 });
-                let io = framing::Guarded::new(stream);
+                let io = framing::Guarded::new(stream, gateway_header_timeout);
                 let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {

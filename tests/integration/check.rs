@@ -1,0 +1,67 @@
+//! `fastgate check` and other CLI behaviour.
+
+use std::process::Command;
+
+use crate::util::*;
+
+fn check(config: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("www")).unwrap();
+    let path = dir.path().join("fastgate.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fastgate")).arg("check").arg(&path).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn valid_config_passes() {
+    let (ok, stdout, stderr) = check(&php_config(""));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("app \"php\""), "{stdout}");
+    assert!(stdout.contains("*.php"), "{stdout}");
+}
+
+#[test]
+fn bad_value_names_file_line_and_key() {
+    let config = php_config("max_instances = \"x\"").replace("max_instances = 2\n", "");
+    let line = config.lines().position(|l| l.starts_with("max_instances = \"x\"")).unwrap() + 1;
+    let (ok, _, stderr) = check(&config);
+    assert!(!ok);
+    assert!(stderr.contains(&format!("fastgate.toml:{line}:")), "{stderr}");
+    assert!(stderr.contains("max_instances"), "{stderr}");
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let (ok, _, stderr) = check(&php_config("max_instanses = 3"));
+    assert!(!ok);
+    assert!(stderr.contains("max_instanses"), "{stderr}");
+}
+
+#[test]
+fn impossible_instances_are_refused() {
+    let config = php_config("min_instances = 5");
+    let line = config.lines().position(|l| l.starts_with("min_instances")).unwrap() + 1;
+    let (ok, _, stderr) = check(&config);
+    assert!(!ok);
+    assert!(stderr.contains(&format!("fastgate.toml:{line}:")), "{stderr}");
+    assert!(stderr.contains("min_instances"), "{stderr}");
+}
+
+#[test]
+fn missing_command_is_named() {
+    let (ok, _, stderr) = check(&php_config("").replace(&php_cgi(), "/nonexistent/php-cgi"));
+    assert!(!ok);
+    assert!(stderr.contains("/nonexistent/php-cgi"), "{stderr}");
+    assert!(stderr.contains("apt-get install php-cgi"), "{stderr}");
+}
+
+#[test]
+fn version_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fastgate")).arg("--version").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), concat!("fastgate ", env!("CARGO_PKG_VERSION")));
+}

@@ -1,0 +1,433 @@
+//! The harness: a real `fastgate` process per test, in a temp dir, on an
+//! ephemeral loopback port, plus a small raw HTTP/1.1 client (the tests need
+//! to send malformed requests no HTTP library would).
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+/// php-cgi, or a loud failure: these tests never skip silently.
+pub fn php_cgi() -> String {
+    find_program("php-cgi", &["/usr/bin/php-cgi"])
+        .expect("php-cgi is not installed: run tests/run.sh (it installs it) or apt-get install php-cgi")
+}
+
+/// fcgiwrap, or a loud failure.
+pub fn fcgiwrap() -> String {
+    find_program("fcgiwrap", &["/usr/sbin/fcgiwrap", "/usr/bin/fcgiwrap"])
+        .expect("fcgiwrap is not installed: run tests/run.sh (it installs it) or apt-get install fcgiwrap")
+}
+
+fn find_program(name: &str, fallbacks: &[&str]) -> Option<String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .chain(fallbacks.iter().map(PathBuf::from))
+        .find(|p| p.is_file())
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// The folder with the PHP scripts and CGI scripts the tests use.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+/// A config for a PHP app over `www/` (the fixtures), with extra lines
+/// appended to the `[[app]]` table.
+pub fn php_config(app_extra: &str) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+root = "www"
+
+[[app]]
+name = "php"
+command = "{php}"
+handles = ["*.php"]
+{max_instances}{app_extra}
+[app.env]
+PHP_FCGI_CHILDREN = "0"
+PHP_FCGI_MAX_REQUESTS = "10000"
+"#,
+        php = php_cgi(),
+        max_instances = if app_extra.contains("max_instances") { "" } else { "max_instances = 2\n" },
+    )
+}
+
+/// A running gateway. Dropping it stops the gateway and everything it started.
+pub struct Gateway {
+    _dir: tempfile::TempDir,
+    child: Option<Child>,
+    pid: u32,
+    addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
+}
+
+impl Gateway {
+    /// Starts a gateway on `config` with the fixtures copied to `www/`.
+    pub fn start(config: &str) -> Gateway {
+        Self::start_with(config, |_| {})
+    }
+
+    /// Like `start`, after `prepare` has added files to the temp dir.
+    pub fn start_with(config: &str, prepare: impl FnOnce(&Path)) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        copy_dir(&fixtures().join("www"), &dir.path().join("www"));
+        prepare(dir.path());
+        std::fs::write(dir.path().join("fastgate.toml"), config).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fastgate"))
+            .arg("serve")
+            .arg(dir.path().join("fastgate.toml"))
+            .env("FASTGATE_LOG", "info,fastgate=debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("start fastgate");
+        let pid = child.id();
+        let stderr = drain(child.stderr.take().expect("stderr"), "fastgate");
+        let stdout = drain(child.stdout.take().expect("stdout"), "access");
+        let mut gateway = Gateway {
+            _dir: dir,
+            child: Some(child),
+            pid,
+            addr: "127.0.0.1:1".parse().expect("addr"),
+            stderr,
+            stdout,
+        };
+        gateway.addr = gateway.wait_listening();
+        gateway
+    }
+
+    fn wait_listening(&mut self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(addr) = self.logs().lines().find_map(|l| {
+                let rest = l.split("listening addr=").nth(1)?;
+                rest.split_whitespace().next()?.parse().ok()
+            }) {
+                return addr;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("fastgate exited before listening ({status}):\n{}", self.logs());
+            }
+            assert!(Instant::now() < deadline, "fastgate did not start listening:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Everything the gateway logged (stderr).
+    pub fn logs(&self) -> String {
+        self.stderr.lock().expect("lock").clone()
+    }
+
+    /// The access log (stdout).
+    pub fn access_log(&self) -> String {
+        self.stdout.lock().expect("lock").clone()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.pid as i32), signal).expect("signal fastgate");
+    }
+
+    /// Waits for the gateway to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// The gateway's children: (pid, command name, state letter).
+    pub fn children(&self) -> Vec<(u32, String, char)> {
+        children_of(self.pid)
+    }
+
+    /// Fails if a child of the gateway is a zombie (exited, not reaped).
+    pub fn assert_no_zombies(&self) {
+        // Reaping is asynchronous: give the supervisor a moment.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let zombies: Vec<_> = self.children().into_iter().filter(|c| c.2 == 'Z').collect();
+            if zombies.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "zombie children: {zombies:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The peak resident memory of the gateway (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        request(self.addr, "GET", path, &[], b"")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Whatever is left of the gateway or its apps goes with the group.
+        let _ = killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+        let _ = child.wait();
+    }
+}
+
+/// Children of `parent` from /proc: (pid, comm, state).
+pub fn children_of(parent: u32) -> Vec<(u32, String, char)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // comm is in parentheses and may contain spaces: split at the last ')'.
+        let Some((head, tail)) = stat.rsplit_once(')') else { continue };
+        let comm = head.split_once('(').map_or("", |(_, c)| c).to_string();
+        let mut fields = tail.split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid: u32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if ppid == parent {
+            out.push((pid, comm, state));
+        }
+    }
+    out
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, t)| !t.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+fn drain(stream: impl Read + Send + 'static, tag: &'static str) -> Arc<Mutex<String>> {
+    let buffer = Arc::new(Mutex::new(String::new()));
+    let sink = buffer.clone();
+    std::thread::spawn(move || {
+        let reader = BufReader::new(stream);
+        for line in reader.split(b'\n').map_while(Result::ok) {
+            let line = String::from_utf8_lossy(&line).into_owned();
+            eprintln!("[{tag}] {line}");
+            let mut b = sink.lock().expect("lock");
+            b.push_str(&line);
+            b.push('\n');
+        }
+    });
+    buffer
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read fixtures") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy fixture");
+        }
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn headers_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends a request with `Connection: close` and reads the whole response.
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        raw.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        raw.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    raw.push_str("\r\n");
+    let mut bytes = raw.into_bytes();
+    bytes.extend_from_slice(body);
+    send_raw(addr, &bytes, method == "HEAD")
+}
+
+pub fn post(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> Response {
+    request(addr, "POST", path, &[("Content-Type", content_type)], body)
+}
+
+/// Writes `bytes` as they are and parses one response.
+pub fn send_raw(addr: SocketAddr, bytes: &[u8], head_only: bool) -> Response {
+    let mut stream = connect(addr);
+    stream.write_all(bytes).expect("send request");
+    let mut reader = BufReader::new(stream);
+    read_response(&mut reader, head_only).expect("read response")
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    stream
+}
+
+/// Reads one response from a connection (for keep-alive tests too).
+pub fn read_response(reader: &mut impl BufRead, head_only: bool) -> std::io::Result<Response> {
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = line.split_once(':') {
+            headers.push((n.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let mut response = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if head_only || status == 304 || status == 204 || (100..200).contains(&status) {
+        return Ok(response);
+    }
+    if response.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| std::io::Error::other(format!("bad chunk size {size:?}")))?;
+            if size == 0 {
+                let mut end = String::new();
+                reader.read_line(&mut end)?;
+                break;
+            }
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk)?;
+            response.body.extend_from_slice(&chunk[..size]);
+        }
+    } else if let Some(len) = response.header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+        response.body = vec![0; len];
+        reader.read_exact(&mut response.body)?;
+    } else {
+        reader.read_to_end(&mut response.body)?;
+    }
+    Ok(response)
+}
+
+/// The distinct values of a PHP `pid=NNN` marker in responses.
+pub fn distinct_pids(responses: &[Response]) -> HashSet<u32> {
+    responses.iter().filter_map(|r| pid_of(&r.text())).collect()
+}
+
+pub fn pid_of(text: &str) -> Option<u32> {
+    text.split("pid=").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// CRC-32 (IEEE), to compare with PHP's `hash('crc32b', ...)`.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut table = [0u32; 256];
+    for (i, slot) in table.iter_mut().enumerate() {
+        let mut c = i as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+        *slot = c;
+    }
+    let mut crc = !0u32;
+    for &b in data {
+        crc = table[((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+/// Deterministic test data.
+pub fn payload(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x1234_5678;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
