@@ -28,7 +28,12 @@ impl AccessLog {
         let out: Box<dyn Write + Send> = match destination {
             config::AccessLog::Off => return Ok(AccessLog { tx: None }),
             config::AccessLog::Stdout => Box::new(io::stdout()),
-            config::AccessLog::File(path) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
+            config::AccessLog::File(path) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
         };
         let (tx, rx) = mpsc::channel::<String>();
         std::thread::Builder::new()
@@ -38,7 +43,13 @@ impl AccessLog {
     }
 
     /// Starts the entry of one request (`None` when logging is off).
-    pub fn entry(&self, remote: IpAddr, method: &http::Method, uri: &http::Uri, version: http::Version) -> Option<AccessEntry> {
+    pub fn entry(
+        &self,
+        remote: IpAddr,
+        method: &http::Method,
+        uri: &http::Uri,
+        version: http::Version,
+    ) -> Option<AccessEntry> {
         let tx = self.tx.clone()?;
         Some(AccessEntry {
             tx,
@@ -109,7 +120,9 @@ impl AccessEntry {
 
 /// `25/Nov/2026:05:00:00 +0000` (UTC).
 fn clf_time(time: SystemTime) -> String {
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;

@@ -60,7 +60,9 @@ impl RequestBody {
         B: Body<Data = Bytes, Error = hyper::Error> + Unpin,
     {
         if body.size_hint().lower() > limits.max_size {
-            return Err(BodyError::TooLarge { limit: limits.max_size });
+            return Err(BodyError::TooLarge {
+                limit: limits.max_size,
+            });
         }
         let mut memory = BytesMut::new();
         let mut spill: Option<(tokio::fs::File, u64)> = None;
@@ -70,10 +72,15 @@ impl RequestBody {
                 Ok(None) => break,
                 Ok(Some(frame)) => frame.map_err(BodyError::Client)?,
             };
-            let Ok(data) = frame.into_data() else { continue };
-            let total = memory.len() as u64 + spill.as_ref().map_or(0, |(_, n)| *n) + data.len() as u64;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let total =
+                memory.len() as u64 + spill.as_ref().map_or(0, |(_, n)| *n) + data.len() as u64;
             if total > limits.max_size {
-                return Err(BodyError::TooLarge { limit: limits.max_size });
+                return Err(BodyError::TooLarge {
+                    limit: limits.max_size,
+                });
             }
             match &mut spill {
                 Some((file, written)) => {
@@ -138,7 +145,11 @@ pub enum BodyReader {
 }
 
 impl AsyncRead for BodyReader {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             BodyReader::Memory(cursor) => Pin::new(cursor).poll_read(cx, buf),
             BodyReader::File(file) => Pin::new(file).poll_read(cx, buf),
@@ -190,7 +201,11 @@ impl ResponseBody {
     }
 
     fn of(kind: Kind) -> Self {
-        ResponseBody { kind, sent: 0, log: None }
+        ResponseBody {
+            kind,
+            sent: 0,
+            log: None,
+        }
     }
 
     /// Attaches the access-log entry written when the body is finished or dropped.
@@ -203,12 +218,17 @@ impl Body for ResponseBody {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Static(body) => Pin::new(body).poll_frame(cx),
-            Kind::Stream(rx) => rx.poll_recv(cx).map(|item| item.map(|r| r.map(Frame::data))),
+            Kind::Stream(rx) => rx
+                .poll_recv(cx)
+                .map(|item| item.map(|r| r.map(Frame::data))),
         };
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()

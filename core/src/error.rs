@@ -59,13 +59,17 @@ impl GatewayError {
             },
             GatewayError::Upstream(e) => match e {
                 UpstreamError::Pool(_) => StatusCode::SERVICE_UNAVAILABLE,
-                UpstreamError::Connection { .. } | UpstreamError::Head { .. } | UpstreamError::NoHead { .. } => {
-                    StatusCode::BAD_GATEWAY
-                }
+                UpstreamError::Connection { .. }
+                | UpstreamError::Head { .. }
+                | UpstreamError::NoHead { .. } => StatusCode::BAD_GATEWAY,
                 UpstreamError::Body(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            GatewayError::RedirectLoop(_) | GatewayError::BadRedirect { .. } => StatusCode::BAD_GATEWAY,
-            GatewayError::Static { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            GatewayError::RedirectLoop(_) | GatewayError::BadRedirect { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            GatewayError::Static { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
                 StatusCode::FORBIDDEN
             }
             GatewayError::Static { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -82,7 +86,9 @@ impl GatewayError {
                 | PoolError::ShuttingDown { app } => app,
             }),
             GatewayError::Upstream(
-                UpstreamError::Connection { app, .. } | UpstreamError::Head { app, .. } | UpstreamError::NoHead { app, .. },
+                UpstreamError::Connection { app, .. }
+                | UpstreamError::Head { app, .. }
+                | UpstreamError::NoHead { app, .. },
             )
             | GatewayError::BadRedirect { app, .. } => Some(app),
             _ => None,
@@ -104,12 +110,19 @@ impl GatewayError {
         let mut response = Response::new(ResponseBody::full(text));
         *response.status_mut() = status;
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
         if let GatewayError::MethodNotAllowed { allow } = self {
-            let list = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+            let list = allow
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
             if let Ok(value) = HeaderValue::from_str(&list) {
                 headers.insert(header::ALLOW, value);
             }

@@ -59,11 +59,19 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     let access_log = AccessLog::open(&config.server.access_log).map_err(RunError::AccessLog)?;
     let listeners = http::bind(&config.server.listen).await?;
 
-    let pools: Vec<Pool> = config.apps.iter().map(|app| Pool::new(app, &runtime_dir)).collect();
+    let pools: Vec<Pool> = config
+        .apps
+        .iter()
+        .map(|app| Pool::new(app, &runtime_dir))
+        .collect();
     for pool in &pools {
         pool.start();
     }
-    let gateway = Arc::new(http::Gateway::new(config.clone(), pools.clone(), access_log));
+    let gateway = Arc::new(http::Gateway::new(
+        config.clone(),
+        pools.clone(),
+        access_log,
+    ));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let signals = tokio::spawn(wait_for_signal(stop_tx));
@@ -90,7 +98,9 @@ async fn wait_for_signal(stop: watch::Sender<bool>) -> Result<(), RunError> {
     Ok(())
 }
 
-fn runtime_dir(configured: Option<&Path>) -> Result<(Option<tempfile::TempDir>, PathBuf), RunError> {
+fn runtime_dir(
+    configured: Option<&Path>,
+) -> Result<(Option<tempfile::TempDir>, PathBuf), RunError> {
     match configured {
         Some(path) => {
             pool::private_dir(path).map_err(|source| RunError::RuntimeDir {

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use fastgate::config::{self, Config};
 
 #[derive(Parser)]
-#[command(name = "fastgate", version, about = "A FastCGI/CGI application gateway: pools of single-request app processes behind an HTTP front.")]
+#[command(
+    name = "fastgate",
+    version,
+    about = "A FastCGI/CGI application gateway: pools of single-request app processes behind an HTTP front."
+)]
 struct Cli {
     /// Log line format (the filter comes from FASTGATE_LOG, e.g. "info,fastgate=debug").
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -42,7 +46,9 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FASTGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -52,9 +58,13 @@ fn init_logging(format: LogFormat) {
 fn serve(path: Option<&Path>) -> ExitCode {
     let loaded = match path {
         Some(path) => config::load_file(path),
-        None if Path::new("fastgate.toml").exists() => config::load_file(Path::new("fastgate.toml")),
+        None if Path::new("fastgate.toml").exists() => {
+            config::load_file(Path::new("fastgate.toml"))
+        }
         None => {
-            tracing::info!("no fastgate.toml here: serving the built-in quickstart (examples/quickstart)");
+            tracing::info!(
+                "no fastgate.toml here: serving the built-in quickstart (examples/quickstart)"
+            );
             Config::quickstart()
         }
     };
@@ -65,7 +75,10 @@ fn serve(path: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("fastgate: cannot start the async runtime: {e}");

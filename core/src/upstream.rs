@@ -150,7 +150,12 @@ impl ExchangeTask {
 
     /// Runs the request on one instance, from the first byte written to
     /// END_REQUEST.
-    async fn exchange(&self, mut lease: Lease, head_tx: HeadSender, body_tx: &BodySender) -> Outcome {
+    async fn exchange(
+        &self,
+        mut lease: Lease,
+        head_tx: HeadSender,
+        body_tx: &BodySender,
+    ) -> Outcome {
         let app = lease.app().clone();
         let pid = lease.pid();
         let reused = lease.is_reused();
@@ -163,7 +168,12 @@ impl ExchangeTask {
             }
         };
         let mut stderr = StderrLog::default();
-        let mut exchange = Exchange::start(lease.connection(), self.params.iter(), reader, self.body.len());
+        let mut exchange = Exchange::start(
+            lease.connection(),
+            self.params.iter(),
+            reader,
+            self.body.len(),
+        );
 
         // Phase 1: the response head.
         let mut head_buf = BytesMut::new();
@@ -194,7 +204,9 @@ impl ExchangeTask {
                     let _ = head_tx.send(Err(UpstreamError::NoHead { app, pid }));
                     return Outcome::Done;
                 }
-                Err(e) if reused && head_buf.is_empty() && stderr.is_empty() && e.is_peer_gone() => {
+                Err(e)
+                    if reused && head_buf.is_empty() && stderr.is_empty() && e.is_peer_gone() =>
+                {
                     debug!(app = %app, pid, error = %e, "instance was gone before the request; retrying on another");
                     drop(exchange);
                     lease.discard();
@@ -238,7 +250,9 @@ impl ExchangeTask {
                     warn!(app = %app, pid, uri = %self.uri, error = %source, "app failed in the middle of a response");
                     lease.discard();
                     let _ = body_tx
-                        .send(Err(std::io::Error::other(format!("app {app} (pid {pid}): {source}"))))
+                        .send(Err(std::io::Error::other(format!(
+                            "app {app} (pid {pid}): {source}"
+                        ))))
                         .await;
                     return Outcome::Done;
                 }
@@ -277,7 +291,14 @@ impl StderrLog {
             return;
         }
         let text = String::from_utf8_lossy(&self.text);
-        warn!(app, pid, uri, truncated = self.dropped, "app wrote to FCGI_STDERR: {}", text.trim_end());
+        warn!(
+            app,
+            pid,
+            uri,
+            truncated = self.dropped,
+            "app wrote to FCGI_STDERR: {}",
+            text.trim_end()
+        );
         self.text.clear();
         self.dropped = 0;
     }

@@ -9,7 +9,11 @@ fn check(config: &str) -> (bool, String, String) {
     std::fs::create_dir(dir.path().join("www")).unwrap();
     let path = dir.path().join("fastgate.toml");
     std::fs::write(&path, config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_fastgate")).arg("check").arg(&path).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fastgate"))
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -28,10 +32,17 @@ fn valid_config_passes() {
 #[test]
 fn bad_value_names_file_line_and_key() {
     let config = php_config("max_instances = \"x\"").replace("max_instances = 2\n", "");
-    let line = config.lines().position(|l| l.starts_with("max_instances = \"x\"")).unwrap() + 1;
+    let line = config
+        .lines()
+        .position(|l| l.starts_with("max_instances = \"x\""))
+        .unwrap()
+        + 1;
     let (ok, _, stderr) = check(&config);
     assert!(!ok);
-    assert!(stderr.contains(&format!("fastgate.toml:{line}:")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("fastgate.toml:{line}:")),
+        "{stderr}"
+    );
     assert!(stderr.contains("max_instances"), "{stderr}");
 }
 
@@ -45,10 +56,17 @@ fn unknown_key_is_named() {
 #[test]
 fn impossible_instances_are_refused() {
     let config = php_config("min_instances = 5");
-    let line = config.lines().position(|l| l.starts_with("min_instances")).unwrap() + 1;
+    let line = config
+        .lines()
+        .position(|l| l.starts_with("min_instances"))
+        .unwrap()
+        + 1;
     let (ok, _, stderr) = check(&config);
     assert!(!ok);
-    assert!(stderr.contains(&format!("fastgate.toml:{line}:")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("fastgate.toml:{line}:")),
+        "{stderr}"
+    );
     assert!(stderr.contains("min_instances"), "{stderr}");
 }
 
@@ -62,6 +80,12 @@ fn missing_command_is_named() {
 
 #[test]
 fn version_flag() {
-    let out = Command::new(env!("CARGO_BIN_EXE_fastgate")).arg("--version").output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), concat!("fastgate ", env!("CARGO_PKG_VERSION")));
+    let out = Command::new(env!("CARGO_BIN_EXE_fastgate"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        concat!("fastgate ", env!("CARGO_PKG_VERSION"))
+    );
 }

@@ -12,13 +12,18 @@ fn sigterm_lets_the_request_in_flight_finish() {
     let mut gw = Gateway::start(&php_config(""));
     let addr = gw.addr();
     let slow = std::thread::spawn(move || request(addr, "GET", "/pid.php?sleep=2000", &[], b""));
-    assert!(gw.wait_for_log("instance started", Duration::from_secs(10)), "PHP never started");
+    assert!(
+        gw.wait_for_log("instance started", Duration::from_secs(10)),
+        "PHP never started"
+    );
     std::thread::sleep(Duration::from_millis(300));
     gw.signal(Signal::SIGTERM);
     let r = slow.join().unwrap();
     assert_eq!(r.status, 200);
     let pid = pid_of(&r.text()).unwrap();
-    let status = gw.wait_exit(Duration::from_secs(15)).expect("gateway did not exit");
+    let status = gw
+        .wait_exit(Duration::from_secs(15))
+        .expect("gateway did not exit");
     assert!(status.success(), "exit status {status}");
     assert!(!process_alive(pid), "php-cgi {pid} outlived the gateway");
     assert!(gw.logs().contains("signal=\"SIGTERM\""));
@@ -33,7 +38,10 @@ fn new_connections_are_refused_while_draining() {
     std::thread::sleep(Duration::from_millis(200));
     gw.signal(Signal::SIGTERM);
     assert!(gw.wait_for_log("no longer accepting", Duration::from_secs(5)));
-    assert!(std::net::TcpStream::connect(addr).is_err(), "still accepting after SIGTERM");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still accepting after SIGTERM"
+    );
     assert_eq!(slow.join().unwrap().status, 200);
     assert!(gw.wait_exit(Duration::from_secs(15)).is_some());
 }
@@ -64,7 +72,15 @@ fn access_log_names_app_and_pid() {
     let log = gw.access_log();
     let lines: Vec<&str> = log.lines().collect();
     assert!(lines[0].starts_with("127.0.0.1 - - ["), "{}", lines[0]);
-    assert!(lines[0].contains(&format!("\"GET /pid.php?x=1 HTTP/1.1\" 200 ")), "{}", lines[0]);
-    assert!(lines[0].ends_with(&format!("app=php pid={pid}")), "{}", lines[0]);
+    assert!(
+        lines[0].contains("\"GET /pid.php?x=1 HTTP/1.1\" 200 "),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].ends_with(&format!("app=php pid={pid}")),
+        "{}",
+        lines[0]
+    );
     assert!(lines[1].ends_with("app=- pid=-"), "{}", lines[1]);
 }

@@ -16,9 +16,19 @@ fn get_post_and_head() {
     assert_eq!(v["GET"]["name"], "fast");
     assert_eq!(v["REQUEST_METHOD"], "GET");
     assert_eq!(v["GATEWAY_INTERFACE"], "CGI/1.1");
-    assert!(v["SERVER_SOFTWARE"].as_str().unwrap().starts_with("fastgate/"));
+    assert!(
+        v["SERVER_SOFTWARE"]
+            .as_str()
+            .unwrap()
+            .starts_with("fastgate/")
+    );
 
-    let r = post(gw.addr(), "/server.php", "application/x-www-form-urlencoded", b"a=1&b=two+words");
+    let r = post(
+        gw.addr(),
+        "/server.php",
+        "application/x-www-form-urlencoded",
+        b"a=1&b=two+words",
+    );
     let v = json(&r);
     assert_eq!(v["POST"]["a"], "1");
     assert_eq!(v["POST"]["b"], "two words");
@@ -28,7 +38,12 @@ fn get_post_and_head() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert!(r.body.is_empty());
-    assert!(gw.access_log().contains("\"HEAD /server.php HTTP/1.1\" 200"), "{}", gw.access_log());
+    assert!(
+        gw.access_log()
+            .contains("\"HEAD /server.php HTTP/1.1\" 200"),
+        "{}",
+        gw.access_log()
+    );
 }
 
 #[test]
@@ -47,7 +62,13 @@ fn status_codes_and_redirects_set_by_php() {
 #[test]
 fn cookies_and_repeated_headers() {
     let gw = Gateway::start(&php_config(""));
-    let r = request(gw.addr(), "GET", "/cookies.php", &[("Cookie", "a=1; b=2")], b"");
+    let r = request(
+        gw.addr(),
+        "GET",
+        "/cookies.php",
+        &[("Cookie", "a=1; b=2")],
+        b"",
+    );
     assert_eq!(r.status, 200);
     let cookies = r.headers_all("set-cookie");
     assert_eq!(cookies.len(), 2, "{:?}", r.headers);
@@ -65,7 +86,12 @@ fn path_info_and_script_name_for_extension_mappings() {
     assert_eq!(v["PATH_INFO"], "/x/y");
     assert_eq!(v["REQUEST_URI"], "/sub/info.php/x/y?q=1");
     assert_eq!(v["QUERY_STRING"], "q=1");
-    assert!(v["SCRIPT_FILENAME"].as_str().unwrap().ends_with("www/sub/info.php"));
+    assert!(
+        v["SCRIPT_FILENAME"]
+            .as_str()
+            .unwrap()
+            .ends_with("www/sub/info.php")
+    );
 }
 
 #[test]
@@ -101,9 +127,19 @@ fn missing_scripts_404_without_reaching_php() {
     let gw = Gateway::start(&php_config(""));
     let r = gw.get("/nope.php");
     assert_eq!(r.status, 404);
-    assert!(gw.children().is_empty(), "a process was spawned for a missing script");
-    assert!(gw.access_log().contains("\"GET /nope.php HTTP/1.1\" 404"), "{}", gw.access_log());
-    assert!(gw.wait_for_log("status=404", std::time::Duration::from_secs(5)), "no log line names the 404");
+    assert!(
+        gw.children().is_empty(),
+        "a process was spawned for a missing script"
+    );
+    assert!(
+        gw.access_log().contains("\"GET /nope.php HTTP/1.1\" 404"),
+        "{}",
+        gw.access_log()
+    );
+    assert!(
+        gw.wait_for_log("status=404", std::time::Duration::from_secs(5)),
+        "no log line names the 404"
+    );
 }
 
 #[test]

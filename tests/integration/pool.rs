@@ -13,9 +13,18 @@ fn hundred_concurrent_requests_on_two_instances() {
     let gw = Gateway::start(&php_config(""));
     let addr = gw.addr();
     let threads: Vec<_> = (0..20)
-        .map(|_| std::thread::spawn(move || (0..5).map(|_| request(addr, "GET", "/pid.php?sleep=20", &[], b"")).collect::<Vec<_>>()))
+        .map(|_| {
+            std::thread::spawn(move || {
+                (0..5)
+                    .map(|_| request(addr, "GET", "/pid.php?sleep=20", &[], b""))
+                    .collect::<Vec<_>>()
+            })
+        })
         .collect();
-    let responses: Vec<Response> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let responses: Vec<Response> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     assert_eq!(responses.len(), 100);
     assert!(responses.iter().all(|r| r.status == 200), "not all 200");
     let pids = distinct_pids(&responses);
@@ -39,10 +48,17 @@ fn instance_max_requests_recycles() {
 #[test]
 fn php_fcgi_max_requests_below_instance_max_requests_fails_nothing() {
     // php-cgi exits on its own after 3 requests: the pool must recycle first.
-    let config = php_config("max_instances = 1").replace("PHP_FCGI_MAX_REQUESTS = \"10000\"", "PHP_FCGI_MAX_REQUESTS = \"3\"");
+    let config = php_config("max_instances = 1").replace(
+        "PHP_FCGI_MAX_REQUESTS = \"10000\"",
+        "PHP_FCGI_MAX_REQUESTS = \"3\"",
+    );
     let gw = Gateway::start(&config);
     let responses: Vec<Response> = (0..10).map(|_| gw.get("/pid.php")).collect();
-    assert!(responses.iter().all(|r| r.status == 200), "{:?}", responses.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert!(
+        responses.iter().all(|r| r.status == 200),
+        "{:?}",
+        responses.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
     assert_eq!(distinct_pids(&responses).len(), 4);
 }
 
@@ -76,7 +92,10 @@ fn process_dying_mid_request_is_502_for_that_request_only() {
     let gw = Gateway::start(&php_config("max_instances = 1"));
     let r = gw.get("/kill.php");
     assert_eq!(r.status, 502);
-    assert!(gw.wait_for_log("app php", std::time::Duration::from_secs(5)), "no log line names the app");
+    assert!(
+        gw.wait_for_log("app php", std::time::Duration::from_secs(5)),
+        "no log line names the app"
+    );
     assert_eq!(gw.get("/pid.php").status, 200);
     gw.assert_no_zombies();
 }
@@ -97,8 +116,14 @@ fn full_queue_is_503_with_retry_after_at_once() {
     let r = gw.get("/pid.php");
     assert_eq!(r.status, 503);
     assert!(r.header("retry-after").is_some());
-    assert!(started.elapsed() < Duration::from_secs(1), "503 was not immediate");
-    assert!(gw.wait_for_log("queue is full", std::time::Duration::from_secs(5)), "no log line names the cause");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "503 was not immediate"
+    );
+    assert!(
+        gw.wait_for_log("queue is full", std::time::Duration::from_secs(5)),
+        "no log line names the cause"
+    );
     assert_eq!(slow.join().unwrap().status, 200);
 }
 
@@ -116,7 +141,11 @@ fn missing_command_answers_503_and_names_the_package() {
     let gw = Gateway::start(&config);
     let r = gw.get("/pid.php");
     assert_eq!(r.status, 503);
-    assert!(gw.wait_for_log("apt-get install php-cgi", std::time::Duration::from_secs(5)), "{}", gw.logs());
+    assert!(
+        gw.wait_for_log("apt-get install php-cgi", std::time::Duration::from_secs(5)),
+        "{}",
+        gw.logs()
+    );
     // Static files still work.
     assert_eq!(gw.get("/page.html").status, 200);
 }

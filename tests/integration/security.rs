@@ -11,13 +11,23 @@ fn json(r: &Response) -> Value {
 }
 
 fn raw_get(gw: &Gateway, target: &str) -> Response {
-    send_raw(gw.addr(), format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(), false)
+    send_raw(
+        gw.addr(),
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        false,
+    )
 }
 
 #[test]
 fn httpoxy_proxy_header_never_becomes_http_proxy() {
     let gw = Gateway::start(&php_config(""));
-    let v = json(&request(gw.addr(), "GET", "/server.php", &[("Proxy", "http://evil.example:8080")], b""));
+    let v = json(&request(
+        gw.addr(),
+        "GET",
+        "/server.php",
+        &[("Proxy", "http://evil.example:8080")],
+        b"",
+    ));
     assert_eq!(v["HTTP_PROXY"], Value::Null);
     assert_eq!(v["getenv_HTTP_PROXY"], false);
 }
@@ -25,20 +35,40 @@ fn httpoxy_proxy_header_never_becomes_http_proxy() {
 #[test]
 fn header_names_with_underscores_are_dropped() {
     let gw = Gateway::start(&php_config(""));
-    let v = json(&request(gw.addr(), "GET", "/server.php", &[("X-Remote_User", "admin")], b""));
+    let v = json(&request(
+        gw.addr(),
+        "GET",
+        "/server.php",
+        &[("X-Remote_User", "admin")],
+        b"",
+    ));
     assert_eq!(v["HTTP_X_REMOTE_USER"], Value::Null);
-    let v = json(&request(gw.addr(), "GET", "/server.php", &[("X-Remote-User", "bob")], b""));
+    let v = json(&request(
+        gw.addr(),
+        "GET",
+        "/server.php",
+        &[("X-Remote-User", "bob")],
+        b"",
+    ));
     assert_eq!(v["HTTP_X_REMOTE_USER"], "bob");
 }
 
 #[test]
 fn control_characters_in_the_path_are_400() {
     let gw = Gateway::start(&php_config(""));
-    for target in ["/server.php%0a", "/a%0d.php", "/server.php%00.jpg", "/x%0a/server.php"] {
+    for target in [
+        "/server.php%0a",
+        "/a%0d.php",
+        "/server.php%00.jpg",
+        "/x%0a/server.php",
+    ] {
         let r = raw_get(&gw, target);
         assert_eq!(r.status, 400, "{target}");
     }
-    assert!(gw.wait_for_log("control character", std::time::Duration::from_secs(5)), "no log line names the cause");
+    assert!(
+        gw.wait_for_log("control character", std::time::Duration::from_secs(5)),
+        "no log line names the cause"
+    );
 }
 
 #[test]
@@ -86,8 +116,17 @@ fn query_string_never_becomes_argv() {
 #[test]
 fn clients_cannot_set_php_value() {
     let gw = Gateway::start(&php_config(""));
-    let r = request(gw.addr(), "GET", "/server.php", &[("PHP-Value", "auto_prepend_file=/etc/passwd")], b"");
-    assert!(!r.text().contains("root:"), "PHP_VALUE from a header took effect");
+    let r = request(
+        gw.addr(),
+        "GET",
+        "/server.php",
+        &[("PHP-Value", "auto_prepend_file=/etc/passwd")],
+        b"",
+    );
+    assert!(
+        !r.text().contains("root:"),
+        "PHP_VALUE from a header took effect"
+    );
     let v = json(&r);
     assert_eq!(v["PHP_VALUE"], Value::Null);
     assert_eq!(v["prepend"], "");
@@ -100,7 +139,13 @@ fn content_length_with_transfer_encoding_is_400() {
     let raw = b"POST /body.php HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
     let r = send_raw(gw.addr(), raw, false);
     assert_eq!(r.status, 400);
-    assert!(gw.wait_for_log("both Content-Length and Transfer-Encoding", std::time::Duration::from_secs(5)), "no log line names the cause");
+    assert!(
+        gw.wait_for_log(
+            "both Content-Length and Transfer-Encoding",
+            std::time::Duration::from_secs(5)
+        ),
+        "no log line names the cause"
+    );
     // The other order too.
     let raw = b"POST /body.php HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n";
     assert_eq!(send_raw(gw.addr(), raw, false).status, 400);
@@ -131,17 +176,31 @@ fn framing_check_follows_keep_alive_requests() {
 
 #[test]
 fn slow_headers_are_cut_off() {
-    let config = php_config("").replace("root = \"www\"", "root = \"www\"\nheader_read_timeout = \"2s\"");
+    let config = php_config("").replace(
+        "root = \"www\"",
+        "root = \"www\"\nheader_read_timeout = \"2s\"",
+    );
     let gw = Gateway::start(&config);
     let mut stream = connect(gw.addr());
-    stream.write_all(b"GET /pid.php HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+    stream
+        .write_all(b"GET /pid.php HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
     let started = Instant::now();
     let mut buf = Vec::new();
     // The gateway closes the connection (with or without a 408): read_to_end returns.
     let _ = stream.read_to_end(&mut buf);
     let waited = started.elapsed();
-    assert!(waited < Duration::from_secs(10), "connection held for {waited:?}");
-    assert!(waited >= Duration::from_millis(1500), "closed too early: {waited:?}");
+    assert!(
+        waited < Duration::from_secs(10),
+        "connection held for {waited:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "closed too early: {waited:?}"
+    );
     let text = String::from_utf8_lossy(&buf);
-    assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
 }

@@ -15,9 +15,18 @@ fn content_types_and_validators() {
     assert!(r.text().contains("static page"));
     let etag = r.header("etag").expect("etag").to_string();
     assert!(r.header("last-modified").is_some());
-    assert_eq!(gw.get("/style.css").header("content-type"), Some("text/css; charset=utf-8"));
+    assert_eq!(
+        gw.get("/style.css").header("content-type"),
+        Some("text/css; charset=utf-8")
+    );
 
-    let r = request(gw.addr(), "GET", "/page.html", &[("If-None-Match", &etag)], b"");
+    let r = request(
+        gw.addr(),
+        "GET",
+        "/page.html",
+        &[("If-None-Match", &etag)],
+        b"",
+    );
     assert_eq!(r.status, 304);
     assert!(r.body.is_empty());
 }
@@ -25,11 +34,20 @@ fn content_types_and_validators() {
 #[test]
 fn ranges() {
     let gw = gateway();
-    let r = request(gw.addr(), "GET", "/page.html", &[("Range", "bytes=0-9")], b"");
+    let r = request(
+        gw.addr(),
+        "GET",
+        "/page.html",
+        &[("Range", "bytes=0-9")],
+        b"",
+    );
     assert_eq!(r.status, 206);
     assert_eq!(r.body, b"<!doctype ");
     let full = gw.get("/page.html").body.len();
-    assert_eq!(r.header("content-range"), Some(format!("bytes 0-9/{full}").as_str()));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 0-9/{full}").as_str())
+    );
 }
 
 #[test]
@@ -40,5 +58,8 @@ fn index_documents_redirects_and_404() {
     assert_eq!(r.status, 301);
     assert_eq!(r.header("location"), Some("/dir/?x=1"));
     assert_eq!(gw.get("/missing.html").status, 404);
-    assert_eq!(request(gw.addr(), "POST", "/page.html", &[], b"x").status, 405);
+    assert_eq!(
+        request(gw.addr(), "POST", "/page.html", &[], b"x").status,
+        405
+    );
 }

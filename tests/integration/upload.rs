@@ -10,15 +10,27 @@ fn multipart_upload_of_20_mib_arrives_intact() {
     let file = payload(20 * 1024 * 1024);
     let boundary = "fastgateBoundary7MA4YWxk";
     let mut body = Vec::new();
-    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"field\"\r\n\r\nvalue\r\n").as_bytes());
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"field\"\r\n\r\nvalue\r\n")
+            .as_bytes(),
+    );
     body.extend_from_slice(
         format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"data.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
     );
     body.extend_from_slice(&file);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let r = post(gw.addr(), "/upload.php", &format!("multipart/form-data; boundary={boundary}"), &body);
+    let r = post(
+        gw.addr(),
+        "/upload.php",
+        &format!("multipart/form-data; boundary={boundary}"),
+        &body,
+    );
     assert_eq!(r.status, 200, "{}", r.text());
-    let expected = format!("file error=0 size={} crc={:08x}\nfield=value\n", file.len(), crc32(&file));
+    let expected = format!(
+        "file error=0 size={} crc={:08x}\nfield=value\n",
+        file.len(),
+        crc32(&file)
+    );
     assert_eq!(r.text(), expected);
 }
 
@@ -29,7 +41,12 @@ fn raw_body_of_20_mib_arrives_intact() {
     let r = post(gw.addr(), "/body.php", "application/octet-stream", &body);
     assert_eq!(
         r.text(),
-        format!("len={} crc={:08x} content_length={}\n", body.len(), crc32(&body), body.len())
+        format!(
+            "len={} crc={:08x} content_length={}\n",
+            body.len(),
+            crc32(&body),
+            body.len()
+        )
     );
 }
 
@@ -37,10 +54,8 @@ fn raw_body_of_20_mib_arrives_intact() {
 fn chunked_body_gets_a_content_length() {
     let gw = Gateway::start(&php_config(""));
     let body = payload(300_000);
-    let mut raw = format!(
-        "POST /body.php HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-    )
-    .into_bytes();
+    let mut raw = b"POST /body.php HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        .to_vec();
     for chunk in body.chunks(70_000) {
         raw.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
         raw.extend_from_slice(chunk);
@@ -51,19 +66,38 @@ fn chunked_body_gets_a_content_length() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         r.text(),
-        format!("len={} crc={:08x} content_length={}\n", body.len(), crc32(&body), body.len())
+        format!(
+            "len={} crc={:08x} content_length={}\n",
+            body.len(),
+            crc32(&body),
+            body.len()
+        )
     );
 }
 
 #[test]
 fn body_over_max_body_size_is_413() {
-    let config = php_config("").replace("root = \"www\"", "root = \"www\"\nmax_body_size = \"1MiB\"");
+    let config =
+        php_config("").replace("root = \"www\"", "root = \"www\"\nmax_body_size = \"1MiB\"");
     let gw = Gateway::start(&config);
-    let r = post(gw.addr(), "/body.php", "application/octet-stream", &payload(1024 * 1024 + 1));
+    let r = post(
+        gw.addr(),
+        "/body.php",
+        "application/octet-stream",
+        &payload(1024 * 1024 + 1),
+    );
     assert_eq!(r.status, 413);
-    assert!(gw.wait_for_log("max_body_size", std::time::Duration::from_secs(5)), "no log line names the limit");
+    assert!(
+        gw.wait_for_log("max_body_size", std::time::Duration::from_secs(5)),
+        "no log line names the limit"
+    );
     // Exactly at the limit is fine.
-    let r = post(gw.addr(), "/body.php", "application/octet-stream", &payload(1024 * 1024));
+    let r = post(
+        gw.addr(),
+        "/body.php",
+        "application/octet-stream",
+        &payload(1024 * 1024),
+    );
     assert_eq!(r.status, 200);
 }
 
@@ -77,5 +111,8 @@ fn response_of_50_mib_streams_with_bounded_memory() {
     let expected = chunk.as_bytes().repeat(16 * 50);
     assert!(r.body == expected, "response body differs");
     let peak = gw.peak_rss_kib();
-    assert!(peak < 48 * 1024, "gateway peak RSS {peak} KiB: the response was buffered");
+    assert!(
+        peak < 48 * 1024,
+        "gateway peak RSS {peak} KiB: the response was buffered"
+    );
 }

@@ -16,14 +16,16 @@ use nix::unistd::Pid;
 
 /// php-cgi, or a loud failure: these tests never skip silently.
 pub fn php_cgi() -> String {
-    find_program("php-cgi", &["/usr/bin/php-cgi"])
-        .expect("php-cgi is not installed: run tests/run.sh (it installs it) or apt-get install php-cgi")
+    find_program("php-cgi", &["/usr/bin/php-cgi"]).expect(
+        "php-cgi is not installed: run tests/run.sh (it installs it) or apt-get install php-cgi",
+    )
 }
 
 /// fcgiwrap, or a loud failure.
 pub fn fcgiwrap() -> String {
-    find_program("fcgiwrap", &["/usr/sbin/fcgiwrap", "/usr/bin/fcgiwrap"])
-        .expect("fcgiwrap is not installed: run tests/run.sh (it installs it) or apt-get install fcgiwrap")
+    find_program("fcgiwrap", &["/usr/sbin/fcgiwrap", "/usr/bin/fcgiwrap"]).expect(
+        "fcgiwrap is not installed: run tests/run.sh (it installs it) or apt-get install fcgiwrap",
+    )
 }
 
 fn find_program(name: &str, fallbacks: &[&str]) -> Option<String> {
@@ -58,7 +60,11 @@ PHP_FCGI_CHILDREN = "0"
 PHP_FCGI_MAX_REQUESTS = "10000"
 "#,
         php = php_cgi(),
-        max_instances = if app_extra.contains("max_instances") { "" } else { "max_instances = 2\n" },
+        max_instances = if app_extra.contains("max_instances") {
+            ""
+        } else {
+            "max_instances = 2\n"
+        },
     )
 }
 
@@ -119,10 +125,21 @@ impl Gateway {
             }) {
                 return addr;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("fastgate exited before listening ({status}):\n{}", self.logs());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "fastgate exited before listening ({status}):\n{}",
+                    self.logs()
+                );
             }
-            assert!(Instant::now() < deadline, "fastgate did not start listening:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "fastgate did not start listening:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -191,7 +208,8 @@ impl Gateway {
 
     /// The peak resident memory of the gateway (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).expect("proc status");
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).expect("proc status");
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -206,7 +224,9 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -224,12 +244,20 @@ impl Drop for Gateway {
 /// Children of `parent` from /proc: (pid, comm, state).
 pub fn children_of(parent: u32) -> Vec<(u32, String, char)> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
         // comm is in parentheses and may contain spaces: split at the last ')'.
-        let Some((head, tail)) = stat.rsplit_once(')') else { continue };
+        let Some((head, tail)) = stat.rsplit_once(')') else {
+            continue;
+        };
         let comm = head.split_once('(').map_or("", |(_, c)| c).to_string();
         let mut fields = tail.split_whitespace();
         let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
@@ -244,7 +272,9 @@ pub fn children_of(parent: u32) -> Vec<(u32, String, char)> {
 /// Whether a process exists (and is not a zombie).
 pub fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, t)| !t.trim_start().starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, t)| !t.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -308,7 +338,13 @@ impl Response {
 }
 
 /// Sends a request with `Connection: close` and reads the whole response.
-pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         raw.push_str(&format!("{name}: {value}\r\n"));
@@ -336,7 +372,9 @@ pub fn send_raw(addr: SocketAddr, bytes: &[u8], head_only: bool) -> Response {
 
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
     stream
 }
 
@@ -369,7 +407,10 @@ pub fn read_response(reader: &mut impl BufRead, head_only: bool) -> std::io::Res
     if head_only || status == 304 || status == 204 || (100..200).contains(&status) {
         return Ok(response);
     }
-    if response.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+    if response
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
         loop {
             let mut size = String::new();
             reader.read_line(&mut size)?;
@@ -384,7 +425,10 @@ pub fn read_response(reader: &mut impl BufRead, head_only: bool) -> std::io::Res
             reader.read_exact(&mut chunk)?;
             response.body.extend_from_slice(&chunk[..size]);
         }
-    } else if let Some(len) = response.header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+    } else if let Some(len) = response
+        .header("content-length")
+        .and_then(|l| l.parse::<usize>().ok())
+    {
         response.body = vec![0; len];
         reader.read_exact(&mut response.body)?;
     } else {
@@ -399,7 +443,12 @@ pub fn distinct_pids(responses: &[Response]) -> HashSet<u32> {
 }
 
 pub fn pid_of(text: &str) -> Option<u32> {
-    text.split("pid=").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    text.split("pid=")
+        .nth(1)?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// CRC-32 (IEEE), to compare with PHP's `hash('crc32b', ...)`.
@@ -408,7 +457,11 @@ pub fn crc32(data: &[u8]) -> u32 {
     for (i, slot) in table.iter_mut().enumerate() {
         let mut c = i as u32;
         for _ in 0..8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
         }
         *slot = c;
     }

@@ -101,7 +101,10 @@ pub fn build(req: &RequestInfo<'_>, target: &ScriptTarget, extra: &[(String, Str
     }
     p.set("QUERY_STRING", query);
     p.set("SCRIPT_NAME", target.script_name.as_str());
-    p.set("SCRIPT_FILENAME", target.script_filename.as_os_str().as_bytes());
+    p.set(
+        "SCRIPT_FILENAME",
+        target.script_filename.as_os_str().as_bytes(),
+    );
     p.set("PATH_INFO", target.path_info.as_str());
     if !target.path_info.is_empty() {
         let mut translated = target.document_root.as_os_str().as_bytes().to_vec();
@@ -119,7 +122,8 @@ pub fn build(req: &RequestInfo<'_>, target: &ScriptTarget, extra: &[(String, Str
     );
     // Like nginx: the length when there is a body (or one was announced),
     // else empty. The body is buffered, so this is always the real length.
-    let announced = req.headers.contains_key(header::CONTENT_LENGTH) || req.headers.contains_key(header::TRANSFER_ENCODING);
+    let announced = req.headers.contains_key(header::CONTENT_LENGTH)
+        || req.headers.contains_key(header::TRANSFER_ENCODING);
     p.set(
         "CONTENT_LENGTH",
         if req.content_length > 0 || announced {
@@ -163,7 +167,11 @@ fn server_name(req: &RequestInfo<'_>) -> String {
         } else {
             host.rsplit_once(':').map_or(host, |(name, _)| name)
         };
-        if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:_".contains(&b)) {
+        if !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:_".contains(&b))
+        {
             return name.to_string();
         }
     }
@@ -179,7 +187,11 @@ fn skipped(name: &str) -> bool {
 fn add_headers(p: &mut Params, headers: &HeaderMap) {
     for name in headers.keys() {
         let name_str = name.as_str();
-        if skipped(name_str) || !name_str.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if skipped(name_str)
+            || !name_str
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             continue;
         }
         let separator: &[u8] = if name == header::COOKIE { b"; " } else { b", " };
@@ -192,7 +204,13 @@ fn add_headers(p: &mut Params, headers: &HeaderMap) {
         }
         let mut var = Vec::with_capacity(5 + name_str.len());
         var.extend_from_slice(b"HTTP_");
-        var.extend(name_str.bytes().map(|b| if b == b'-' { b'_' } else { b.to_ascii_uppercase() }));
+        var.extend(name_str.bytes().map(|b| {
+            if b == b'-' {
+                b'_'
+            } else {
+                b.to_ascii_uppercase()
+            }
+        }));
         p.set(var, value);
     }
 }
@@ -219,7 +237,10 @@ mod tests {
         let uri: Uri = uri.parse().unwrap();
         let mut map = HeaderMap::new();
         for (n, v) in headers {
-            map.append(http::HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_bytes(v).unwrap());
+            map.append(
+                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(v).unwrap(),
+            );
         }
         let req = RequestInfo {
             method: &method,
@@ -241,7 +262,12 @@ mod tests {
 
     #[test]
     fn standard_variables_of_a_get() {
-        let p = build_with("GET", "/sub/info.php/x/y?q=1&r=%20", &[("host", b"example.org:8080")], 0);
+        let p = build_with(
+            "GET",
+            "/sub/info.php/x/y?q=1&r=%20",
+            &[("host", b"example.org:8080")],
+            0,
+        );
         assert_eq!(get(&p, "GATEWAY_INTERFACE"), "CGI/1.1");
         assert_eq!(get(&p, "SERVER_SOFTWARE"), "fastgate/test");
         assert_eq!(get(&p, "SERVER_NAME"), "example.org");
@@ -272,7 +298,10 @@ mod tests {
         let p = build_with(
             "POST",
             "/f.php",
-            &[("content-type", b"application/x-www-form-urlencoded"), ("content-length", b"7")],
+            &[
+                ("content-type", b"application/x-www-form-urlencoded"),
+                ("content-length", b"7"),
+            ],
             7,
         );
         assert_eq!(get(&p, "CONTENT_LENGTH"), "7");
@@ -295,14 +324,34 @@ mod tests {
 
     #[test]
     fn underscore_and_odd_header_names_are_dropped() {
-        let p = build_with("GET", "/", &[("x-remote_user", b"admin"), ("x-a.b", b"1"), ("x-remote-user", b"bob")], 0);
+        let p = build_with(
+            "GET",
+            "/",
+            &[
+                ("x-remote_user", b"admin"),
+                ("x-a.b", b"1"),
+                ("x-remote-user", b"bob"),
+            ],
+            0,
+        );
         assert_eq!(get(&p, "HTTP_X_REMOTE_USER"), "bob");
-        assert!(p.iter().all(|(n, _)| n != b"HTTP_X_A.B" && n != b"HTTP_X_A_B"));
+        assert!(
+            p.iter()
+                .all(|(n, _)| n != b"HTTP_X_A.B" && n != b"HTTP_X_A_B")
+        );
     }
 
     #[test]
     fn clients_cannot_set_non_http_params() {
-        let p = build_with("GET", "/", &[("php-value", b"auto_prepend_file=/etc/passwd"), ("script-filename", b"/x")], 0);
+        let p = build_with(
+            "GET",
+            "/",
+            &[
+                ("php-value", b"auto_prepend_file=/etc/passwd"),
+                ("script-filename", b"/x"),
+            ],
+            0,
+        );
         assert!(p.get("PHP_VALUE").is_none());
         assert_eq!(get(&p, "HTTP_PHP_VALUE"), "auto_prepend_file=/etc/passwd");
         assert_eq!(get(&p, "SCRIPT_FILENAME"), "/srv/www/sub/info.php");
@@ -314,7 +363,17 @@ mod tests {
 
     #[test]
     fn repeated_headers_are_joined() {
-        let p = build_with("GET", "/", &[("cookie", b"a=1"), ("cookie", b"b=2"), ("accept", b"x"), ("accept", b"y")], 0);
+        let p = build_with(
+            "GET",
+            "/",
+            &[
+                ("cookie", b"a=1"),
+                ("cookie", b"b=2"),
+                ("accept", b"x"),
+                ("accept", b"y"),
+            ],
+            0,
+        );
         assert_eq!(get(&p, "HTTP_COOKIE"), "a=1; b=2");
         assert_eq!(get(&p, "HTTP_ACCEPT"), "x, y");
     }
@@ -356,7 +415,10 @@ mod tests {
         let p = build(
             &req,
             &target(),
-            &[("SCRIPT_FILENAME".into(), "/other.php".into()), ("APP_ENV".into(), "prod".into())],
+            &[
+                ("SCRIPT_FILENAME".into(), "/other.php".into()),
+                ("APP_ENV".into(), "prod".into()),
+            ],
         );
         assert_eq!(get(&p, "SCRIPT_FILENAME"), "/other.php");
         assert_eq!(get(&p, "APP_ENV"), "prod");

@@ -44,7 +44,13 @@ pub enum HeadError {
 fn hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "connection" | "keep-alive" | "transfer-encoding" | "upgrade" | "proxy-connection" | "te" | "trailer"
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
     )
 }
 
@@ -75,7 +81,11 @@ fn find_end(buf: &[u8]) -> Option<(usize, usize)> {
 
 fn excerpt(line: &[u8]) -> String {
     let text = String::from_utf8_lossy(&line[..line.len().min(80)]);
-    if line.len() > 80 { format!("{text}…") } else { text.into_owned() }
+    if line.len() > 80 {
+        format!("{text}…")
+    } else {
+        text.into_owned()
+    }
 }
 
 /// Looks for a complete header block at the start of `buf`.
@@ -100,17 +110,21 @@ pub fn parse_head(buf: &[u8], limit: usize) -> Result<Option<(ResponseHead, usiz
             continue;
         }
         if line[0] == b' ' || line[0] == b'\t' {
-            return Err(HeadError::Malformed(format!("folded header line {:?}", excerpt(line))));
+            return Err(HeadError::Malformed(format!(
+                "folded header line {:?}",
+                excerpt(line)
+            )));
         }
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or_else(|| HeadError::Malformed(format!("line without a colon {:?}", excerpt(line))))?;
-        let name = HeaderName::from_bytes(&line[..colon])
-            .map_err(|_| HeadError::Malformed(format!("invalid header name in {:?}", excerpt(line))))?;
+        let colon = line.iter().position(|&b| b == b':').ok_or_else(|| {
+            HeadError::Malformed(format!("line without a colon {:?}", excerpt(line)))
+        })?;
+        let name = HeaderName::from_bytes(&line[..colon]).map_err(|_| {
+            HeadError::Malformed(format!("invalid header name in {:?}", excerpt(line)))
+        })?;
         let value = line[colon + 1..].trim_ascii();
-        let value = HeaderValue::from_bytes(value)
-            .map_err(|_| HeadError::Malformed(format!("invalid header value in {:?}", excerpt(line))))?;
+        let value = HeaderValue::from_bytes(value).map_err(|_| {
+            HeadError::Malformed(format!("invalid header value in {:?}", excerpt(line)))
+        })?;
         if name.as_str() == "status" {
             status = Some(parse_status(value.as_bytes())?);
             continue;
@@ -149,9 +163,13 @@ pub fn parse_head(buf: &[u8], limit: usize) -> Result<Option<(ResponseHead, usiz
 fn parse_status(value: &[u8]) -> Result<StatusCode, HeadError> {
     let code = value.split(|&b| b == b' ').next().unwrap_or_default();
     if code.len() != 3 {
-        return Err(HeadError::Malformed(format!("invalid Status {:?}", excerpt(value))));
+        return Err(HeadError::Malformed(format!(
+            "invalid Status {:?}",
+            excerpt(value)
+        )));
     }
-    StatusCode::from_bytes(code).map_err(|_| HeadError::Malformed(format!("invalid Status {:?}", excerpt(value))))
+    StatusCode::from_bytes(code)
+        .map_err(|_| HeadError::Malformed(format!("invalid Status {:?}", excerpt(value))))
 }
 
 #[cfg(test)]
@@ -192,17 +210,38 @@ mod tests {
 
     #[test]
     fn status_forms() {
-        assert_eq!(parse(b"Status: 404 Not Found\r\n\r\n").0.status, StatusCode::NOT_FOUND);
-        assert_eq!(parse(b"status: 418\r\n\r\n").0.status, StatusCode::IM_A_TEAPOT);
-        assert!(parse(b"Status: 404 x\r\n\r\n").0.headers.get("status").is_none());
-        assert!(matches!(parse_head(b"Status: abc\r\n\r\n", 1000), Err(HeadError::Malformed(_))));
-        assert!(matches!(parse_head(b"Status: 99\r\n\r\n", 1000), Err(HeadError::Malformed(_))));
+        assert_eq!(
+            parse(b"Status: 404 Not Found\r\n\r\n").0.status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            parse(b"status: 418\r\n\r\n").0.status,
+            StatusCode::IM_A_TEAPOT
+        );
+        assert!(
+            parse(b"Status: 404 x\r\n\r\n")
+                .0
+                .headers
+                .get("status")
+                .is_none()
+        );
+        assert!(matches!(
+            parse_head(b"Status: abc\r\n\r\n", 1000),
+            Err(HeadError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_head(b"Status: 99\r\n\r\n", 1000),
+            Err(HeadError::Malformed(_))
+        ));
     }
 
     #[test]
     fn location_kinds() {
         let (head, _) = parse(b"Location: /other.php?a=1\r\n\r\n");
-        assert_eq!(head.kind, ResponseKind::LocalRedirect("/other.php?a=1".into()));
+        assert_eq!(
+            head.kind,
+            ResponseKind::LocalRedirect("/other.php?a=1".into())
+        );
         assert!(head.headers.get("location").is_none());
 
         let (head, _) = parse(b"Location: https://example.com/x\r\n\r\n");
@@ -232,7 +271,10 @@ mod tests {
     fn incomplete_until_blank_line() {
         let full = b"Content-Type: text/plain\r\n\r\n";
         for end in 0..full.len() {
-            assert!(parse_head(&full[..end], 1000).unwrap().is_none(), "at {end}");
+            assert!(
+                parse_head(&full[..end], 1000).unwrap().is_none(),
+                "at {end}"
+            );
         }
         assert!(parse_head(full, 1000).unwrap().is_some());
     }
@@ -241,9 +283,15 @@ mod tests {
     fn size_limit_boundaries() {
         let head = b"X: 1\r\n\r\n"; // 8 bytes
         assert!(parse_head(head, 8).unwrap().is_some());
-        assert!(matches!(parse_head(head, 7), Err(HeadError::TooLarge { limit: 7 })));
+        assert!(matches!(
+            parse_head(head, 7),
+            Err(HeadError::TooLarge { limit: 7 })
+        ));
         let long = vec![b'a'; 100];
-        assert!(matches!(parse_head(&long, 100), Err(HeadError::TooLarge { .. })));
+        assert!(matches!(
+            parse_head(&long, 100),
+            Err(HeadError::TooLarge { .. })
+        ));
         assert!(parse_head(&long, 101).unwrap().is_none());
         // A complete block within the limit is fine even when the body makes buf longer.
         let mut with_body = head.to_vec();
@@ -253,9 +301,18 @@ mod tests {
 
     #[test]
     fn malformed_lines() {
-        assert!(matches!(parse_head(b"no colon here\r\n\r\n", 1000), Err(HeadError::Malformed(_))));
-        assert!(matches!(parse_head(b"X: 1\r\n folded\r\n\r\n", 1000), Err(HeadError::Malformed(_))));
-        assert!(matches!(parse_head(b"Bad Name: 1\r\n\r\n", 1000), Err(HeadError::Malformed(_))));
+        assert!(matches!(
+            parse_head(b"no colon here\r\n\r\n", 1000),
+            Err(HeadError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_head(b"X: 1\r\n folded\r\n\r\n", 1000),
+            Err(HeadError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_head(b"Bad Name: 1\r\n\r\n", 1000),
+            Err(HeadError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -15,7 +15,10 @@ use http::Method;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{AccessLog, AppConfig, Config, HandlerPattern, Protocol, ResourceType, ServerConfig, Verbs, defaults};
+use super::{
+    AccessLog, AppConfig, Config, HandlerPattern, Protocol, ResourceType, ServerConfig, Verbs,
+    defaults,
+};
 
 /// A configuration error: where it is (file, line, column, key) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +68,12 @@ impl Source<'_> {
         (line, column)
     }
 
-    fn error(&self, span: Option<Range<usize>>, key: Option<String>, message: impl Into<String>) -> ConfigError {
+    fn error(
+        &self,
+        span: Option<Range<usize>>,
+        key: Option<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         let (line, column) = match span {
             Some(span) => {
                 let (l, c) = self.position(span.start);
@@ -84,7 +92,9 @@ impl Source<'_> {
 
     /// The key written on the line at `offset` (`key = value`), if any.
     fn key_at(&self, offset: usize) -> Option<String> {
-        let start = self.text[..offset.min(self.text.len())].rfind('\n').map_or(0, |i| i + 1);
+        let start = self.text[..offset.min(self.text.len())]
+            .rfind('\n')
+            .map_or(0, |i| i + 1);
         let line = self.text[start..].lines().next()?;
         let (key, _) = line.split_once('=')?;
         let key = key.trim().trim_matches('"');
@@ -96,7 +106,11 @@ impl Source<'_> {
     /// paths that contain `..`).
     fn path(&self, value: &str) -> PathBuf {
         let p = Path::new(value);
-        if p.is_absolute() { clean(p) } else { clean(&self.base.join(p)) }
+        if p.is_absolute() {
+            clean(p)
+        } else {
+            clean(&self.base.join(p))
+        }
     }
 }
 
@@ -247,7 +261,9 @@ pub fn load_str(text: &str, source: Option<&Path>) -> Result<Config, ConfigError
 /// resolved in the source tree.
 pub(super) fn quickstart() -> Result<Config, ConfigError> {
     const TEXT: &str = include_str!("../../../examples/quickstart/fastgate.toml");
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("/"));
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("/"));
     load_str(TEXT, Some(&repo.join("examples/quickstart/fastgate.toml")))
 }
 
@@ -260,19 +276,33 @@ fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
     let mut warnings = Vec::new();
     for (i, raw_app) in raw.app.into_iter().enumerate() {
         let span = raw_app.span();
-        let (app, command_line) = convert_app(raw_app.into_inner(), span.clone(), i, &server, src, &mut warnings)?;
+        let (app, command_line) = convert_app(
+            raw_app.into_inner(),
+            span.clone(),
+            i,
+            &server,
+            src,
+            &mut warnings,
+        )?;
         if let Some(first) = apps.iter().position(|a: &AppConfig| a.name == app.name) {
             return Err(src.error(
                 Some(span),
                 Some(format!("app \"{}\": name", app.name)),
-                format!("duplicate app name (apps {} and {} share it)", first + 1, i + 1),
+                format!(
+                    "duplicate app name (apps {} and {} share it)",
+                    first + 1,
+                    i + 1
+                ),
             ));
         }
         apps.push(app);
         command_lines.push(command_line);
     }
     if !server.root.is_dir() {
-        warnings.push(format!("server root {} is not a directory", server.root.display()));
+        warnings.push(format!(
+            "server root {} is not a directory",
+            server.root.display()
+        ));
     }
     Ok(Config {
         source: src.file.map(Path::to_path_buf),
@@ -286,7 +316,11 @@ fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
 fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerConfig, ConfigError> {
     let key = |k: &str| Some(format!("server.{k}"));
     let listen = match raw.listen {
-        None => vec![defaults::LISTEN.parse().map_err(|_| src.error(None, key("listen"), "bad default"))?],
+        None => vec![
+            defaults::LISTEN
+                .parse()
+                .map_err(|_| src.error(None, key("listen"), "bad default"))?,
+        ],
         Some(spanned) => {
             let span = spanned.span();
             let list = match spanned.into_inner() {
@@ -314,16 +348,18 @@ fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerConfig, Conf
         None => Ok(default),
         Some(v) => parse_size(v.get_ref()).map_err(|m| src.error(Some(v.span()), key(name), m)),
     };
-    let duration = |v: Option<Spanned<Scalar>>, name: &str, default: Duration, allow_zero: bool| match v {
-        None => Ok(default),
-        Some(v) => {
-            let d = parse_duration(v.get_ref()).map_err(|m| src.error(Some(v.span()), key(name), m))?;
-            if d.is_zero() && !allow_zero {
-                return Err(src.error(Some(v.span()), key(name), "must be longer than zero"));
+    let duration =
+        |v: Option<Spanned<Scalar>>, name: &str, default: Duration, allow_zero: bool| match v {
+            None => Ok(default),
+            Some(v) => {
+                let d = parse_duration(v.get_ref())
+                    .map_err(|m| src.error(Some(v.span()), key(name), m))?;
+                if d.is_zero() && !allow_zero {
+                    return Err(src.error(Some(v.span()), key(name), "must be longer than zero"));
+                }
+                Ok(d)
             }
-            Ok(d)
-        }
-    };
+        };
     let max_response_header_size = size(
         raw.max_response_header_size,
         "max_response_header_size",
@@ -336,11 +372,32 @@ fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerConfig, Conf
             .index
             .unwrap_or_else(|| vec!["index.php".to_string(), "index.html".to_string()]),
         max_body_size: size(raw.max_body_size, "max_body_size", defaults::MAX_BODY_SIZE)?,
-        body_buffer_size: size(raw.body_buffer_size, "body_buffer_size", defaults::BODY_BUFFER_SIZE)?,
-        max_response_header_size: usize::try_from(max_response_header_size).unwrap_or(usize::MAX).max(1024),
-        header_read_timeout: duration(raw.header_read_timeout, "header_read_timeout", defaults::HEADER_READ_TIMEOUT, false)?,
-        body_read_timeout: duration(raw.body_read_timeout, "body_read_timeout", defaults::BODY_READ_TIMEOUT, false)?,
-        shutdown_timeout: duration(raw.shutdown_timeout, "shutdown_timeout", defaults::SHUTDOWN_TIMEOUT, true)?,
+        body_buffer_size: size(
+            raw.body_buffer_size,
+            "body_buffer_size",
+            defaults::BODY_BUFFER_SIZE,
+        )?,
+        max_response_header_size: usize::try_from(max_response_header_size)
+            .unwrap_or(usize::MAX)
+            .max(1024),
+        header_read_timeout: duration(
+            raw.header_read_timeout,
+            "header_read_timeout",
+            defaults::HEADER_READ_TIMEOUT,
+            false,
+        )?,
+        body_read_timeout: duration(
+            raw.body_read_timeout,
+            "body_read_timeout",
+            defaults::BODY_READ_TIMEOUT,
+            false,
+        )?,
+        shutdown_timeout: duration(
+            raw.shutdown_timeout,
+            "shutdown_timeout",
+            defaults::SHUTDOWN_TIMEOUT,
+            true,
+        )?,
         access_log: match raw.access_log.as_deref() {
             None | Some("stdout") => AccessLog::Stdout,
             Some("off") => AccessLog::Off,
@@ -359,7 +416,11 @@ fn convert_app(
     warnings: &mut Vec<String>,
 ) -> Result<(AppConfig, Option<usize>), ConfigError> {
     let Some(name) = raw.name else {
-        return Err(src.error(Some(span), Some(format!("app #{}", index + 1)), "missing key `name`"));
+        return Err(src.error(
+            Some(span),
+            Some(format!("app #{}", index + 1)),
+            "missing key `name`",
+        ));
     };
     let app_key = |k: &str| Some(format!("app \"{}\": {k}", name.get_ref()));
     if name.get_ref().is_empty()
@@ -375,26 +436,48 @@ fn convert_app(
         ));
     }
     let Some(command) = raw.command else {
-        return Err(src.error(Some(span), app_key("command"), "missing key `command` (the program to run, IIS fullPath)"));
+        return Err(src.error(
+            Some(span),
+            app_key("command"),
+            "missing key `command` (the program to run, IIS fullPath)",
+        ));
     };
     let command_line = Some(src.position(command.span().start).0);
     let command_path = {
         let c = command.get_ref();
         if c.is_empty() {
-            return Err(src.error(Some(command.span()), app_key("command"), "must not be empty"));
+            return Err(src.error(
+                Some(command.span()),
+                app_key("command"),
+                "must not be empty",
+            ));
         }
-        if c.contains('/') { src.path(c) } else { PathBuf::from(c) }
+        if c.contains('/') {
+            src.path(c)
+        } else {
+            PathBuf::from(c)
+        }
     };
     let Some(handles) = raw.handles else {
-        return Err(src.error(Some(span), app_key("handles"), "missing key `handles` (e.g. [\"*.php\"])"));
+        return Err(src.error(
+            Some(span),
+            app_key("handles"),
+            "missing key `handles` (e.g. [\"*.php\"])",
+        ));
     };
     if handles.get_ref().is_empty() {
-        return Err(src.error(Some(handles.span()), app_key("handles"), "needs at least one pattern"));
+        return Err(src.error(
+            Some(handles.span()),
+            app_key("handles"),
+            "needs at least one pattern",
+        ));
     }
     let handles = handles
         .into_inner()
         .into_iter()
-        .map(|p| parse_pattern(p.get_ref()).map_err(|m| src.error(Some(p.span()), app_key("handles"), m)))
+        .map(|p| {
+            parse_pattern(p.get_ref()).map_err(|m| src.error(Some(p.span()), app_key("handles"), m))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let verbs = match raw.verbs {
         None => Verbs::Any,
@@ -405,8 +488,16 @@ fn convert_app(
                     let upper = v.get_ref().to_ascii_uppercase();
                     Method::from_bytes(upper.as_bytes())
                         .ok()
-                        .filter(|_| !upper.is_empty() && upper.bytes().all(|b| b.is_ascii_uppercase()))
-                        .ok_or_else(|| src.error(Some(v.span()), app_key("verbs"), format!("{:?} is not an HTTP method", v.get_ref())))
+                        .filter(|_| {
+                            !upper.is_empty() && upper.bytes().all(|b| b.is_ascii_uppercase())
+                        })
+                        .ok_or_else(|| {
+                            src.error(
+                                Some(v.span()),
+                                app_key("verbs"),
+                                format!("{:?} is not an HTTP method", v.get_ref()),
+                            )
+                        })
                 })
                 .collect::<Result<_, _>>()?,
         ),
@@ -429,20 +520,38 @@ fn convert_app(
     };
     let fallback = match raw.fallback {
         None => None,
-        Some(v) if v.get_ref().starts_with('/') && !v.get_ref().split('/').any(|s| s == "..") => Some(v.into_inner()),
+        Some(v) if v.get_ref().starts_with('/') && !v.get_ref().split('/').any(|s| s == "..") => {
+            Some(v.into_inner())
+        }
         Some(v) => {
-            return Err(src.error(Some(v.span()), app_key("fallback"), "must be a URL path starting with '/' (e.g. \"/index.php\")"));
+            return Err(src.error(
+                Some(v.span()),
+                app_key("fallback"),
+                "must be a URL path starting with '/' (e.g. \"/index.php\")",
+            ));
         }
     };
-    let int = |v: Option<Spanned<i64>>, k: &str, default: u64, min: u64| -> Result<u64, ConfigError> {
-        match v {
-            None => Ok(default),
-            Some(v) if *v.get_ref() >= 0 && (*v.get_ref() as u64) >= min => Ok(*v.get_ref() as u64),
-            Some(v) => Err(src.error(Some(v.span()), app_key(k), format!("must be at least {min}"))),
-        }
-    };
+    let int =
+        |v: Option<Spanned<i64>>, k: &str, default: u64, min: u64| -> Result<u64, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(v) if *v.get_ref() >= 0 && (*v.get_ref() as u64) >= min => {
+                    Ok(*v.get_ref() as u64)
+                }
+                Some(v) => Err(src.error(
+                    Some(v.span()),
+                    app_key(k),
+                    format!("must be at least {min}"),
+                )),
+            }
+        };
     let max_span = raw.max_instances.as_ref().map(Spanned::span);
-    let max_instances = int(raw.max_instances, "max_instances", defaults::MAX_INSTANCES as u64, 0)?;
+    let max_instances = int(
+        raw.max_instances,
+        "max_instances",
+        defaults::MAX_INSTANCES as u64,
+        0,
+    )?;
     if max_instances == 0 {
         return Err(src.error(
             max_span,
@@ -451,7 +560,12 @@ fn convert_app(
         ));
     }
     let min_span = raw.min_instances.as_ref().map(Spanned::span);
-    let min_instances = int(raw.min_instances, "min_instances", defaults::MIN_INSTANCES as u64, 0)?;
+    let min_instances = int(
+        raw.min_instances,
+        "min_instances",
+        defaults::MIN_INSTANCES as u64,
+        0,
+    )?;
     if min_instances > max_instances {
         return Err(src.error(
             min_span,
@@ -459,24 +573,45 @@ fn convert_app(
             format!("{min_instances} is more than max_instances ({max_instances})"),
         ));
     }
-    let instance_max_requests = int(raw.instance_max_requests, "instance_max_requests", defaults::INSTANCE_MAX_REQUESTS, 1)?;
-    let queue_length = int(raw.queue_length, "queue_length", defaults::QUEUE_LENGTH as u64, 0)?;
+    let instance_max_requests = int(
+        raw.instance_max_requests,
+        "instance_max_requests",
+        defaults::INSTANCE_MAX_REQUESTS,
+        1,
+    )?;
+    let queue_length = int(
+        raw.queue_length,
+        "queue_length",
+        defaults::QUEUE_LENGTH as u64,
+        0,
+    )?;
     let protocol = match raw.protocol {
         None => Protocol::Unix,
         Some(v) => match v.get_ref().as_str() {
             "unix" => Protocol::Unix,
             "tcp" => Protocol::Tcp,
             other => {
-                return Err(src.error(Some(v.span()), app_key("protocol"), format!("{other:?}: expected unix or tcp")));
+                return Err(src.error(
+                    Some(v.span()),
+                    app_key("protocol"),
+                    format!("{other:?}: expected unix or tcp"),
+                ));
             }
         },
     };
     let signal_before_terminate = match raw.signal_before_terminate {
         None => defaults::SIGNAL_BEFORE_TERMINATE,
-        Some(v) => parse_duration(v.get_ref()).map_err(|m| src.error(Some(v.span()), app_key("signal_before_terminate"), m))?,
+        Some(v) => parse_duration(v.get_ref())
+            .map_err(|m| src.error(Some(v.span()), app_key("signal_before_terminate"), m))?,
     };
-    let env: BTreeMap<String, String> = raw.env.into_iter().map(|(k, v)| (k, v.into_string())).collect();
-    if let Some(php_max) = env.get("PHP_FCGI_MAX_REQUESTS").and_then(|v| v.trim().parse::<u64>().ok())
+    let env: BTreeMap<String, String> = raw
+        .env
+        .into_iter()
+        .map(|(k, v)| (k, v.into_string()))
+        .collect();
+    if let Some(php_max) = env
+        .get("PHP_FCGI_MAX_REQUESTS")
+        .and_then(|v| v.trim().parse::<u64>().ok())
         && php_max > 0
         && php_max < instance_max_requests
     {
@@ -486,9 +621,15 @@ fn convert_app(
             name.get_ref()
         ));
     }
-    let root = raw.root.map_or_else(|| server.root.clone(), |r| src.path(&r));
+    let root = raw
+        .root
+        .map_or_else(|| server.root.clone(), |r| src.path(&r));
     if !root.is_dir() && root != server.root {
-        warnings.push(format!("app \"{}\": root {} is not a directory", name.get_ref(), root.display()));
+        warnings.push(format!(
+            "app \"{}\": root {} is not a directory",
+            name.get_ref(),
+            root.display()
+        ));
     }
     let app = AppConfig {
         name: name.into_inner(),
@@ -507,7 +648,11 @@ fn convert_app(
         protocol,
         env,
         inherit_env: raw.inherit_env,
-        params: raw.params.into_iter().map(|(k, v)| (k, v.into_string())).collect(),
+        params: raw
+            .params
+            .into_iter()
+            .map(|(k, v)| (k, v.into_string()))
+            .collect(),
         signal_before_terminate,
     };
     Ok((app, command_line))
@@ -515,12 +660,20 @@ fn convert_app(
 
 /// `*.php`, `/prefix/*`, `/*`, `*`, `/exact/path`.
 fn parse_pattern(p: &str) -> Result<HandlerPattern, String> {
-    let bad = || format!("{p:?} is not a handler pattern: use \"*.ext\", \"/prefix/*\", \"/exact/path\" or \"*\"");
+    let bad = || {
+        format!(
+            "{p:?} is not a handler pattern: use \"*.ext\", \"/prefix/*\", \"/exact/path\" or \"*\""
+        )
+    };
     if p == "*" {
         return Ok(HandlerPattern::Any);
     }
     if let Some(ext) = p.strip_prefix("*.") {
-        if !ext.is_empty() && ext.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        if !ext.is_empty()
+            && ext
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
             return Ok(HandlerPattern::Extension(ext.to_ascii_lowercase()));
         }
         return Err(bad());
@@ -558,11 +711,13 @@ fn parse_size(v: &Scalar) -> Result<u64, String> {
         Scalar::Int(_) => return Err("must not be negative".into()),
         Scalar::Str(s) => s.trim(),
     };
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (e.g. 1048576, \"512KiB\", \"100MiB\", \"1GiB\")"))?;
+    let number: u64 = number.parse().map_err(|_| {
+        format!("{text:?} is not a size (e.g. 1048576, \"512KiB\", \"100MiB\", \"1GiB\")")
+    })?;
     let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
@@ -571,9 +726,15 @@ fn parse_size(v: &Scalar) -> Result<u64, String> {
         "kb" => 1_000,
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
-        _ => return Err(format!("{text:?}: unknown size unit (use B, KiB, MiB, GiB, KB, MB or GB)")),
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown size unit (use B, KiB, MiB, GiB, KB, MB or GB)"
+            ));
+        }
     };
-    number.checked_mul(factor).ok_or_else(|| format!("{text:?} is too large"))
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// Durations: a bare integer number of seconds, or humantime text ("90s", "5m", "1h 30m").
@@ -586,7 +747,9 @@ fn parse_duration(v: &Scalar) -> Result<Duration, String> {
             if let Ok(secs) = s.parse::<u64>() {
                 return Ok(Duration::from_secs(secs));
             }
-            humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration ({e}; e.g. \"90s\", \"5m\", \"1h 30m\")"))
+            humantime::parse_duration(s).map_err(|e| {
+                format!("{s:?} is not a duration ({e}; e.g. \"90s\", \"5m\", \"1h 30m\")")
+            })
         }
     }
 }
@@ -602,7 +765,9 @@ pub fn resolve_command(command: &Path) -> Result<PathBuf, ConfigError> {
             .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
             .unwrap_or(false)
     };
-    let hint = install_hint(command).map(|h| format!("; {h}")).unwrap_or_default();
+    let hint = install_hint(command)
+        .map(|h| format!("; {h}"))
+        .unwrap_or_default();
     let fail = |message: String| ConfigError {
         file: None,
         line: None,
@@ -614,7 +779,11 @@ pub fn resolve_command(command: &Path) -> Result<PathBuf, ConfigError> {
         if executable(command) {
             return Ok(command.to_path_buf());
         }
-        let why = if command.exists() { "is not an executable file" } else { "does not exist" };
+        let why = if command.exists() {
+            "is not an executable file"
+        } else {
+            "does not exist"
+        };
         return Err(fail(format!("command {} {why}{hint}", command.display())));
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -624,7 +793,10 @@ pub fn resolve_command(command: &Path) -> Result<PathBuf, ConfigError> {
             return Ok(candidate);
         }
     }
-    Err(fail(format!("command {} was not found on PATH{hint}", command.display())))
+    Err(fail(format!(
+        "command {} was not found on PATH{hint}",
+        command.display()
+    )))
 }
 
 /// What to install when a well-known command is missing.
@@ -685,7 +857,11 @@ pub fn render_summary(config: &Config) -> String {
         }
         let _ = writeln!(out, "  command               {command}");
         let _ = writeln!(out, "  protocol              {:?}", app.protocol);
-        let _ = writeln!(out, "  instances             {} to {}", app.min_instances, app.max_instances);
+        let _ = writeln!(
+            out,
+            "  instances             {} to {}",
+            app.min_instances, app.max_instances
+        );
         let _ = writeln!(out, "  instance_max_requests {}", app.instance_max_requests);
         let _ = writeln!(out, "  queue_length          {}", app.queue_length);
         let handles: Vec<String> = app
@@ -701,7 +877,11 @@ pub fn render_summary(config: &Config) -> String {
         let _ = writeln!(out, "  handles               {}", handles.join(", "));
         let verbs = match &app.verbs {
             Verbs::Any => "*".to_string(),
-            Verbs::List(list) => list.iter().map(Method::as_str).collect::<Vec<_>>().join(", "),
+            Verbs::List(list) => list
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
         };
         let _ = writeln!(out, "  verbs                 {verbs}");
         let _ = writeln!(out, "  resource_type         {:?}", app.resource_type);
@@ -741,7 +921,10 @@ mod tests {
     #[test]
     fn defaults_are_the_iis_ones() {
         let c = load(MINIMAL).unwrap();
-        assert_eq!(c.server.listen, vec!["127.0.0.1:8080".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            c.server.listen,
+            vec!["127.0.0.1:8080".parse::<SocketAddr>().unwrap()]
+        );
         assert_eq!(c.server.root, PathBuf::from("/etc/fg"));
         assert_eq!(c.server.index, ["index.php", "index.html"]);
         assert_eq!(c.server.max_body_size, 100 * 1024 * 1024);
@@ -763,14 +946,31 @@ mod tests {
 
     #[test]
     fn durations_and_sizes() {
-        for (text, secs) in [("\"90s\"", 90), ("\"5m\"", 300), ("90", 90), ("\"1h 30m\"", 5400), ("\"45\"", 45)] {
+        for (text, secs) in [
+            ("\"90s\"", 90),
+            ("\"5m\"", 300),
+            ("90", 90),
+            ("\"1h 30m\"", 5400),
+            ("\"45\"", 45),
+        ] {
             let c = load(&format!("[server]\nheader_read_timeout = {text}\n")).unwrap();
-            assert_eq!(c.server.header_read_timeout, Duration::from_secs(secs), "{text}");
+            assert_eq!(
+                c.server.header_read_timeout,
+                Duration::from_secs(secs),
+                "{text}"
+            );
         }
         let e = load("[server]\nbody_read_timeout = \"abc\"\n").unwrap_err();
         assert_eq!(e.line, Some(2));
         assert_eq!(e.key.as_deref(), Some("server.body_read_timeout"));
-        for (text, bytes) in [("1024", 1024), ("\"64KiB\"", 65536), ("\"10MiB\"", 10 << 20), ("\"1GiB\"", 1 << 30), ("\"2MB\"", 2_000_000), ("\"8k\"", 8192)] {
+        for (text, bytes) in [
+            ("1024", 1024),
+            ("\"64KiB\"", 65536),
+            ("\"10MiB\"", 10 << 20),
+            ("\"1GiB\"", 1 << 30),
+            ("\"2MB\"", 2_000_000),
+            ("\"8k\"", 8192),
+        ] {
             let c = load(&format!("[server]\nmax_body_size = {text}\n")).unwrap();
             assert_eq!(c.server.max_body_size, bytes, "{text}");
         }
@@ -791,11 +991,23 @@ mod tests {
 
     #[test]
     fn patterns() {
-        assert_eq!(parse_pattern("*.PHP"), Ok(HandlerPattern::Extension("php".into())));
-        assert_eq!(parse_pattern("/app/*"), Ok(HandlerPattern::Prefix("/app".into())));
-        assert_eq!(parse_pattern("/*"), Ok(HandlerPattern::Prefix(String::new())));
+        assert_eq!(
+            parse_pattern("*.PHP"),
+            Ok(HandlerPattern::Extension("php".into()))
+        );
+        assert_eq!(
+            parse_pattern("/app/*"),
+            Ok(HandlerPattern::Prefix("/app".into()))
+        );
+        assert_eq!(
+            parse_pattern("/*"),
+            Ok(HandlerPattern::Prefix(String::new()))
+        );
         assert_eq!(parse_pattern("*"), Ok(HandlerPattern::Any));
-        assert_eq!(parse_pattern("/status"), Ok(HandlerPattern::Exact("/status".into())));
+        assert_eq!(
+            parse_pattern("/status"),
+            Ok(HandlerPattern::Exact("/status".into()))
+        );
         for bad in ["foo", "*.", "/a/*/b", "**", "/a/../b", "*.p/hp"] {
             assert!(parse_pattern(bad).is_err(), "{bad}");
         }
@@ -804,7 +1016,10 @@ mod tests {
     #[test]
     fn verbs_are_upper_cased_and_checked() {
         let c = load(&format!("{MINIMAL}verbs = [\"get\", \"POST\"]\n")).unwrap();
-        assert_eq!(c.apps[0].verbs, Verbs::List(vec![Method::GET, Method::POST]));
+        assert_eq!(
+            c.apps[0].verbs,
+            Verbs::List(vec![Method::GET, Method::POST])
+        );
         let e = load(&format!("{MINIMAL}verbs = [\"GE T\"]\n")).unwrap_err();
         assert_eq!(e.line, Some(5));
         assert_eq!(e.key.as_deref(), Some("app \"php\": verbs"));
@@ -841,7 +1056,8 @@ mod tests {
         assert_eq!(e.line, Some(5));
         let e = load(&format!("{MINIMAL}fallback = \"index.php\"\n")).unwrap_err();
         assert_eq!(e.line, Some(5));
-        let e = load("[[app]]\nname = \"php\"\ncommand = \"x\"\nhandles = [\"*.php\", \"nope\"]\n").unwrap_err();
+        let e = load("[[app]]\nname = \"php\"\ncommand = \"x\"\nhandles = [\"*.php\", \"nope\"]\n")
+            .unwrap_err();
         assert_eq!(e.line, Some(4));
         let e = load(&format!("{MINIMAL}{MINIMAL}")).unwrap_err();
         assert!(e.message.contains("duplicate"), "{e}");
@@ -856,7 +1072,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.server.root, PathBuf::from("/etc/fg/www"));
-        assert_eq!(c.server.access_log, AccessLog::File(PathBuf::from("/etc/fg/logs/access.log")));
+        assert_eq!(
+            c.server.access_log,
+            AccessLog::File(PathBuf::from("/etc/fg/logs/access.log"))
+        );
         assert_eq!(c.apps[0].command, PathBuf::from("/etc/fg/bin/app"));
         assert_eq!(c.apps[0].root, PathBuf::from("/abs"));
         let c = load("[server]\nroot = \"../site/./www/\"\n").unwrap();
@@ -871,8 +1090,17 @@ mod tests {
         .unwrap();
         assert_eq!(c.apps[0].env["PHP_FCGI_MAX_REQUESTS"], "100");
         assert_eq!(c.apps[0].env["FLAG"], "true");
-        assert_eq!(c.apps[0].params, vec![("APP_ENV".to_string(), "prod".to_string())]);
-        assert!(c.warnings.iter().any(|w| w.contains("PHP_FCGI_MAX_REQUESTS")), "{:?}", c.warnings);
+        assert_eq!(
+            c.apps[0].params,
+            vec![("APP_ENV".to_string(), "prod".to_string())]
+        );
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("PHP_FCGI_MAX_REQUESTS")),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]
@@ -882,11 +1110,18 @@ mod tests {
         assert!(e.message.contains("no-such-cmd-xyz"), "{e}");
         let e = resolve_command(Path::new("/nonexistent/php-cgi")).unwrap_err();
         assert!(e.message.contains("apt-get install php-cgi"), "{e}");
-        let c = load("[[app]]\nname = \"x\"\n\ncommand = \"no-such-cmd-xyz\"\nhandles = [\"*\"]\n").unwrap();
+        let c = load("[[app]]\nname = \"x\"\n\ncommand = \"no-such-cmd-xyz\"\nhandles = [\"*\"]\n")
+            .unwrap();
         let problems = check_commands(&c);
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].line, Some(4));
-        assert!(problems[0].to_string().contains("fastgate.toml:4: app \"x\": command"), "{}", problems[0]);
+        assert!(
+            problems[0]
+                .to_string()
+                .contains("fastgate.toml:4: app \"x\": command"),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]

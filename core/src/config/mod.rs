@@ -16,7 +16,9 @@ use http::Method;
 
 mod load;
 
-pub use load::{ConfigError, check_commands, install_hint, load_file, load_str, render_summary, resolve_command};
+pub use load::{
+    ConfigError, check_commands, install_hint, load_file, load_str, render_summary, resolve_command,
+};
 
 /// The whole, validated configuration of one gateway.
 #[derive(Debug, Clone)]

@@ -151,16 +151,12 @@ impl Connection {
         let mut out = BytesMut::new();
         Record::GetValues { pairs }.encode(&mut out);
         self.writer.write_all(&out).await?;
-        loop {
-            match self.read_record().await? {
-                Record::GetValuesResult { pairs } => return Ok(pairs),
-                other => {
-                    return Err(ClientError::Unexpected(format!(
-                        "record type {} while waiting for GET_VALUES_RESULT",
-                        other.record_type()
-                    )));
-                }
-            }
+        match self.read_record().await? {
+            Record::GetValuesResult { pairs } => Ok(pairs),
+            other => Err(ClientError::Unexpected(format!(
+                "record type {} while waiting for GET_VALUES_RESULT",
+                other.record_type()
+            ))),
         }
     }
 
@@ -291,7 +287,9 @@ impl<'c, B: AsyncRead + Unpin> Exchange<'c, B> {
     /// Encodes the next chunk of the body, and the STDIN terminator after
     /// the last one.
     async fn fill_pending(&mut self) -> Result<(), ClientError> {
-        let want = usize::try_from(self.body_left).unwrap_or(usize::MAX).min(STDIN_CHUNK);
+        let want = usize::try_from(self.body_left)
+            .unwrap_or(usize::MAX)
+            .min(STDIN_CHUNK);
         if self.scratch.len() < want {
             self.scratch.resize(want, 0);
         }
@@ -303,7 +301,12 @@ impl<'c, B: AsyncRead + Unpin> Exchange<'c, B> {
                 "request body ended early",
             )));
         }
-        proto::encode_stream(record_type::STDIN, REQUEST_ID, &self.scratch[..n], &mut self.pending);
+        proto::encode_stream(
+            record_type::STDIN,
+            REQUEST_ID,
+            &self.scratch[..n],
+            &mut self.pending,
+        );
         self.body_left -= n as u64;
         if self.body_left == 0 {
             proto::encode_stream_end(record_type::STDIN, REQUEST_ID, &mut self.pending);
@@ -313,7 +316,11 @@ impl<'c, B: AsyncRead + Unpin> Exchange<'c, B> {
 }
 
 impl AsyncRead for ReadHalf {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ReadHalf::Unix(r) => Pin::new(r).poll_read(cx, buf),
             ReadHalf::Tcp(r) => Pin::new(r).poll_read(cx, buf),
@@ -322,7 +329,11 @@ impl AsyncRead for ReadHalf {
 }
 
 impl AsyncWrite for WriteHalf {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             WriteHalf::Unix(w) => Pin::new(w).poll_write(cx, buf),
             WriteHalf::Tcp(w) => Pin::new(w).poll_write(cx, buf),

@@ -8,7 +8,8 @@
 use bytes::{Buf, BytesMut};
 
 use super::proto::{
-    HEADER_LEN, Header, MANAGEMENT_REQUEST_ID, ProtocolError, Record, VERSION_1, decode_pairs, record_type,
+    HEADER_LEN, Header, MANAGEMENT_REQUEST_ID, ProtocolError, Record, VERSION_1, decode_pairs,
+    record_type,
 };
 
 /// Decodes FastCGI records from a byte buffer.
@@ -46,11 +47,13 @@ impl Decoder {
 }
 
 fn fixed_body<const N: usize>(record_type: u8, content: &[u8]) -> Result<[u8; N], ProtocolError> {
-    content.try_into().map_err(|_| ProtocolError::BadBodyLength {
-        record_type,
-        expected: N,
-        got: content.len(),
-    })
+    content
+        .try_into()
+        .map_err(|_| ProtocolError::BadBodyLength {
+            record_type,
+            expected: N,
+            got: content.len(),
+        })
 }
 
 fn record_of(header: Header, content: bytes::Bytes) -> Result<Record, ProtocolError> {
@@ -85,11 +88,26 @@ fn record_of(header: Header, content: bytes::Bytes) -> Result<Record, ProtocolEr
                 protocol_status: body[4],
             }
         }
-        PARAMS => Record::Params { request_id, data: content },
-        STDIN => Record::Stdin { request_id, data: content },
-        STDOUT => Record::Stdout { request_id, data: content },
-        STDERR => Record::Stderr { request_id, data: content },
-        DATA => Record::Data { request_id, data: content },
+        PARAMS => Record::Params {
+            request_id,
+            data: content,
+        },
+        STDIN => Record::Stdin {
+            request_id,
+            data: content,
+        },
+        STDOUT => Record::Stdout {
+            request_id,
+            data: content,
+        },
+        STDERR => Record::Stderr {
+            request_id,
+            data: content,
+        },
+        DATA => Record::Data {
+            request_id,
+            data: content,
+        },
         GET_VALUES => Record::GetValues {
             pairs: decode_pairs(&content)?,
         },
@@ -98,7 +116,9 @@ fn record_of(header: Header, content: bytes::Bytes) -> Result<Record, ProtocolEr
         },
         UNKNOWN_TYPE => {
             let body: [u8; 8] = fixed_body(t, &content)?;
-            Record::UnknownType { record_type: body[0] }
+            Record::UnknownType {
+                record_type: body[0],
+            }
         }
         _ => Record::Other {
             record_type: t,
@@ -163,7 +183,10 @@ mod tests {
                 pairs: vec![(Bytes::from_static(b"FCGI_MPXS_CONNS"), Bytes::new())],
             },
             Record::GetValuesResult {
-                pairs: vec![(Bytes::from_static(b"FCGI_MAX_REQS"), Bytes::from_static(b"1"))],
+                pairs: vec![(
+                    Bytes::from_static(b"FCGI_MAX_REQS"),
+                    Bytes::from_static(b"1"),
+                )],
             },
             Record::UnknownType { record_type: 99 },
             Record::Other {
@@ -215,7 +238,10 @@ mod tests {
     #[test]
     fn bad_version_is_an_error() {
         let mut buf = BytesMut::from(&[2u8, 6, 0, 1, 0, 0, 0, 0][..]);
-        assert_eq!(Decoder::new().decode(&mut buf), Err(ProtocolError::UnsupportedVersion(2)));
+        assert_eq!(
+            Decoder::new().decode(&mut buf),
+            Err(ProtocolError::UnsupportedVersion(2))
+        );
     }
 
     #[test]
@@ -258,22 +284,30 @@ mod tests {
     fn arb_record() -> impl Strategy<Value = Record> {
         let id = 1u16..=u16::MAX;
         prop_oneof![
-            (id.clone(), any::<u16>(), any::<u8>()).prop_map(|(request_id, role, flags)| Record::BeginRequest {
-                request_id,
-                role,
-                flags
-            }),
-            id.clone().prop_map(|request_id| Record::AbortRequest { request_id }),
-            (id.clone(), any::<u32>(), any::<u8>()).prop_map(|(request_id, app_status, protocol_status)| {
-                Record::EndRequest {
+            (id.clone(), any::<u16>(), any::<u8>()).prop_map(|(request_id, role, flags)| {
+                Record::BeginRequest {
                     request_id,
-                    app_status,
-                    protocol_status,
+                    role,
+                    flags,
                 }
             }),
-            (id.clone(), arb_bytes(200_000)).prop_map(|(request_id, data)| Record::Stdout { request_id, data }),
-            (id.clone(), arb_bytes(70_000)).prop_map(|(request_id, data)| Record::Stdin { request_id, data }),
-            (id.clone(), arb_bytes(300)).prop_map(|(request_id, data)| Record::Stderr { request_id, data }),
+            id.clone()
+                .prop_map(|request_id| Record::AbortRequest { request_id }),
+            (id.clone(), any::<u32>(), any::<u8>()).prop_map(
+                |(request_id, app_status, protocol_status)| {
+                    Record::EndRequest {
+                        request_id,
+                        app_status,
+                        protocol_status,
+                    }
+                }
+            ),
+            (id.clone(), arb_bytes(200_000))
+                .prop_map(|(request_id, data)| Record::Stdout { request_id, data }),
+            (id.clone(), arb_bytes(70_000))
+                .prop_map(|(request_id, data)| Record::Stdin { request_id, data }),
+            (id.clone(), arb_bytes(300))
+                .prop_map(|(request_id, data)| Record::Stderr { request_id, data }),
             (id, arb_bytes(300)).prop_map(|(request_id, data)| Record::Params { request_id, data }),
             arb_pairs().prop_map(|pairs| Record::GetValues { pairs }),
             arb_pairs().prop_map(|pairs| Record::GetValuesResult { pairs }),
@@ -286,10 +320,26 @@ mod tests {
         let mut out: Vec<Record> = Vec::new();
         for record in records {
             let merged = match (out.last_mut(), &record) {
-                (Some(Record::Stdout { request_id: a, data: d }), Record::Stdout { request_id: b, data })
-                | (Some(Record::Stdin { request_id: a, data: d }), Record::Stdin { request_id: b, data })
-                    if a == b && !data.is_empty() && d.len() % 65535 == 0 && !d.is_empty() =>
-                {
+                (
+                    Some(Record::Stdout {
+                        request_id: a,
+                        data: d,
+                    }),
+                    Record::Stdout {
+                        request_id: b,
+                        data,
+                    },
+                )
+                | (
+                    Some(Record::Stdin {
+                        request_id: a,
+                        data: d,
+                    }),
+                    Record::Stdin {
+                        request_id: b,
+                        data,
+                    },
+                ) if a == b && !data.is_empty() && d.len() % 65535 == 0 && !d.is_empty() => {
                     let mut joined = d.to_vec();
                     joined.extend_from_slice(data);
                     *d = Bytes::from(joined);

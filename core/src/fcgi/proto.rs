@@ -58,7 +58,11 @@ pub enum ProtocolError {
     #[error("unsupported FastCGI version {0} (expected 1)")]
     UnsupportedVersion(u8),
     #[error("record type {record_type} must have an {expected}-byte body, got {got}")]
-    BadBodyLength { record_type: u8, expected: usize, got: usize },
+    BadBodyLength {
+        record_type: u8,
+        expected: usize,
+        got: usize,
+    },
     #[error("name-value pair truncated")]
     TruncatedPair,
     #[error("management record type {record_type} with request id {request_id} (must be 0)")]
@@ -101,19 +105,54 @@ impl Header {
 /// One record (owned; stream contents are zero-copy `Bytes`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    BeginRequest { request_id: u16, role: u16, flags: u8 },
-    AbortRequest { request_id: u16 },
-    EndRequest { request_id: u16, app_status: u32, protocol_status: u8 },
-    Params { request_id: u16, data: Bytes },
-    Stdin { request_id: u16, data: Bytes },
-    Stdout { request_id: u16, data: Bytes },
-    Stderr { request_id: u16, data: Bytes },
-    Data { request_id: u16, data: Bytes },
-    GetValues { pairs: Vec<(Bytes, Bytes)> },
-    GetValuesResult { pairs: Vec<(Bytes, Bytes)> },
-    UnknownType { record_type: u8 },
+    BeginRequest {
+        request_id: u16,
+        role: u16,
+        flags: u8,
+    },
+    AbortRequest {
+        request_id: u16,
+    },
+    EndRequest {
+        request_id: u16,
+        app_status: u32,
+        protocol_status: u8,
+    },
+    Params {
+        request_id: u16,
+        data: Bytes,
+    },
+    Stdin {
+        request_id: u16,
+        data: Bytes,
+    },
+    Stdout {
+        request_id: u16,
+        data: Bytes,
+    },
+    Stderr {
+        request_id: u16,
+        data: Bytes,
+    },
+    Data {
+        request_id: u16,
+        data: Bytes,
+    },
+    GetValues {
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    GetValuesResult {
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    UnknownType {
+        record_type: u8,
+    },
     /// A type this codec does not know; a server answers UNKNOWN_TYPE.
-    Other { record_type: u8, request_id: u16, content: Bytes },
+    Other {
+        record_type: u8,
+        request_id: u16,
+        content: Bytes,
+    },
 }
 
 impl Record {
@@ -128,9 +167,9 @@ impl Record {
             | Record::Stderr { request_id, .. }
             | Record::Data { request_id, .. }
             | Record::Other { request_id, .. } => *request_id,
-            Record::GetValues { .. } | Record::GetValuesResult { .. } | Record::UnknownType { .. } => {
-                MANAGEMENT_REQUEST_ID
-            }
+            Record::GetValues { .. }
+            | Record::GetValuesResult { .. }
+            | Record::UnknownType { .. } => MANAGEMENT_REQUEST_ID,
         }
     }
 
@@ -172,7 +211,12 @@ impl Record {
                 ..
             } => {
                 let [a0, a1, a2, a3] = app_status.to_be_bytes();
-                encode_record(END_REQUEST, id, &[a0, a1, a2, a3, *protocol_status, 0, 0, 0], out);
+                encode_record(
+                    END_REQUEST,
+                    id,
+                    &[a0, a1, a2, a3, *protocol_status, 0, 0, 0],
+                    out,
+                );
             }
             Record::Params { data, .. }
             | Record::Stdin { data, .. }
@@ -198,9 +242,18 @@ impl Record {
                 encode_record(self.record_type(), MANAGEMENT_REQUEST_ID, &body, out);
             }
             Record::UnknownType { record_type } => {
-                encode_record(UNKNOWN_TYPE, MANAGEMENT_REQUEST_ID, &[*record_type, 0, 0, 0, 0, 0, 0, 0], out);
+                encode_record(
+                    UNKNOWN_TYPE,
+                    MANAGEMENT_REQUEST_ID,
+                    &[*record_type, 0, 0, 0, 0, 0, 0, 0],
+                    out,
+                );
             }
-            Record::Other { record_type, content, .. } => {
+            Record::Other {
+                record_type,
+                content,
+                ..
+            } => {
                 let end = content.len().min(MAX_CONTENT_LEN);
                 encode_record(*record_type, id, &content[..end], out);
             }
@@ -246,7 +299,12 @@ pub fn encode_stream_end(record_type: u8, request_id: u16, out: &mut BytesMut) {
 
 /// Appends BEGIN_REQUEST with `role` and `flags`.
 pub fn encode_begin_request(request_id: u16, role: u16, flags: u8, out: &mut BytesMut) {
-    Record::BeginRequest { request_id, role, flags }.encode(out);
+    Record::BeginRequest {
+        request_id,
+        role,
+        flags,
+    }
+    .encode(out);
 }
 
 fn encode_length(len: usize, out: &mut BytesMut) {
@@ -294,7 +352,9 @@ pub fn decode_pairs(body: &[u8]) -> Result<Vec<(Bytes, Bytes)>, ProtocolError> {
             *pos += 1;
             return Ok(first as usize);
         }
-        let bytes = body.get(*pos..*pos + 4).ok_or(ProtocolError::TruncatedPair)?;
+        let bytes = body
+            .get(*pos..*pos + 4)
+            .ok_or(ProtocolError::TruncatedPair)?;
         *pos += 4;
         Ok((u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) & 0x7fff_ffff) as usize)
     }
@@ -344,12 +404,18 @@ mod tests {
             app_status: 0x0A0B_0C0D,
             protocol_status: protocol_status::OVERLOADED,
         });
-        assert_eq!(bytes, [1, 3, 1, 2, 0, 8, 0, 0, 0x0A, 0x0B, 0x0C, 0x0D, 2, 0, 0, 0]);
+        assert_eq!(
+            bytes,
+            [1, 3, 1, 2, 0, 8, 0, 0, 0x0A, 0x0B, 0x0C, 0x0D, 2, 0, 0, 0]
+        );
     }
 
     #[test]
     fn abort_and_unknown_type_layout() {
-        assert_eq!(encoded(Record::AbortRequest { request_id: 7 }), [1, 2, 0, 7, 0, 0, 0, 0]);
+        assert_eq!(
+            encoded(Record::AbortRequest { request_id: 7 }),
+            [1, 2, 0, 7, 0, 0, 0, 0]
+        );
         assert_eq!(
             encoded(Record::UnknownType { record_type: 42 }),
             [1, 11, 0, 0, 0, 8, 0, 0, 42, 0, 0, 0, 0, 0, 0, 0]
@@ -362,7 +428,12 @@ mod tests {
             request_id: 1,
             data: Bytes::from_static(b"hello"),
         });
-        assert_eq!(bytes, [1, 6, 0, 1, 0, 5, 3, 0, b'h', b'e', b'l', b'l', b'o', 0, 0, 0]);
+        assert_eq!(
+            bytes,
+            [
+                1, 6, 0, 1, 0, 5, 3, 0, b'h', b'e', b'l', b'l', b'o', 0, 0, 0
+            ]
+        );
     }
 
     #[test]
@@ -390,9 +461,9 @@ mod tests {
     #[test]
     fn pair_lengths_one_and_four_bytes() {
         let mut out = BytesMut::new();
-        let short = vec![b'a'; 127];
-        let long = vec![b'b'; 128];
-        let value = vec![b'v'; 300];
+        let short = [b'a'; 127];
+        let long = [b'b'; 128];
+        let value = [b'v'; 300];
         encode_pairs([(&short[..], &b"x"[..]), (&long[..], &value[..])], &mut out);
         assert_eq!(out[0], 127);
         assert_eq!(out[1], 1);
@@ -408,10 +479,19 @@ mod tests {
 
     #[test]
     fn truncated_pairs_are_errors() {
-        assert_eq!(decode_pairs(&[5, 1, b'a']), Err(ProtocolError::TruncatedPair));
-        assert_eq!(decode_pairs(&[0x80, 0, 0]), Err(ProtocolError::TruncatedPair));
+        assert_eq!(
+            decode_pairs(&[5, 1, b'a']),
+            Err(ProtocolError::TruncatedPair)
+        );
+        assert_eq!(
+            decode_pairs(&[0x80, 0, 0]),
+            Err(ProtocolError::TruncatedPair)
+        );
         // A 4-byte length announcing 2 GiB.
-        assert_eq!(decode_pairs(&[0xff, 0xff, 0xff, 0xff, 0]), Err(ProtocolError::TruncatedPair));
+        assert_eq!(
+            decode_pairs(&[0xff, 0xff, 0xff, 0xff, 0]),
+            Err(ProtocolError::TruncatedPair)
+        );
     }
 
     #[test]

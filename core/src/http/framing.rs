@@ -12,8 +12,8 @@
 //!
 //! [`check_request`] holds the checks made on the parsed request.
 
-use std::io;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -43,7 +43,9 @@ pub fn check_request<B>(req: &Request<B>) -> Result<(), GatewayError> {
         return Err(GatewayError::BadRequest("more than one Host header"));
     }
     if hosts == 0 && req.version() == Version::HTTP_11 {
-        return Err(GatewayError::BadRequest("HTTP/1.1 request without a Host header"));
+        return Err(GatewayError::BadRequest(
+            "HTTP/1.1 request without a Host header",
+        ));
     }
     Ok(())
 }
@@ -55,7 +57,11 @@ enum State {
     Head,
     /// Handing `held[..upto]` (a checked head and the body bytes that came
     /// with it) to hyper; `pos` bytes are out. Then `next`.
-    Release { pos: usize, upto: usize, next: Box<State> },
+    Release {
+        pos: usize,
+        upto: usize,
+        next: Box<State>,
+    },
     /// Inside a body of known length.
     Fixed(u64),
     /// Inside a chunked body.
@@ -69,15 +75,24 @@ enum State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunk {
     /// Reading the size line (`size` so far, `ext` once past the digits).
-    Size { size: u64, ext: bool },
+    Size {
+        size: u64,
+        ext: bool,
+    },
     /// Expecting the LF of the size line.
-    SizeLf { size: u64 },
+    SizeLf {
+        size: u64,
+    },
     Data(u64),
     DataCr,
     DataLf,
     /// Reading trailer lines; `empty` = at the start of a line.
-    Trailer { empty: bool },
-    TrailerLf { empty: bool },
+    Trailer {
+        empty: bool,
+    },
+    TrailerLf {
+        empty: bool,
+    },
 }
 
 /// A client connection whose request heads are checked before hyper sees them.
@@ -128,7 +143,10 @@ fn judge(head: &[u8]) -> Verdict {
     let mut upgrade = false;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            let Some(value) = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<u64>().ok()) else {
+            let Some(value) = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            else {
                 return Verdict::Next(State::Passthrough);
             };
             if has_cl && length != Some(value) {
@@ -152,7 +170,10 @@ fn judge(head: &[u8]) -> Verdict {
     if has_te {
         // Only `chunked` alone is a framing hyper accepts; anything else it refuses.
         return Verdict::Next(if chunked {
-            State::Chunked(Chunk::Size { size: 0, ext: false })
+            State::Chunked(Chunk::Size {
+                size: 0,
+                ext: false,
+            })
         } else {
             State::Passthrough
         });
@@ -190,14 +211,24 @@ impl Chunk {
                     let take = (data.len() - i).min(usize::try_from(n).unwrap_or(usize::MAX));
                     i += take;
                     let left = n - take as u64;
-                    self = if left == 0 { Chunk::DataCr } else { Chunk::Data(left) };
+                    self = if left == 0 {
+                        Chunk::DataCr
+                    } else {
+                        Chunk::Data(left)
+                    };
                     continue;
                 }
                 Chunk::DataCr => match b {
-                    b'\n' => Chunk::Size { size: 0, ext: false },
+                    b'\n' => Chunk::Size {
+                        size: 0,
+                        ext: false,
+                    },
                     _ => Chunk::DataLf,
                 },
-                Chunk::DataLf => Chunk::Size { size: 0, ext: false },
+                Chunk::DataLf => Chunk::Size {
+                    size: 0,
+                    ext: false,
+                },
                 Chunk::Trailer { empty } => match b {
                     b'\r' => Chunk::TrailerLf { empty },
                     b'\n' if empty => return (i + 1, None),
@@ -253,7 +284,10 @@ impl<S> Guarded<S> {
         let next = match judge(&self.held[..end]) {
             Verdict::Next(next) => next,
             Verdict::Reject(why) => {
-                info!(reason = why, "refusing request with ambiguous framing (400)");
+                info!(
+                    reason = why,
+                    "refusing request with ambiguous framing (400)"
+                );
                 self.held.clear();
                 self.held.extend_from_slice(REFUSED_HEAD);
                 self.state = State::Release {
@@ -271,7 +305,14 @@ impl<S> Guarded<S> {
             State::Fixed(n) => {
                 let used = rest.len().min(usize::try_from(n).unwrap_or(usize::MAX));
                 let left = n - used as u64;
-                (used, if left == 0 { State::Head } else { State::Fixed(left) })
+                (
+                    used,
+                    if left == 0 {
+                        State::Head
+                    } else {
+                        State::Fixed(left)
+                    },
+                )
             }
             State::Chunked(chunk) => {
                 let (used, next) = chunk.advance(rest);
@@ -295,11 +336,19 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
     body.windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map(|p| start + p + 4)
-        .or_else(|| body.windows(2).position(|w| w == b"\n\n").map(|p| start + p + 2))
+        .or_else(|| {
+            body.windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|p| start + p + 2)
+        })
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
             match &mut this.state {
@@ -322,7 +371,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<S> {
                 State::Fixed(left) => {
                     // Read no further than the body, so the next head can be held.
                     let mut chunk = [0u8; 16 * 1024];
-                    let want = buf.remaining().min(chunk.len()).min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    let want = buf
+                        .remaining()
+                        .min(chunk.len())
+                        .min(usize::try_from(*left).unwrap_or(usize::MAX));
                     let mut limited = ReadBuf::new(&mut chunk[..want]);
                     let polled = Pin::new(&mut this.inner).poll_read(cx, &mut limited);
                     if let Poll::Ready(Ok(())) = polled {
@@ -344,7 +396,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<S> {
                             Some(next) => *chunk = next,
                             // The next head started in this read and is
                             // already handed over: stop checking.
-                            None if before + used < buf.filled().len() => this.state = State::Passthrough,
+                            None if before + used < buf.filled().len() => {
+                                this.state = State::Passthrough
+                            }
                             None => this.state = State::Head,
                         }
                     }
@@ -380,7 +434,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<S> {
                                 this.head_deadline = None;
                                 this.held.clear();
                                 this.state = State::Closed;
-                                return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "header_read_timeout")));
+                                return Poll::Ready(Err(io::Error::new(
+                                    io::ErrorKind::TimedOut,
+                                    "header_read_timeout",
+                                )));
                             }
                             return Poll::Pending;
                         }
@@ -393,7 +450,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
     }
 
@@ -414,7 +475,11 @@ mod tests {
     #[test]
     fn chunked_body_end_is_found() {
         let body = b"5\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\nX-T: 1\r\n\r\nGET / HTTP/1.1\r\n";
-        let (used, next) = Chunk::Size { size: 0, ext: false }.advance(body);
+        let (used, next) = Chunk::Size {
+            size: 0,
+            ext: false,
+        }
+        .advance(body);
         assert_eq!(next, None);
         assert_eq!(&body[used..], b"GET / HTTP/1.1\r\n");
     }
@@ -423,7 +488,11 @@ mod tests {
     fn chunked_body_split_anywhere() {
         let body = b"a\r\n0123456789\r\n0\r\n\r\nNEXT";
         for split in 0..body.len() {
-            let (used, next) = Chunk::Size { size: 0, ext: false }.advance(&body[..split]);
+            let (used, next) = Chunk::Size {
+                size: 0,
+                ext: false,
+            }
+            .advance(&body[..split]);
             let end = match next {
                 // The body ended inside the first part.
                 None => used,

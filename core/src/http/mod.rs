@@ -59,8 +59,15 @@ impl Gateway {
     }
 
     /// Serves one request; never fails (errors become responses).
-    async fn handle(&self, req: Request<Incoming>, remote: SocketAddr, local: SocketAddr) -> Response<ResponseBody> {
-        let mut entry = self.access_log.entry(remote.ip(), req.method(), req.uri(), req.version());
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+        local: SocketAddr,
+    ) -> Response<ResponseBody> {
+        let mut entry = self
+            .access_log
+            .entry(remote.ip(), req.method(), req.uri(), req.version());
         let mut served_by = None;
         let uri = req.uri().clone();
         let mut response = match self.respond(req, remote, local, &mut served_by).await {
@@ -98,11 +105,17 @@ impl Gateway {
         framing::check_request(&req)?;
         let route = self.router.route(req.method(), req.uri().path())?;
         match route {
-            Route::Static { file } => self.serve_static(req.method(), req.uri(), req.headers(), &file).await,
+            Route::Static { file } => {
+                self.serve_static(req.method(), req.uri(), req.headers(), &file)
+                    .await
+            }
             Route::AddSlash { location } => Ok(redirect_with_query(location, req.uri())),
             Route::NotFound => Err(GatewayError::NotFound),
             Route::MethodNotAllowed { allow } => Err(GatewayError::MethodNotAllowed { allow }),
-            Route::App { app, target } => self.serve_app(req, app, target, remote, local, served_by).await,
+            Route::App { app, target } => {
+                self.serve_app(req, app, target, remote, local, served_by)
+                    .await
+            }
         }
     }
 
@@ -144,7 +157,14 @@ impl Gateway {
             let limits = Limits {
                 max_header_size: server.max_response_header_size,
             };
-            let upstream = upstream::forward(pool, params, body.clone(), Arc::from(uri.to_string()), limits).await?;
+            let upstream = upstream::forward(
+                pool,
+                params,
+                body.clone(),
+                Arc::from(uri.to_string()),
+                limits,
+            )
+            .await?;
             *served_by = Some((Arc::from(pool.name()), Some(upstream.pid)));
             let location = match upstream.head.kind {
                 ResponseKind::LocalRedirect(location) => location,
@@ -165,14 +185,23 @@ impl Gateway {
             method = Method::GET;
             body = Arc::new(RequestBody::Empty);
             match self.router.route(&method, uri.path())? {
-                Route::App { app: next, target: next_target } => {
+                Route::App {
+                    app: next,
+                    target: next_target,
+                } => {
                     app = next;
                     target = next_target;
                 }
-                Route::Static { file } => return self.serve_static(&method, &uri, &parts.headers, &file).await,
+                Route::Static { file } => {
+                    return self
+                        .serve_static(&method, &uri, &parts.headers, &file)
+                        .await;
+                }
                 Route::AddSlash { location } => return Ok(redirect_with_query(location, &uri)),
                 Route::NotFound => return Err(GatewayError::NotFound),
-                Route::MethodNotAllowed { allow } => return Err(GatewayError::MethodNotAllowed { allow }),
+                Route::MethodNotAllowed { allow } => {
+                    return Err(GatewayError::MethodNotAllowed { allow });
+                }
             }
         }
         Err(GatewayError::RedirectLoop(MAX_LOCAL_REDIRECTS))
@@ -279,7 +308,12 @@ pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServeError> 
 
 /// Serves connections on `listeners` until `stop` turns true, then lets
 /// in-flight requests finish for at most `drain_timeout`.
-pub async fn run(gateway: Arc<Gateway>, listeners: Vec<TcpListener>, mut stop: watch::Receiver<bool>, drain_timeout: Duration) {
+pub async fn run(
+    gateway: Arc<Gateway>,
+    listeners: Vec<TcpListener>,
+    mut stop: watch::Receiver<bool>,
+    drain_timeout: Duration,
+) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -346,8 +380,17 @@ pub async fn run(gateway: Arc<Gateway>, listeners: Vec<TcpListener>, mut stop: w
     for task in accept_tasks {
         task.abort();
     }
-    info!(connections = graceful.count(), "no longer accepting; draining in-flight requests");
-    if tokio::time::timeout(drain_timeout, graceful.shutdown()).await.is_err() {
-        warn!(?drain_timeout, "requests still running after shutdown_timeout; stopping anyway");
+    info!(
+        connections = graceful.count(),
+        "no longer accepting; draining in-flight requests"
+    );
+    if tokio::time::timeout(drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(
+            ?drain_timeout,
+            "requests still running after shutdown_timeout; stopping anyway"
+        );
     }
 }

@@ -33,7 +33,9 @@ pub use process::{Process, SpawnSpec, private_dir};
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     /// `queue_length` requests are already waiting.
-    #[error("app {app}: all {max_instances} instances busy and the queue is full ({queue_length} waiting)")]
+    #[error(
+        "app {app}: all {max_instances} instances busy and the queue is full ({queue_length} waiting)"
+    )]
     QueueFull {
         app: Arc<str>,
         max_instances: u32,
@@ -108,7 +110,9 @@ pub struct Pool {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("app", &self.inner.name).finish_non_exhaustive()
+        f.debug_struct("Pool")
+            .field("app", &self.inner.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -217,7 +221,11 @@ impl Pool {
         };
         match grant {
             Grant::Instance(instance) => Ok(Lease::new(inner.clone(), instance)),
-            Grant::Spawn => inner.clone().spawn_reserved().await.map(|i| Lease::new(inner.clone(), i)),
+            Grant::Spawn => inner
+                .clone()
+                .spawn_reserved()
+                .await
+                .map(|i| Lease::new(inner.clone(), i)),
         }
     }
 
@@ -259,11 +267,15 @@ impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave State half-updated in
         // a way that matters more than stopping to serve: keep going.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn shutting_down(&self) -> PoolError {
-        PoolError::ShuttingDown { app: self.name.clone() }
+        PoolError::ShuttingDown {
+            app: self.name.clone(),
+        }
     }
 
     /// Starts a process in a slot already counted in `live`. On failure the
@@ -444,7 +456,9 @@ pub struct Lease {
 
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease").field("pid", &self.pid()).finish_non_exhaustive()
+        f.debug_struct("Lease")
+            .field("pid", &self.pid())
+            .finish_non_exhaustive()
     }
 }
 
@@ -457,7 +471,9 @@ impl Lease {
     }
 
     fn instance(&self) -> &Instance {
-        self.instance.as_ref().expect("lease holds its instance until consumed")
+        self.instance
+            .as_ref()
+            .expect("lease holds its instance until consumed")
     }
 
     /// The pid of the leased process.
@@ -479,7 +495,11 @@ impl Lease {
 
     /// The FastCGI connection to the instance.
     pub fn connection(&mut self) -> &mut Connection {
-        &mut self.instance.as_mut().expect("lease holds its instance until consumed").conn
+        &mut self
+            .instance
+            .as_mut()
+            .expect("lease holds its instance until consumed")
+            .conn
     }
 
     /// The request is complete. `reusable`: the connection is in a clean
@@ -549,7 +569,9 @@ fn effective_max_requests(app: &AppConfig) -> u64 {
 }
 
 /// Awaits every future (no extra dependency for one call site).
-async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: impl IntoIterator<Item = F>) {
+async fn futures_join_all<F: std::future::Future<Output = ()>>(
+    futures: impl IntoIterator<Item = F>,
+) {
     for future in futures {
         future.await;
     }

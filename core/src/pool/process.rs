@@ -112,8 +112,19 @@ pub async fn spawn(
 
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (exited_tx, exited) = watch::channel(None);
-    tokio::spawn(supervise(child, spec.app.clone(), pid, command_rx, exited_tx, on_exit));
-    let process = Process { pid, commands, exited };
+    tokio::spawn(supervise(
+        child,
+        spec.app.clone(),
+        pid,
+        command_rx,
+        exited_tx,
+        on_exit,
+    ));
+    let process = Process {
+        pid,
+        commands,
+        exited,
+    };
 
     let connection = endpoint.connect().await;
     // Once connected nobody needs the path: unlinking it means no other
@@ -170,14 +181,21 @@ fn listen(spec: &SpawnSpec, instance_id: u64) -> io::Result<(OwnedFd, Endpoint)>
 }
 
 /// Copies a process's stdout or stderr to the gateway log, line by line.
-fn forward_output(stream: Option<impl AsyncRead + Unpin + Send + 'static>, app: &Arc<str>, pid: u32, name: &'static str) {
+fn forward_output(
+    stream: Option<impl AsyncRead + Unpin + Send + 'static>,
+    app: &Arc<str>,
+    pid: u32,
+    name: &'static str,
+) {
     let Some(stream) = stream else { return };
     let app = app.clone();
     tokio::spawn(async move {
         let mut lines = BufReader::new(stream).lines();
         loop {
             match lines.next_line().await {
-                Ok(Some(line)) => info!(target: "fastgate::app", app = %app, pid, stream = name, "{line}"),
+                Ok(Some(line)) => {
+                    info!(target: "fastgate::app", app = %app, pid, stream = name, "{line}")
+                }
                 Ok(None) => break,
                 // Not UTF-8: log what we can rather than losing the stream.
                 Err(e) => {
@@ -251,7 +269,9 @@ fn log_exit(app: &str, pid: u32, status: ExitStatus) {
         (Some(0), _) => debug!(app, pid, "process exited"),
         (Some(code), _) => info!(app, pid, code, "process exited with an error code"),
         (None, Some(signal)) => {
-            let name = Signal::try_from(signal).map(|s| s.as_str()).unwrap_or("unknown");
+            let name = Signal::try_from(signal)
+                .map(|s| s.as_str())
+                .unwrap_or("unknown");
             info!(app, pid, signal = name, "process killed by a signal")
         }
         (None, None) => info!(app, pid, "process ended"),
@@ -261,6 +281,9 @@ fn log_exit(app: &str, pid: u32, status: ExitStatus) {
 /// Creates a private (0700) directory.
 pub fn private_dir(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
 }

@@ -41,15 +41,24 @@ pub struct ScriptTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// A regular file under `server.root`, for GET or HEAD.
-    Static { file: PathBuf },
+    Static {
+        file: PathBuf,
+    },
     /// A directory asked for without its trailing `/`: 301 to `location`
     /// (the path as received plus `/`; the caller adds the query).
-    AddSlash { location: String },
+    AddSlash {
+        location: String,
+    },
     /// Run a script of app number `app` (index in the config's apps).
-    App { app: usize, target: ScriptTarget },
+    App {
+        app: usize,
+        target: ScriptTarget,
+    },
     /// A mapping matches the path but not the method. Never falls through
     /// to static files: a POST-only `*.php` must not leak source on GET.
-    MethodNotAllowed { allow: Vec<Method> },
+    MethodNotAllowed {
+        allow: Vec<Method>,
+    },
     NotFound,
 }
 
@@ -157,7 +166,9 @@ impl Router {
         let mut refused: Vec<Method> = Vec::new();
         let mut pattern_matched = false;
         for mapping in &self.mappings {
-            let Some((script_name, path_info)) = mapping.handles.iter().find_map(|p| split(p, path)) else {
+            let Some((script_name, path_info)) =
+                mapping.handles.iter().find_map(|p| split(p, path))
+            else {
                 continue;
             };
             pattern_matched = true;
@@ -204,9 +215,10 @@ impl Router {
 
     /// The first app's front controller that takes this method.
     fn fallback(&self, method: &Method) -> Option<Route> {
-        self.mappings
-            .iter()
-            .find_map(|m| m.fallback_target(method).map(|target| Route::App { app: m.app, target }))
+        self.mappings.iter().find_map(|m| {
+            m.fallback_target(method)
+                .map(|target| Route::App { app: m.app, target })
+        })
     }
 }
 
@@ -249,7 +261,10 @@ fn split<'p>(pattern: &HandlerPattern, path: &'p str) -> Option<(&'p str, &'p st
         HandlerPattern::Prefix(p) => {
             if path == p {
                 Some((path, ""))
-            } else if path.len() > p.len() && path.starts_with(p.as_str()) && path.as_bytes()[p.len()] == b'/' {
+            } else if path.len() > p.len()
+                && path.starts_with(p.as_str())
+                && path.as_bytes()[p.len()] == b'/'
+            {
                 Some(path.split_at(p.len()))
             } else {
                 None
@@ -383,14 +398,20 @@ mod tests {
             }
         );
         // ".php" alone is not a script name.
-        assert_eq!(router.route(&Method::GET, "/.php").unwrap(), Route::NotFound);
+        assert_eq!(
+            router.route(&Method::GET, "/.php").unwrap(),
+            Route::NotFound
+        );
     }
 
     #[test]
     fn image_with_php_suffix_is_never_run() {
         let dir = site();
         let router = Router::new(&server(dir.path()), &[app(dir.path(), php())]);
-        assert_eq!(router.route(&Method::GET, "/uploads/x.jpg/y.php").unwrap(), Route::NotFound);
+        assert_eq!(
+            router.route(&Method::GET, "/uploads/x.jpg/y.php").unwrap(),
+            Route::NotFound
+        );
         assert_eq!(
             router.route(&Method::GET, "/uploads/x.jpg").unwrap(),
             Route::Static {
@@ -406,23 +427,35 @@ mod tests {
         a.resource_type = ResourceType::Unspecified;
         let router = Router::new(&server(dir.path()), &[a]);
         let (_, t) = app_route(router.route(&Method::GET, "/app/x/y").unwrap());
-        assert_eq!((t.script_name.as_str(), t.path_info.as_str()), ("/app", "/x/y"));
+        assert_eq!(
+            (t.script_name.as_str(), t.path_info.as_str()),
+            ("/app", "/x/y")
+        );
         let (_, t) = app_route(router.route(&Method::GET, "/app").unwrap());
         assert_eq!((t.script_name.as_str(), t.path_info.as_str()), ("/app", ""));
-        assert!(!matches!(router.route(&Method::GET, "/apple").unwrap(), Route::App { .. }));
+        assert!(!matches!(
+            router.route(&Method::GET, "/apple").unwrap(),
+            Route::App { .. }
+        ));
 
         let mut root_app = app(dir.path(), vec![HandlerPattern::Prefix(String::new())]);
         root_app.resource_type = ResourceType::Unspecified;
         let router = Router::new(&server(dir.path()), &[root_app]);
         let (_, t) = app_route(router.route(&Method::POST, "/any/where").unwrap());
-        assert_eq!((t.script_name.as_str(), t.path_info.as_str()), ("", "/any/where"));
+        assert_eq!(
+            (t.script_name.as_str(), t.path_info.as_str()),
+            ("", "/any/where")
+        );
 
         let mut exact = app(dir.path(), vec![HandlerPattern::Exact("/status".into())]);
         exact.resource_type = ResourceType::Unspecified;
         let mut any = app(dir.path(), vec![HandlerPattern::Any]);
         any.resource_type = ResourceType::Unspecified;
         let router = Router::new(&server(dir.path()), &[exact, any]);
-        assert_eq!(app_route(router.route(&Method::GET, "/status").unwrap()).0, 0);
+        assert_eq!(
+            app_route(router.route(&Method::GET, "/status").unwrap()).0,
+            0
+        );
         let (app_idx, t) = app_route(router.route(&Method::GET, "/status/x").unwrap());
         assert_eq!(app_idx, 1);
         assert_eq!(t.script_name, "/status/x");
@@ -435,8 +468,14 @@ mod tests {
         let mut second = app(dir.path(), vec![HandlerPattern::Any]);
         second.resource_type = ResourceType::Unspecified;
         let router = Router::new(&server(dir.path()), &[first, second]);
-        assert_eq!(app_route(router.route(&Method::GET, "/index.php").unwrap()).0, 0);
-        assert_eq!(app_route(router.route(&Method::GET, "/static.css").unwrap()).0, 1);
+        assert_eq!(
+            app_route(router.route(&Method::GET, "/index.php").unwrap()).0,
+            0
+        );
+        assert_eq!(
+            app_route(router.route(&Method::GET, "/static.css").unwrap()).0,
+            1
+        );
     }
 
     #[test]
@@ -451,13 +490,19 @@ mod tests {
                 allow: vec![Method::POST]
             }
         );
-        assert!(matches!(router.route(&Method::POST, "/index.php").unwrap(), Route::App { .. }));
+        assert!(matches!(
+            router.route(&Method::POST, "/index.php").unwrap(),
+            Route::App { .. }
+        ));
         // A later app that takes the method wins.
         let mut post_only = app(dir.path(), php());
         post_only.verbs = Verbs::List(vec![Method::POST]);
         let get_app = app(dir.path(), php());
         let router = Router::new(&server(dir.path()), &[post_only, get_app]);
-        assert_eq!(app_route(router.route(&Method::GET, "/index.php").unwrap()).0, 1);
+        assert_eq!(
+            app_route(router.route(&Method::GET, "/index.php").unwrap()).0,
+            1
+        );
     }
 
     #[test]
@@ -466,14 +511,23 @@ mod tests {
         let mut a = app(dir.path(), vec![HandlerPattern::Prefix("/sub".into())]);
         a.resource_type = ResourceType::Directory;
         let router = Router::new(&server(dir.path()), std::slice::from_ref(&a));
-        assert!(matches!(router.route(&Method::GET, "/sub/x").unwrap(), Route::App { .. }));
+        assert!(matches!(
+            router.route(&Method::GET, "/sub/x").unwrap(),
+            Route::App { .. }
+        ));
         a.handles = vec![HandlerPattern::Prefix("/nope".into())];
         let router = Router::new(&server(dir.path()), std::slice::from_ref(&a));
-        assert_eq!(router.route(&Method::GET, "/nope/x").unwrap(), Route::NotFound);
+        assert_eq!(
+            router.route(&Method::GET, "/nope/x").unwrap(),
+            Route::NotFound
+        );
         a.resource_type = ResourceType::Either;
         a.handles = vec![HandlerPattern::Exact("/static.css".into())];
         let router = Router::new(&server(dir.path()), std::slice::from_ref(&a));
-        assert!(matches!(router.route(&Method::GET, "/static.css").unwrap(), Route::App { .. }));
+        assert!(matches!(
+            router.route(&Method::GET, "/static.css").unwrap(),
+            Route::App { .. }
+        ));
         a.resource_type = ResourceType::File;
         a.handles = vec![HandlerPattern::Exact("/sub".into())];
         let router = Router::new(&server(dir.path()), std::slice::from_ref(&a));
@@ -495,7 +549,10 @@ mod tests {
         assert_eq!(t.script_filename, dir.path().join("front.php"));
         assert_eq!(t.document_uri, "/front.php");
         // Existing static files still win.
-        assert!(matches!(router.route(&Method::GET, "/static.css").unwrap(), Route::Static { .. }));
+        assert!(matches!(
+            router.route(&Method::GET, "/static.css").unwrap(),
+            Route::Static { .. }
+        ));
     }
 
     #[test]
@@ -517,28 +574,43 @@ mod tests {
                 location: "/s%75b/".into()
             }
         );
-        assert_eq!(router.route(&Method::GET, "/empty/").unwrap(), Route::NotFound);
+        assert_eq!(
+            router.route(&Method::GET, "/empty/").unwrap(),
+            Route::NotFound
+        );
     }
 
     #[test]
     fn static_files_only_for_get_and_head() {
         let dir = site();
         let router = Router::new(&server(dir.path()), &[]);
-        assert!(matches!(router.route(&Method::HEAD, "/static.css").unwrap(), Route::Static { .. }));
+        assert!(matches!(
+            router.route(&Method::HEAD, "/static.css").unwrap(),
+            Route::Static { .. }
+        ));
         assert_eq!(
             router.route(&Method::POST, "/static.css").unwrap(),
             Route::MethodNotAllowed {
                 allow: vec![Method::GET, Method::HEAD]
             }
         );
-        assert_eq!(router.route(&Method::GET, "/nothing").unwrap(), Route::NotFound);
+        assert_eq!(
+            router.route(&Method::GET, "/nothing").unwrap(),
+            Route::NotFound
+        );
     }
 
     #[test]
     fn bad_paths_are_errors() {
         let dir = site();
         let router = Router::new(&server(dir.path()), &[app(dir.path(), php())]);
-        assert_eq!(router.route(&Method::GET, "/../etc/passwd"), Err(PathError::Traversal));
-        assert_eq!(router.route(&Method::GET, "/a%0a.php"), Err(PathError::ControlChar));
+        assert_eq!(
+            router.route(&Method::GET, "/../etc/passwd"),
+            Err(PathError::Traversal)
+        );
+        assert_eq!(
+            router.route(&Method::GET, "/a%0a.php"),
+            Err(PathError::ControlChar)
+        );
     }
 }

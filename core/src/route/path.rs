@@ -120,7 +120,10 @@ mod tests {
 
     #[test]
     fn double_encoding_decodes_once() {
-        assert_eq!(normalize_path("/%252e%252e/etc/passwd"), Ok("/%2e%2e/etc/passwd".into()));
+        assert_eq!(
+            normalize_path("/%252e%252e/etc/passwd"),
+            Ok("/%2e%2e/etc/passwd".into())
+        );
     }
 
     #[test]

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The one command that runs the whole test suite on a fresh Debian/Ubuntu
+# machine with only the Rust toolchain and python3: it installs what the
+# tests need, then runs `cargo test --workspace` (extra arguments go to it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*"; }
+
+# 1. System packages: the real programs the integration tests drive.
+missing=()
+command -v php-cgi >/dev/null 2>&1 || missing+=(php-cgi)
+command -v fcgiwrap >/dev/null 2>&1 || [ -x /usr/sbin/fcgiwrap ] || missing+=(fcgiwrap)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    say "installing ${missing[*]} (apt-get)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "The tests need: ${missing[*]}. Install them with:" >&2
+    echo "  sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+# 2. The WebAssembly target, for plugins built as components.
+if command -v rustup >/dev/null 2>&1; then
+  if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    say "adding the wasm32-wasip2 target"
+    rustup target add wasm32-wasip2 >/dev/null
+  fi
+fi
+
+# 3. (Later steps: the Django venv under target/, the example plugins.)
+
+say "cargo test --workspace $*"
+exec cargo test --workspace "$@"
