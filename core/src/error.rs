@@ -95,6 +95,18 @@ impl GatewayError {
         }
     }
 
+    /// The pid of the instance this error happened on, if any.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            GatewayError::Upstream(
+                UpstreamError::Connection { pid, .. }
+                | UpstreamError::Head { pid, .. }
+                | UpstreamError::NoHead { pid, .. },
+            ) => Some(*pid),
+            _ => None,
+        }
+    }
+
     /// The response a client gets: the status, a short text naming it (and
     /// the app), `Allow` for 405 and `Retry-After` for 503.
     pub fn to_response(&self) -> Response<ResponseBody> {

@@ -292,9 +292,9 @@ impl StderrLog {
         }
         let text = String::from_utf8_lossy(&self.text);
         warn!(
-            app,
+            app = %app,
             pid,
-            uri,
+            uri = %uri,
             truncated = self.dropped,
             "app wrote to FCGI_STDERR: {}",
             text.trim_end()

@@ -7,6 +7,7 @@ mod fcgiwrap;
 mod lifecycle;
 mod php;
 mod pool;
+mod protocol;
 mod security;
 mod static_files;
 mod upload;

@@ -79,8 +79,10 @@ impl Gateway {
                 } else {
                     info!(status = status.as_u16(), uri = %uri, error = %chain(&e), "request refused");
                 }
-                if served_by.is_none() {
-                    served_by = e.app().map(|app| (Arc::from(app), None));
+                match &mut served_by {
+                    Some((_, pid @ None)) => *pid = e.pid(),
+                    Some(_) => {}
+                    None => served_by = e.app().map(|app| (Arc::from(app), e.pid())),
                 }
                 e.to_response()
             }

@@ -266,15 +266,15 @@ async fn supervise(
 fn log_exit(app: &str, pid: u32, status: ExitStatus) {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
-        (Some(0), _) => debug!(app, pid, "process exited"),
-        (Some(code), _) => info!(app, pid, code, "process exited with an error code"),
+        (Some(0), _) => debug!(app = %app, pid, "process exited"),
+        (Some(code), _) => info!(app = %app, pid, code, "process exited with an error code"),
         (None, Some(signal)) => {
             let name = Signal::try_from(signal)
                 .map(|s| s.as_str())
                 .unwrap_or("unknown");
-            info!(app, pid, signal = name, "process killed by a signal")
+            info!(app = %app, pid, signal = name, "process killed by a signal")
         }
-        (None, None) => info!(app, pid, "process ended"),
+        (None, None) => info!(app = %app, pid, "process ended"),
     }
 }
 
