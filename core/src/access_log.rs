@@ -56,7 +56,11 @@ impl AccessLog {
             remote,
             time: SystemTime::now(),
             started: Instant::now(),
-            request_line: format!("{method} {uri} {version:?}"),
+            // Origin form even for HTTP/2 (whose URIs carry scheme and authority).
+            request_line: format!(
+                "{method} {} {version:?}",
+                uri.path_and_query().map_or("/", |p| p.as_str())
+            ),
             status: 0,
             app: None,
             pid: None,
