@@ -1,18 +1,13 @@
 //! Plain PHP requests: methods, status codes, redirects, headers, CGI variables.
 
 use crate::util::*;
-use serde_json::Value;
-
-fn json(r: &Response) -> Value {
-    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
-}
 
 #[test]
 fn get_post_and_head() {
     let gw = Gateway::start(&php_config(""));
     let r = gw.get("/server.php?name=fast&n=1");
     assert_eq!(r.status, 200, "{}", r.text());
-    let v = json(&r);
+    let v = r.json();
     assert_eq!(v["GET"]["name"], "fast");
     assert_eq!(v["REQUEST_METHOD"], "GET");
     assert_eq!(v["GATEWAY_INTERFACE"], "CGI/1.1");
@@ -29,7 +24,7 @@ fn get_post_and_head() {
         "application/x-www-form-urlencoded",
         b"a=1&b=two+words",
     );
-    let v = json(&r);
+    let v = r.json();
     assert_eq!(v["POST"]["a"], "1");
     assert_eq!(v["POST"]["b"], "two words");
     assert_eq!(v["CONTENT_LENGTH"], "15");
@@ -81,7 +76,7 @@ fn cookies_and_repeated_headers() {
 #[test]
 fn path_info_and_script_name_for_extension_mappings() {
     let gw = Gateway::start(&php_config(""));
-    let v = json(&gw.get("/sub/info.php/x/y?q=1"));
+    let v = gw.get("/sub/info.php/x/y?q=1").json();
     assert_eq!(v["SCRIPT_NAME"], "/sub/info.php");
     assert_eq!(v["PATH_INFO"], "/x/y");
     assert_eq!(v["REQUEST_URI"], "/sub/info.php/x/y?q=1");
@@ -115,7 +110,7 @@ SCRIPT_FILENAME = "{script}"
         script = script.display()
     );
     let gw = Gateway::start(&config);
-    let v = json(&gw.get("/app/x/y?z=2"));
+    let v = gw.get("/app/x/y?z=2").json();
     assert_eq!(v["SCRIPT_NAME"], "/app");
     assert_eq!(v["PATH_INFO"], "/x/y");
     assert_eq!(v["REQUEST_URI"], "/app/x/y?z=2");

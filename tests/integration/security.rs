@@ -6,10 +6,6 @@ use std::time::{Duration, Instant};
 use crate::util::*;
 use serde_json::Value;
 
-fn json(r: &Response) -> Value {
-    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
-}
-
 fn raw_get(gw: &Gateway, target: &str) -> Response {
     send_raw(
         gw.addr(),
@@ -21,13 +17,14 @@ fn raw_get(gw: &Gateway, target: &str) -> Response {
 #[test]
 fn httpoxy_proxy_header_never_becomes_http_proxy() {
     let gw = Gateway::start(&php_config(""));
-    let v = json(&request(
+    let v = request(
         gw.addr(),
         "GET",
         "/server.php",
         &[("Proxy", "http://evil.example:8080")],
         b"",
-    ));
+    )
+    .json();
     assert_eq!(v["HTTP_PROXY"], Value::Null);
     assert_eq!(v["getenv_HTTP_PROXY"], false);
 }
@@ -35,21 +32,23 @@ fn httpoxy_proxy_header_never_becomes_http_proxy() {
 #[test]
 fn header_names_with_underscores_are_dropped() {
     let gw = Gateway::start(&php_config(""));
-    let v = json(&request(
+    let v = request(
         gw.addr(),
         "GET",
         "/server.php",
         &[("X-Remote_User", "admin")],
         b"",
-    ));
+    )
+    .json();
     assert_eq!(v["HTTP_X_REMOTE_USER"], Value::Null);
-    let v = json(&request(
+    let v = request(
         gw.addr(),
         "GET",
         "/server.php",
         &[("X-Remote-User", "bob")],
         b"",
-    ));
+    )
+    .json();
     assert_eq!(v["HTTP_X_REMOTE_USER"], "bob");
 }
 
@@ -107,7 +106,7 @@ fn query_string_never_becomes_argv() {
     let r = gw.get("/server.php?-s");
     assert_eq!(r.status, 200);
     assert!(!r.text().contains("<?php"), "PHP source was shown");
-    let v = json(&r);
+    let v = r.json();
     assert_eq!(v["argv"], Value::Null);
     let r = gw.get("/server.php?-d+auto_prepend_file%3d/etc/passwd");
     assert!(!r.text().contains("root:"));
@@ -127,7 +126,7 @@ fn clients_cannot_set_php_value() {
         !r.text().contains("root:"),
         "PHP_VALUE from a header took effect"
     );
-    let v = json(&r);
+    let v = r.json();
     assert_eq!(v["PHP_VALUE"], Value::Null);
     assert_eq!(v["prepend"], "");
     assert_eq!(v["HTTP_PHP_VALUE"], "auto_prepend_file=/etc/passwd");

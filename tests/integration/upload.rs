@@ -2,6 +2,16 @@
 
 use crate::util::*;
 
+/// What body.php answers for `body`.
+fn body_report(body: &[u8]) -> String {
+    format!(
+        "len={} crc={:08x} content_length={}\n",
+        body.len(),
+        crc32(body),
+        body.len()
+    )
+}
+
 const UPLOAD_ARGS: &str = r#"args = ["-d", "upload_max_filesize=64M", "-d", "post_max_size=64M"]"#;
 
 #[test]
@@ -39,15 +49,7 @@ fn raw_body_of_20_mib_arrives_intact() {
     let gw = Gateway::start(&php_config(UPLOAD_ARGS));
     let body = payload(20 * 1024 * 1024 + 7);
     let r = post(gw.addr(), "/body.php", "application/octet-stream", &body);
-    assert_eq!(
-        r.text(),
-        format!(
-            "len={} crc={:08x} content_length={}\n",
-            body.len(),
-            crc32(&body),
-            body.len()
-        )
-    );
+    assert_eq!(r.text(), body_report(&body));
 }
 
 #[test]
@@ -64,15 +66,7 @@ fn chunked_body_gets_a_content_length() {
     raw.extend_from_slice(b"0\r\n\r\n");
     let r = send_raw(gw.addr(), &raw, false);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(
-        r.text(),
-        format!(
-            "len={} crc={:08x} content_length={}\n",
-            body.len(),
-            crc32(&body),
-            body.len()
-        )
-    );
+    assert_eq!(r.text(), body_report(&body));
 }
 
 #[test]
