@@ -59,6 +59,8 @@ impl GatewayError {
             },
             GatewayError::Upstream(e) => match e {
                 UpstreamError::Pool(_) => StatusCode::SERVICE_UNAVAILABLE,
+                UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                UpstreamError::Stderr { .. } => StatusCode::INTERNAL_SERVER_ERROR,
                 UpstreamError::Connection { .. }
                 | UpstreamError::Head { .. }
                 | UpstreamError::NoHead { .. } => StatusCode::BAD_GATEWAY,
@@ -83,12 +85,15 @@ impl GatewayError {
                 PoolError::QueueFull { app, .. }
                 | PoolError::Unavailable { app, .. }
                 | PoolError::Spawn { app, .. }
-                | PoolError::ShuttingDown { app } => app,
+                | PoolError::ShuttingDown { app }
+                | PoolError::Offline { app, .. } => app,
             }),
             GatewayError::Upstream(
                 UpstreamError::Connection { app, .. }
                 | UpstreamError::Head { app, .. }
-                | UpstreamError::NoHead { app, .. },
+                | UpstreamError::NoHead { app, .. }
+                | UpstreamError::Timeout { app, .. }
+                | UpstreamError::Stderr { app, .. },
             )
             | GatewayError::BadRedirect { app, .. } => Some(app),
             _ => None,
@@ -101,7 +106,9 @@ impl GatewayError {
             GatewayError::Upstream(
                 UpstreamError::Connection { pid, .. }
                 | UpstreamError::Head { pid, .. }
-                | UpstreamError::NoHead { pid, .. },
+                | UpstreamError::NoHead { pid, .. }
+                | UpstreamError::Timeout { pid, .. }
+                | UpstreamError::Stderr { pid, .. },
             ) => Some(*pid),
             _ => None,
         }
@@ -115,19 +122,42 @@ impl GatewayError {
         let detail = match (self.app(), status.is_client_error()) {
             // Client errors say what was wrong with the request.
             (_, true) => format!(": {self}"),
-            (Some(app), false) => format!(" (app \"{app}\")"),
+            (Some(app), false) => match self {
+                GatewayError::Upstream(UpstreamError::Pool(PoolError::Offline { .. })) => {
+                    format!(": app \"{app}\" is offline after repeated failures")
+                }
+                _ => format!(" (app \"{app}\")"),
+            },
             (None, false) => String::new(),
         };
-        let text = format!("{} {reason}{detail}\n", status.as_u16());
+        let (text, content_type) = match self {
+            // stderr_mode = return-stderr-in-500: the app's own words, escaped.
+            GatewayError::Upstream(UpstreamError::Stderr {
+                text: Some(stderr), ..
+            }) => (
+                format!(
+                    "<!doctype html>\n<title>500 Internal Server Error</title>\n<h1>500 Internal Server Error</h1>\n<pre>{}</pre>\n",
+                    html_escape(stderr)
+                ),
+                "text/html; charset=utf-8",
+            ),
+            _ => (
+                format!("{} {reason}{detail}\n", status.as_u16()),
+                "text/plain; charset=utf-8",
+            ),
+        };
         let mut response = Response::new(ResponseBody::full(text));
         *response.status_mut() = status;
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            let secs = match self {
+                GatewayError::Upstream(UpstreamError::Pool(e)) => e
+                    .retry_after()
+                    .map_or(RETRY_AFTER_SECS, |d| d.as_secs_f64().ceil().max(1.0) as u32),
+                _ => RETRY_AFTER_SECS,
+            };
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if let GatewayError::MethodNotAllowed { allow } = self {
             let list = allow
@@ -145,6 +175,22 @@ impl GatewayError {
         }
         response
     }
+}
+
+/// Escapes text for HTML element content.
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The error and its causes, one level each, for log lines.

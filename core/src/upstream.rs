@@ -12,6 +12,9 @@
 //! and the request retried on another instance: the request cannot have run.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
@@ -20,6 +23,7 @@ use tracing::{debug, warn};
 use crate::body::RequestBody;
 use crate::cgi::params::Params;
 use crate::cgi::response::{HeadError, ResponseHead, parse_head};
+use crate::config::StderrMode;
 use crate::fcgi::client::{ClientError, Event, Exchange};
 use crate::pool::{Lease, Pool, PoolError};
 
@@ -54,12 +58,42 @@ pub enum UpstreamError {
     NoHead { app: Arc<str>, pid: u32 },
     #[error("reading the buffered request body failed: {0}")]
     Body(#[source] std::io::Error),
+    #[error("app {app} (pid {pid}): no answer within {after:?} ({which}); instance terminated")]
+    Timeout {
+        app: Arc<str>,
+        pid: u32,
+        which: &'static str,
+        after: Duration,
+    },
+    #[error("app {app} (pid {pid}) wrote to FCGI_STDERR (stderr_mode)")]
+    Stderr {
+        app: Arc<str>,
+        pid: u32,
+        /// The text for the response body (return-stderr-in-500), else none.
+        text: Option<String>,
+    },
 }
 
-/// Limits applied to one exchange.
+/// Limits applied to one exchange (per app).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_header_size: usize,
+    pub request_timeout: Duration,
+    pub activity_timeout: Duration,
+    pub stderr_mode: StderrMode,
+    pub response_buffer_limit: u64,
+}
+
+impl Limits {
+    pub fn of(app: &crate::config::AppConfig, max_header_size: usize) -> Limits {
+        Limits {
+            max_header_size,
+            request_timeout: app.request_timeout,
+            activity_timeout: app.activity_timeout,
+            stderr_mode: app.stderr_mode,
+            response_buffer_limit: app.response_buffer_limit,
+        }
+    }
 }
 
 /// A response whose head has arrived; the body keeps streaming in.
@@ -159,6 +193,7 @@ impl ExchangeTask {
         let app = lease.app().clone();
         let pid = lease.pid();
         let reused = lease.is_reused();
+        let limits = self.limits;
         let reader = match self.body.reader().await {
             Ok(reader) => reader,
             Err(e) => {
@@ -168,6 +203,7 @@ impl ExchangeTask {
             }
         };
         let mut stderr = StderrLog::default();
+        let deadline = Instant::now() + limits.request_timeout;
         let mut exchange = Exchange::start(
             lease.connection(),
             self.params.iter(),
@@ -175,68 +211,156 @@ impl ExchangeTask {
             self.body.len(),
         );
 
-        // Phase 1: the response head.
+        // Phase 1: until the response is committed, i.e. its head is parsed
+        // and `response_buffer_limit` bytes of body are buffered (or the
+        // response ended). Until then every failure is a clean error response.
         let mut head_buf = BytesMut::new();
-        let head = loop {
-            match exchange.next_event().await {
+        let mut head: Option<ResponseHead> = None;
+        let mut buffered: Vec<Bytes> = Vec::new();
+        let mut buffered_len = 0u64;
+        // stderr_mode asks for a 500: drain to END_REQUEST, then answer.
+        let mut stderr_fails = false;
+        let ended = loop {
+            if head.is_some() && !stderr_fails && buffered_len >= limits.response_buffer_limit {
+                break false;
+            }
+            let event = next_event(&mut exchange, deadline, &limits).await;
+            match event {
+                Ok(Event::Stdout(_)) if stderr_fails => {}
+                Ok(Event::Stdout(data)) if head.is_some() => {
+                    buffered_len += data.len() as u64;
+                    buffered.push(data);
+                }
                 Ok(Event::Stdout(data)) => {
                     head_buf.extend_from_slice(&data);
-                    match parse_head(&head_buf, self.limits.max_header_size) {
-                        Ok(Some((head, body_start))) => {
+                    match parse_head(&head_buf, limits.max_header_size) {
+                        Ok(Some((parsed, body_start))) => {
                             let rest = head_buf.split_off(body_start).freeze();
-                            break (head, rest);
+                            if !rest.is_empty() {
+                                buffered_len += rest.len() as u64;
+                                buffered.push(rest);
+                            }
+                            head = Some(parsed);
                         }
                         Ok(None) => {}
                         Err(source) => {
                             drop(exchange);
-                            lease.discard();
+                            stderr.flush(&app, pid, &self.uri);
+                            lease.fail("malformed response head");
                             let _ = head_tx.send(Err(UpstreamError::Head { app, pid, source }));
                             return Outcome::Done;
                         }
                     }
                 }
-                Ok(Event::Stderr(data)) => stderr.push(&data),
-                Ok(Event::End { .. }) => {
-                    let clean = exchange.stdin_complete();
+                Ok(Event::Stderr(data)) => {
+                    stderr.push(&data);
+                    match limits.stderr_mode {
+                        StderrMode::IgnoreAndReturn200 => {}
+                        StderrMode::ReturnStderrIn500 | StderrMode::ReturnGeneric500 => {
+                            stderr_fails = true
+                        }
+                        StderrMode::TerminateProcess => {
+                            drop(exchange);
+                            stderr.flush(&app, pid, &self.uri);
+                            lease.terminate(
+                                "it wrote to FCGI_STDERR (stderr_mode = terminate-process)",
+                            );
+                            let _ = head_tx.send(Err(UpstreamError::Stderr {
+                                app,
+                                pid,
+                                text: None,
+                            }));
+                            return Outcome::Done;
+                        }
+                    }
+                }
+                Ok(Event::End { .. }) => break true,
+                Err(Failure::Timeout { which, after }) => {
                     drop(exchange);
                     stderr.flush(&app, pid, &self.uri);
-                    lease.finish(clean);
-                    let _ = head_tx.send(Err(UpstreamError::NoHead { app, pid }));
+                    lease.terminate(which);
+                    let _ = head_tx.send(Err(UpstreamError::Timeout {
+                        app,
+                        pid,
+                        which,
+                        after,
+                    }));
                     return Outcome::Done;
                 }
-                Err(e)
-                    if reused && head_buf.is_empty() && stderr.is_empty() && e.is_peer_gone() =>
+                Err(Failure::Client(e))
+                    if reused
+                        && head_buf.is_empty()
+                        && head.is_none()
+                        && stderr.is_empty()
+                        && e.is_peer_gone() =>
                 {
                     debug!(app = %app, pid, error = %e, "instance was gone before the request; retrying on another");
                     drop(exchange);
                     lease.discard();
                     return Outcome::Stale(head_tx);
                 }
-                Err(source) => {
+                Err(Failure::Client(source)) => {
                     drop(exchange);
                     stderr.flush(&app, pid, &self.uri);
-                    lease.discard();
+                    lease.fail(&source.to_string());
                     let _ = head_tx.send(Err(UpstreamError::Connection { app, pid, source }));
                     return Outcome::Done;
                 }
             }
         };
+        if ended {
+            let clean = exchange.stdin_complete();
+            drop(exchange);
+            let text = (stderr_fails && limits.stderr_mode == StderrMode::ReturnStderrIn500)
+                .then(|| stderr.text());
+            stderr.flush(&app, pid, &self.uri);
+            lease.finish(clean);
+            let result = match head {
+                _ if stderr_fails => Err(UpstreamError::Stderr { app, pid, text }),
+                Some(head) => Ok((head, pid)),
+                None => Err(UpstreamError::NoHead { app, pid }),
+            };
+            let delivered = result.is_ok();
+            if head_tx.send(result).is_ok() && delivered {
+                for chunk in buffered {
+                    if body_tx.send(Ok(chunk)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            return Outcome::Done;
+        }
 
-        // Phase 2: the body, streamed with backpressure from the client.
-        let (head, rest) = head;
+        // Phase 2: committed. The head goes out, then the body streams with
+        // backpressure from the client; failures can only abort it now.
+        let Some(head) = head else {
+            return Outcome::Done;
+        };
         let mut client_gone = head_tx.send(Ok((head, pid))).is_err();
-        if !rest.is_empty() && !client_gone {
-            client_gone = body_tx.send(Ok(rest)).await.is_err();
+        for chunk in buffered {
+            if !client_gone && body_tx.send(Ok(chunk)).await.is_err() {
+                client_gone = true;
+            }
         }
         loop {
-            match exchange.next_event().await {
+            let abort = match next_event(&mut exchange, deadline, &limits).await {
                 Ok(Event::Stdout(data)) => {
                     if !client_gone && body_tx.send(Ok(data)).await.is_err() {
                         debug!(app = %app, pid, "client went away; draining the rest of the response");
                         client_gone = true;
                     }
+                    continue;
                 }
-                Ok(Event::Stderr(data)) => stderr.push(&data),
+                Ok(Event::Stderr(data)) => {
+                    stderr.push(&data);
+                    if limits.stderr_mode != StderrMode::TerminateProcess {
+                        continue;
+                    }
+                    drop(exchange);
+                    stderr.flush(&app, pid, &self.uri);
+                    lease.terminate("it wrote to FCGI_STDERR (stderr_mode = terminate-process)");
+                    "it wrote to FCGI_STDERR after the response head was sent".to_string()
+                }
                 Ok(Event::End { .. }) => {
                     let clean = exchange.stdin_complete();
                     drop(exchange);
@@ -244,20 +368,59 @@ impl ExchangeTask {
                     lease.finish(clean);
                     return Outcome::Done;
                 }
-                Err(source) => {
+                Err(Failure::Timeout { which, after }) => {
                     drop(exchange);
                     stderr.flush(&app, pid, &self.uri);
-                    warn!(app = %app, pid, uri = %self.uri, error = %source, "app failed in the middle of a response");
-                    lease.discard();
-                    let _ = body_tx
-                        .send(Err(std::io::Error::other(format!(
-                            "app {app} (pid {pid}): {source}"
-                        ))))
-                        .await;
-                    return Outcome::Done;
+                    lease.terminate(which);
+                    format!("no answer within {after:?} ({which})")
                 }
-            }
+                Err(Failure::Client(source)) => {
+                    drop(exchange);
+                    stderr.flush(&app, pid, &self.uri);
+                    lease.fail(&source.to_string());
+                    source.to_string()
+                }
+            };
+            warn!(app = %app, pid, uri = %self.uri, "aborting a response in the middle: {abort}");
+            let _ = body_tx
+                .send(Err(std::io::Error::other(format!(
+                    "app {app} (pid {pid}): {abort}"
+                ))))
+                .await;
+            return Outcome::Done;
         }
+    }
+}
+
+/// Why waiting for the app's next event failed.
+enum Failure {
+    Client(ClientError),
+    Timeout {
+        which: &'static str,
+        after: Duration,
+    },
+}
+
+/// The next event of the exchange, within `activity_timeout` and what is
+/// left of `request_timeout`.
+async fn next_event<B: tokio::io::AsyncRead + Unpin>(
+    exchange: &mut Exchange<'_, B>,
+    deadline: Instant,
+    limits: &Limits,
+) -> Result<Event, Failure> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let (wait, which, after) = if remaining <= limits.activity_timeout {
+        (remaining, "request_timeout", limits.request_timeout)
+    } else {
+        (
+            limits.activity_timeout,
+            "activity_timeout",
+            limits.activity_timeout,
+        )
+    };
+    match tokio::time::timeout(wait, exchange.next_event()).await {
+        Ok(result) => result.map_err(Failure::Client),
+        Err(_) => Err(Failure::Timeout { which, after }),
     }
 }
 
@@ -284,6 +447,10 @@ impl StderrLog {
 
     fn is_empty(&self) -> bool {
         self.text.is_empty() && self.dropped == 0
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.text).into_owned()
     }
 
     fn flush(&mut self, app: &str, pid: u32, uri: &str) {

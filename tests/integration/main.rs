@@ -4,6 +4,7 @@
 
 mod check;
 mod fcgiwrap;
+mod iis;
 mod lifecycle;
 mod php;
 mod pool;

@@ -1,5 +1,7 @@
 //! Plain PHP requests: methods, status codes, redirects, headers, CGI variables.
 
+use std::time::Duration;
+
 use crate::util::*;
 
 #[test]
@@ -34,8 +36,7 @@ fn get_post_and_head() {
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert!(r.body.is_empty());
     assert!(
-        gw.access_log()
-            .contains("\"HEAD /server.php HTTP/1.1\" 200"),
+        gw.wait_for_access("\"HEAD /server.php HTTP/1.1\" 200", Duration::from_secs(5)),
         "{}",
         gw.access_log()
     );
@@ -127,7 +128,7 @@ fn missing_scripts_404_without_reaching_php() {
         "a process was spawned for a missing script"
     );
     assert!(
-        gw.access_log().contains("\"GET /nope.php HTTP/1.1\" 404"),
+        gw.wait_for_access("\"GET /nope.php HTTP/1.1\" 404", Duration::from_secs(5)),
         "{}",
         gw.access_log()
     );

@@ -6,30 +6,17 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-fn python_app(mode: &str) -> String {
-    let script = fixtures().join("fcgi_app.py").canonicalize().unwrap();
-    format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-root = "www"
-[[app]]
-name = "py"
-command = "python3"
-args = ["{}", "{mode}"]
-handles = ["/py/*"]
-resource_type = "unspecified"
-max_instances = 1
-inherit_env = ["PATH"]
-"#,
-        script.display()
-    )
+/// A config running the test app (tests/fixtures/fcgi_app.py) at `/py/*`:
+/// the path after `/py` picks its behaviour.
+fn python_app(app_extra: &str) -> String {
+    test_app_config(&[], &format!("max_instances = 1\n{app_extra}"))
 }
 
 #[test]
 fn empty_stdout_record_does_not_end_the_response() {
-    let gw = Gateway::start(&python_app("empty-stdout"));
+    let gw = Gateway::start(&python_app(""));
     for _ in 0..3 {
-        let r = gw.get("/py/x");
+        let r = gw.get("/py/empty-stdout");
         assert_eq!(r.status, 200, "{}", gw.logs());
         assert_eq!(r.text(), "first part, second part\n");
     }
@@ -42,8 +29,8 @@ fn empty_stdout_record_does_not_end_the_response() {
 
 #[test]
 fn malformed_records_are_502_and_the_instance_is_discarded() {
-    let gw = Gateway::start(&python_app("garbage"));
-    let r = gw.get("/py/x");
+    let gw = Gateway::start(&python_app(""));
+    let r = gw.get("/py/garbage");
     assert_eq!(r.status, 502);
     assert!(
         gw.wait_for_log("unsupported FastCGI version", Duration::from_secs(5)),
@@ -51,7 +38,7 @@ fn malformed_records_are_502_and_the_instance_is_discarded() {
         gw.logs()
     );
     let first = gw.access_log();
-    let r = gw.get("/py/y");
+    let r = gw.get("/py/garbage");
     assert_eq!(r.status, 502);
     // A new process each time: the broken one was not reused.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -67,25 +54,26 @@ fn malformed_records_are_502_and_the_instance_is_discarded() {
 
 #[test]
 fn fcgi_stderr_is_logged_with_app_pid_and_uri() {
-    let gw = Gateway::start(&python_app("stderr"));
-    let r = gw.get("/py/with-stderr");
+    let gw = Gateway::start(&python_app("stderr_mode = \"ignore-and-return-200\""));
+    let r = gw.get("/py/stderr");
     assert_eq!(r.status, 200);
-    assert!(gw.wait_for_log("a warning from the app", Duration::from_secs(5)));
+    assert!(gw.wait_for_log("app error: <b>bad</b> & worse", Duration::from_secs(5)));
     let line = gw
         .logs()
         .lines()
-        .find(|l| l.contains("a warning from the app"))
+        .find(|l| l.contains("app error: <b>bad</b> & worse"))
         .unwrap()
         .to_string();
     assert!(
-        line.contains("app=py") && line.contains("pid=") && line.contains("uri=/py/with-stderr"),
+        line.contains("app=py") && line.contains("pid=") && line.contains("uri=/py/stderr"),
         "{line}"
     );
 }
 
 #[test]
 fn process_stdout_and_stderr_reach_the_log() {
-    let gw = Gateway::start(&php_config(""));
+    // php-cgi sends error_log() text as FCGI_STDERR: keep the 200 here.
+    let gw = Gateway::start(&php_config("stderr_mode = \"ignore-and-return-200\""));
     assert_eq!(gw.get("/stderr.php").text(), "done\n");
     assert!(
         gw.wait_for_log("line on the process stderr", Duration::from_secs(5)),

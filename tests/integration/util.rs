@@ -68,6 +68,32 @@ PHP_FCGI_MAX_REQUESTS = "10000"
     )
 }
 
+/// A config running the project's FastCGI test program
+/// (tests/fixtures/fcgi_app.py, with `args`) for every path under `/py/`.
+pub fn test_app_config(args: &[&str], app_extra: &str) -> String {
+    let script = fixtures()
+        .join("fcgi_app.py")
+        .canonicalize()
+        .expect("fcgi_app.py");
+    let mut all = vec![format!("{:?}", script.display().to_string())];
+    all.extend(args.iter().map(|a| format!("{a:?}")));
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+root = "www"
+[[app]]
+name = "py"
+command = "python3"
+args = [{}]
+handles = ["/py/*"]
+resource_type = "unspecified"
+inherit_env = ["PATH"]
+{app_extra}
+"#,
+        all.join(", ")
+    )
+}
+
 /// A running gateway. Dropping it stops the gateway and everything it started.
 pub struct Gateway {
     _dir: tempfile::TempDir,
@@ -148,6 +174,11 @@ impl Gateway {
         self.addr
     }
 
+    /// The test's temp dir (config, `www/`, anything the test put there).
+    pub fn dir_path(&self) -> &Path {
+        self._dir.path()
+    }
+
     /// Everything the gateway logged (stderr).
     pub fn logs(&self) -> String {
         self.stderr.lock().expect("lock").clone()
@@ -163,6 +194,19 @@ impl Gateway {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if self.logs().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Waits until the access log contains `needle` (lines are written
+    /// when a response's body is done, just after the client has it).
+    pub fn wait_for_access(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.access_log().contains(needle) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    AccessLog, AppConfig, Config, HandlerPattern, Protocol, ResourceType, ServerConfig, Verbs,
-    defaults,
+    AccessLog, AppConfig, Config, HandlerPattern, Protocol, ResourceType, ServerConfig, StderrMode,
+    Verbs, defaults,
 };
 
 /// A configuration error: where it is (file, line, column, key) and what is wrong.
@@ -179,6 +179,14 @@ struct RawApp {
     #[serde(default)]
     inherit_env: Vec<String>,
     signal_before_terminate: Option<Spanned<Scalar>>,
+    request_timeout: Option<Spanned<Scalar>>,
+    activity_timeout: Option<Spanned<Scalar>>,
+    idle_timeout: Option<Spanned<Scalar>>,
+    rapid_fails_per_minute: Option<Spanned<i64>>,
+    stderr_mode: Option<Spanned<String>>,
+    #[serde(default)]
+    monitor_changes_to: Vec<String>,
+    response_buffer_limit: Option<Spanned<Scalar>>,
     #[serde(default)]
     env: BTreeMap<String, EnvValue>,
     #[serde(default)]
@@ -604,6 +612,62 @@ fn convert_app(
         Some(v) => parse_duration(v.get_ref())
             .map_err(|m| src.error(Some(v.span()), app_key("signal_before_terminate"), m))?,
     };
+    let timeout = |v: Option<Spanned<Scalar>>,
+                   k: &str,
+                   default: Duration|
+     -> Result<Duration, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(v) => {
+                let d = parse_duration(v.get_ref())
+                    .map_err(|m| src.error(Some(v.span()), app_key(k), m))?;
+                if d.is_zero() {
+                    return Err(src.error(Some(v.span()), app_key(k), "must be longer than zero"));
+                }
+                Ok(d)
+            }
+        }
+    };
+    let request_timeout = timeout(
+        raw.request_timeout,
+        "request_timeout",
+        defaults::REQUEST_TIMEOUT,
+    )?;
+    let activity_timeout = timeout(
+        raw.activity_timeout,
+        "activity_timeout",
+        defaults::ACTIVITY_TIMEOUT,
+    )?;
+    let idle_timeout = timeout(raw.idle_timeout, "idle_timeout", defaults::IDLE_TIMEOUT)?;
+    let rapid_fails_per_minute = int(
+        raw.rapid_fails_per_minute,
+        "rapid_fails_per_minute",
+        defaults::RAPID_FAILS_PER_MINUTE as u64,
+        1,
+    )?;
+    let stderr_mode = match raw.stderr_mode {
+        None => StderrMode::ReturnStderrIn500,
+        Some(v) => match v.get_ref().as_str() {
+            "return-stderr-in-500" => StderrMode::ReturnStderrIn500,
+            "return-generic-500" => StderrMode::ReturnGeneric500,
+            "ignore-and-return-200" => StderrMode::IgnoreAndReturn200,
+            "terminate-process" => StderrMode::TerminateProcess,
+            other => {
+                return Err(src.error(
+                    Some(v.span()),
+                    app_key("stderr_mode"),
+                    format!(
+                        "{other:?}: expected return-stderr-in-500, return-generic-500, ignore-and-return-200 or terminate-process"
+                    ),
+                ));
+            }
+        },
+    };
+    let response_buffer_limit = match raw.response_buffer_limit {
+        None => defaults::RESPONSE_BUFFER_LIMIT,
+        Some(v) => parse_size(v.get_ref())
+            .map_err(|m| src.error(Some(v.span()), app_key("response_buffer_limit"), m))?,
+    };
     let env: BTreeMap<String, String> = raw
         .env
         .into_iter()
@@ -654,6 +718,13 @@ fn convert_app(
             .map(|(k, v)| (k, v.into_string()))
             .collect(),
         signal_before_terminate,
+        request_timeout,
+        activity_timeout,
+        idle_timeout,
+        rapid_fails_per_minute: u32::try_from(rapid_fails_per_minute).unwrap_or(u32::MAX),
+        stderr_mode,
+        monitor_changes_to: raw.monitor_changes_to.iter().map(|p| src.path(p)).collect(),
+        response_buffer_limit,
     };
     Ok((app, command_line))
 }

@@ -113,6 +113,35 @@ pub struct AppConfig {
     pub params: Vec<(String, String)>,
     /// SIGTERM first and wait this long before SIGKILL (`signal_before_terminate`, default 0 = SIGKILL at once).
     pub signal_before_terminate: Duration,
+    /// Longest time one request may run on an instance (`request_timeout`, IIS requestTimeout, 90s).
+    pub request_timeout: Duration,
+    /// Longest silence from the app during a request (`activity_timeout`, IIS activityTimeout, 30s).
+    pub activity_timeout: Duration,
+    /// An instance idle this long is stopped, down to `min_instances` (`idle_timeout`, IIS idleTimeout, 300s).
+    pub idle_timeout: Duration,
+    /// Instance failures within a minute that take the app offline for the
+    /// rest of that minute (`rapid_fails_per_minute`, IIS rapidFailsPerMinute, 10).
+    pub rapid_fails_per_minute: u32,
+    /// What FCGI_STDERR output does to a response (`stderr_mode`, IIS stderrMode).
+    pub stderr_mode: StderrMode,
+    /// Files whose change recycles every instance (`monitor_changes_to`, IIS monitorChangesTo).
+    pub monitor_changes_to: Vec<PathBuf>,
+    /// Bytes of response buffered before the head is sent (`response_buffer_limit`, 0 = stream).
+    pub response_buffer_limit: u64,
+}
+
+/// `stderr_mode`, IIS stderrMode: what FCGI_STDERR output during a request
+/// does to the response. In every mode the text is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StderrMode {
+    /// 500 with the stderr text (HTML-escaped) as the body (IIS default).
+    ReturnStderrIn500,
+    /// A generic 500.
+    ReturnGeneric500,
+    /// The normal response; stderr is only logged.
+    IgnoreAndReturn200,
+    /// The instance is killed and the client gets a generic 500.
+    TerminateProcess,
 }
 
 /// One entry of `handles`, IIS `path` style.
@@ -191,4 +220,9 @@ pub mod defaults {
     pub const INSTANCE_MAX_REQUESTS: u64 = 200;
     pub const QUEUE_LENGTH: usize = 1000;
     pub const SIGNAL_BEFORE_TERMINATE: Duration = Duration::ZERO;
+    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
+    pub const ACTIVITY_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+    pub const RAPID_FAILS_PER_MINUTE: u32 = 10;
+    pub const RESPONSE_BUFFER_LIMIT: u64 = 0;
 }

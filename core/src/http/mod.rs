@@ -156,9 +156,7 @@ impl Gateway {
                 server_software: SERVER_SOFTWARE,
             };
             let params = params::build(&info, &target, &self.config.apps[app].params);
-            let limits = Limits {
-                max_header_size: server.max_response_header_size,
-            };
+            let limits = Limits::of(&self.config.apps[app], server.max_response_header_size);
             let upstream = upstream::forward(
                 pool,
                 params,

@@ -22,7 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{self, AppConfig};
@@ -54,6 +55,25 @@ pub enum PoolError {
     /// The gateway is stopping.
     #[error("app {app}: the gateway is shutting down")]
     ShuttingDown { app: Arc<str> },
+    /// Too many instance failures within a minute (rapid_fails_per_minute).
+    #[error(
+        "app {app} is offline for {retry_after:?} after {failures} failures within a minute (rapid_fails_per_minute)"
+    )]
+    Offline {
+        app: Arc<str>,
+        failures: usize,
+        retry_after: Duration,
+    },
+}
+
+impl PoolError {
+    /// How long a client should wait before trying again, when known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            PoolError::Offline { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
 }
 
 /// One running process and the gateway's connection to it.
@@ -63,6 +83,10 @@ struct Instance {
     conn: Connection,
     /// Requests completed on this instance.
     served: u64,
+    /// The pool generation it was started in (see `monitor_changes_to`).
+    generation: u64,
+    /// When it last became idle.
+    idle_since: Instant,
 }
 
 impl Instance {
@@ -77,6 +101,8 @@ enum Grant {
     Instance(Instance),
     /// A reserved slot: the waiter starts the instance itself.
     Spawn,
+    /// The app went offline while the request waited.
+    Offline,
 }
 
 struct State {
@@ -87,6 +113,14 @@ struct State {
     /// Every process not yet reaped, for shutdown.
     processes: HashMap<u64, Process>,
     closed: bool,
+    /// Bumped when a monitored file changes: older instances are retired.
+    generation: u64,
+    /// Instance failures of the last minute (rapid-fail protection).
+    failures: VecDeque<Instant>,
+    /// Offline until then after too many failures.
+    offline_until: Option<Instant>,
+    /// Back from offline: one probe instance until a request succeeds.
+    probing: bool,
 }
 
 struct Inner {
@@ -98,8 +132,13 @@ struct Inner {
     max_requests: u64,
     queue_length: usize,
     grace: Duration,
+    idle_timeout: Duration,
+    rapid_fails: usize,
+    monitored: Vec<PathBuf>,
     next_id: AtomicU64,
     state: Mutex<State>,
+    /// Wakes the maintenance task (idle timeouts) when there is new work.
+    maintenance: Notify,
 }
 
 /// The process pool of one app. Cheap to clone.
@@ -143,6 +182,9 @@ impl Pool {
                 max_requests: effective_max_requests(app),
                 queue_length: app.queue_length,
                 grace: app.signal_before_terminate,
+                idle_timeout: app.idle_timeout,
+                rapid_fails: app.rapid_fails_per_minute.max(1) as usize,
+                monitored: app.monitor_changes_to.clone(),
                 next_id: AtomicU64::new(1),
                 state: Mutex::new(State {
                     idle: Vec::new(),
@@ -150,7 +192,12 @@ impl Pool {
                     waiters: VecDeque::new(),
                     processes: HashMap::new(),
                     closed: false,
+                    generation: 0,
+                    failures: VecDeque::new(),
+                    offline_until: None,
+                    probing: false,
                 }),
+                maintenance: Notify::new(),
             }),
         }
     }
@@ -159,11 +206,22 @@ impl Pool {
         &self.inner.name
     }
 
-    /// Starts the `min_instances` processes.
+    /// Starts the `min_instances` processes and the pool's background
+    /// tasks (idle timeouts; watching `monitor_changes_to`).
     pub fn start(&self) {
         for _ in 0..self.inner.min_instances {
             self.inner.clone().spawn_spare();
         }
+        tokio::spawn(maintain(Arc::downgrade(&self.inner)));
+        if !self.inner.monitored.is_empty() {
+            tokio::spawn(watch_files(Arc::downgrade(&self.inner)));
+        }
+    }
+
+    /// Retires every instance gracefully: idle ones now, busy ones when
+    /// their request is done. New requests go to new instances.
+    pub fn recycle(&self, reason: &str) {
+        self.inner.recycle(reason);
     }
 
     pub fn status(&self) -> PoolStatus {
@@ -190,14 +248,15 @@ impl Pool {
                     reason: reason.clone(),
                 });
             }
+            inner.check_offline(&mut st)?;
             while let Some(mut instance) = st.idle.pop() {
-                if instance.is_usable() {
+                if instance.generation == st.generation && instance.is_usable() {
                     return Ok(Lease::new(inner.clone(), instance));
                 }
-                debug!(app = %inner.name, pid = instance.process.pid(), "idle instance is gone; discarding it");
+                debug!(app = %inner.name, pid = instance.process.pid(), "idle instance is gone or outdated; discarding it");
                 inner.retire(&mut st, instance);
             }
-            if st.live < inner.max_instances {
+            if st.live < inner.spawn_limit(&st) {
                 st.live += 1;
                 None
             } else if st.waiters.len() >= inner.queue_length {
@@ -226,6 +285,10 @@ impl Pool {
                 .spawn_reserved()
                 .await
                 .map(|i| Lease::new(inner.clone(), i)),
+            Grant::Offline => Err(inner
+                .check_offline(&mut inner.lock())
+                .err()
+                .unwrap_or_else(|| inner.shutting_down())),
         }
     }
 
@@ -237,6 +300,7 @@ impl Pool {
         let processes: Vec<Process> = {
             let mut st = inner.lock();
             st.closed = true;
+            inner.maintenance.notify_one();
             // Dropping the senders wakes every waiter with "shutting down".
             st.waiters.clear();
             let idle = std::mem::take(&mut st.idle);
@@ -278,6 +342,78 @@ impl Inner {
         }
     }
 
+    /// Refuses while the app is offline; brings it back, on probation, once
+    /// the minute is over.
+    fn check_offline(&self, st: &mut State) -> Result<(), PoolError> {
+        let Some(until) = st.offline_until else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if now < until {
+            return Err(PoolError::Offline {
+                app: self.name.clone(),
+                failures: st.failures.len(),
+                retry_after: until - now,
+            });
+        }
+        st.offline_until = None;
+        st.failures.clear();
+        st.probing = true;
+        info!(app = %self.name, "rapid-fail pause over; starting one probe instance");
+        Ok(())
+    }
+
+    /// How many instances may run now: one while probing after an offline spell.
+    fn spawn_limit(&self, st: &State) -> u32 {
+        if st.probing { 1 } else { self.max_instances }
+    }
+
+    /// Counts a failure of an instance (a start that failed, a crash, a
+    /// protocol error) and takes the app offline after too many in a minute.
+    fn record_failure(&self, st: &mut State, pid: Option<u32>, what: &str) {
+        let now = Instant::now();
+        while st
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= RAPID_FAIL_WINDOW)
+        {
+            st.failures.pop_front();
+        }
+        st.failures.push_back(now);
+        let count = st.failures.len();
+        warn!(app = %self.name, pid, failures = count, limit = self.rapid_fails, "instance failure: {what}");
+        if st.offline_until.is_none() && (st.probing || count >= self.rapid_fails) {
+            let first = st.failures.front().copied().unwrap_or(now);
+            let until = if st.probing {
+                now + RAPID_FAIL_WINDOW
+            } else {
+                first + RAPID_FAIL_WINDOW
+            };
+            st.offline_until = Some(until);
+            st.probing = false;
+            error!(
+                app = %self.name,
+                failures = count,
+                offline_for = ?until.saturating_duration_since(now),
+                "app failed {count} times within a minute: taking it offline (rapid_fails_per_minute); no process is started until then"
+            );
+            // Requests already waiting get the 503 now.
+            for waiter in st.waiters.drain(..) {
+                let _ = waiter.send(Grant::Offline);
+            }
+        }
+    }
+
+    fn recycle(self: &Arc<Self>, reason: &str) {
+        let mut st = self.lock();
+        st.generation += 1;
+        let busy = st.live as usize - st.idle.len();
+        info!(app = %self.name, reason, busy, "recycling every instance");
+        for instance in std::mem::take(&mut st.idle) {
+            self.retire(&mut st, instance);
+        }
+    }
+
     /// Starts a process in a slot already counted in `live`. On failure the
     /// slot is given back.
     async fn spawn_reserved(self: Arc<Self>) -> Result<Instance, PoolError> {
@@ -293,7 +429,7 @@ impl Inner {
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let weak = Arc::downgrade(&self);
-        match process::spawn(spec, id, move |_status| on_exit(&weak, id)).await {
+        match process::spawn(spec, id, move |exit| on_exit(&weak, id, exit)).await {
             Ok((process, conn)) => {
                 let mut st = self.lock();
                 if st.closed {
@@ -312,11 +448,15 @@ impl Inner {
                     process,
                     conn,
                     served: 0,
+                    generation: st.generation,
+                    idle_since: Instant::now(),
                 })
             }
             Err(source) => {
                 error!(app = %self.name, program = %spec.program.display(), error = %source, "could not start a process");
-                self.free_slot(&mut self.lock());
+                let mut st = self.lock();
+                self.record_failure(&mut st, None, "could not start a process");
+                self.free_slot(&mut st);
                 Err(PoolError::Spawn {
                     app: self.name.clone(),
                     source,
@@ -355,7 +495,15 @@ impl Inner {
         } else if instance.served >= self.max_requests {
             info!(app = %self.name, pid = instance.process.pid(), requests = instance.served, "instance reached instance_max_requests; recycling");
             self.retire(&mut st, instance);
+        } else if instance.generation != st.generation {
+            debug!(app = %self.name, pid = instance.process.pid(), "instance outdated by a monitored change; retiring");
+            self.retire(&mut st, instance);
         } else {
+            if st.probing {
+                info!(app = %self.name, pid = instance.process.pid(), "probe instance served a request; app back in service");
+                st.probing = false;
+            }
+            instance.idle_since = Instant::now();
             self.hand_over(&mut st, Grant::Instance(instance));
         }
     }
@@ -371,10 +519,10 @@ impl Inner {
     /// `min_instances` is kept.
     fn free_slot(self: &Arc<Self>, st: &mut State) {
         st.live -= 1;
-        if st.closed {
+        if st.closed || st.offline_until.is_some() {
             return;
         }
-        if !st.waiters.is_empty() {
+        if !st.waiters.is_empty() && st.live < self.spawn_limit(st) {
             st.live += 1;
             self.hand_over(st, Grant::Spawn);
         } else if st.live < self.min_instances {
@@ -394,25 +542,126 @@ impl Inner {
             }
         }
         match grant {
-            Grant::Instance(instance) if !st.closed => st.idle.push(instance),
+            Grant::Instance(instance) if !st.closed => {
+                if st.idle.is_empty() {
+                    // The earliest idle deadline may have changed.
+                    self.maintenance.notify_one();
+                }
+                st.idle.push(instance);
+            }
             Grant::Instance(instance) => self.retire(st, instance),
             Grant::Spawn => st.live -= 1,
+            Grant::Offline => {}
         }
     }
 }
 
 /// Runs in a process's supervisor once it has been reaped.
-fn on_exit(pool: &Weak<Inner>, id: u64) {
+fn on_exit(pool: &Weak<Inner>, id: u64, exit: process::Exit) {
     let Some(inner) = pool.upgrade() else { return };
     let mut st = inner.lock();
-    st.processes.remove(&id);
+    let process = st.processes.remove(&id);
+    let idle_pos = st.idle.iter().position(|i| i.id == id);
+    // An exit we did not ask for is a failure, unless it is a clean exit of
+    // an instance that had served (php-cgi leaving after PHP_FCGI_MAX_REQUESTS).
+    let served = idle_pos.is_some_and(|pos| st.idle[pos].served > 0);
+    let clean = exit.status.success() && served;
+    if !exit.requested
+        && !clean
+        && !st.closed
+        && process.as_ref().is_none_or(Process::count_failure_once)
+    {
+        let what = format!("process exited unexpectedly ({})", exit.status);
+        inner.record_failure(&mut st, process.as_ref().map(Process::pid), &what);
+    }
     // An idle instance that died is dropped now rather than at the next
     // request, so its slot serves waiters and min_instances at once.
-    if let Some(pos) = st.idle.iter().position(|i| i.id == id) {
-        let instance = st.idle.swap_remove(pos);
+    if let Some(pos) = idle_pos {
+        let instance = st.idle.remove(pos);
         debug!(app = %inner.name, pid = instance.process.pid(), "idle instance exited");
         drop(instance);
         inner.free_slot(&mut st);
+    }
+}
+
+/// How long failures count against `rapid_fails_per_minute`.
+const RAPID_FAIL_WINDOW: Duration = Duration::from_secs(60);
+/// How often `monitor_changes_to` files are looked at.
+const MONITOR_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Stops instances idle longer than `idle_timeout` (down to
+/// `min_instances`). Sleeps until the next deadline, or until woken: a pool
+/// at rest costs nothing.
+async fn maintain(pool: Weak<Inner>) {
+    loop {
+        let (next, notified) = {
+            let Some(inner) = pool.upgrade() else { return };
+            let mut st = inner.lock();
+            if st.closed {
+                return;
+            }
+            let now = Instant::now();
+            // `idle` is a stack: the longest idle instance is at the bottom.
+            while st.live > inner.min_instances
+                && st
+                    .idle
+                    .first()
+                    .is_some_and(|i| now.duration_since(i.idle_since) >= inner.idle_timeout)
+            {
+                let instance = st.idle.remove(0);
+                info!(app = %inner.name, pid = instance.process.pid(), idle_timeout = ?inner.idle_timeout, "stopping idle instance");
+                inner.retire(&mut st, instance);
+            }
+            let next = if st.live > inner.min_instances {
+                st.idle.first().map(|i| i.idle_since + inner.idle_timeout)
+            } else {
+                None
+            };
+            drop(st);
+            // Registered before the lock is released would be ideal; a
+            // wake-up that slips in between only delays one check.
+            let inner2 = inner.clone();
+            (next, async move { inner2.maintenance.notified().await })
+        };
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = notified => {}
+                }
+            }
+            None => notified.await,
+        }
+    }
+}
+
+/// Recycles the pool when a `monitor_changes_to` file changes.
+async fn watch_files(pool: Weak<Inner>) {
+    let stamp = |path: &Path| {
+        std::fs::metadata(path).ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (m.mtime(), m.mtime_nsec(), m.len(), m.ino())
+        })
+    };
+    let mut last: Vec<_> = match pool.upgrade() {
+        Some(inner) => inner.monitored.iter().map(|p| stamp(p)).collect(),
+        None => return,
+    };
+    let mut interval = tokio::time::interval(MONITOR_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(inner) = pool.upgrade() else { return };
+        if inner.lock().closed {
+            return;
+        }
+        for (path, seen) in inner.monitored.iter().zip(last.iter_mut()) {
+            let now = stamp(path);
+            if now != *seen {
+                *seen = now;
+                inner.recycle(&format!("{} changed (monitor_changes_to)", path.display()));
+            }
+        }
     }
 }
 
@@ -440,6 +689,7 @@ impl Drop for Waiting {
             let mut st = self.inner.lock();
             match grant {
                 Grant::Spawn => self.inner.free_slot(&mut st),
+                Grant::Offline => {}
                 grant => self.inner.hand_over(&mut st, grant),
             }
         }
@@ -510,12 +760,33 @@ impl Lease {
         }
     }
 
-    /// The instance is broken (protocol error, died): terminate it.
+    /// The instance was found dead before the request reached it (it
+    /// exited between requests): let it go; its supervisor judges the exit.
     pub fn discard(mut self) {
         if let Some(instance) = self.instance.take() {
             let mut st = self.inner.lock();
             self.inner.retire(&mut st, instance);
         }
+    }
+
+    /// The instance failed the request (crashed, broke the protocol): it is
+    /// terminated and the failure counts for `rapid_fails_per_minute`.
+    pub fn fail(mut self, what: &str) {
+        if let Some(instance) = self.instance.take() {
+            let mut st = self.inner.lock();
+            if instance.process.count_failure_once() {
+                self.inner
+                    .record_failure(&mut st, Some(instance.process.pid()), what);
+            }
+            self.inner.retire(&mut st, instance);
+        }
+    }
+
+    /// Stops the instance (a timeout, `stderr_mode = terminate-process`):
+    /// SIGTERM and `signal_before_terminate`, or SIGKILL at once.
+    pub fn terminate(self, why: &str) {
+        info!(app = %self.inner.name, pid = self.pid(), "terminating instance: {why}");
+        self.discard();
     }
 }
 

@@ -12,6 +12,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -51,6 +52,17 @@ pub struct Process {
     pid: u32,
     commands: mpsc::UnboundedSender<Control>,
     exited: watch::Receiver<Option<ExitStatus>>,
+    /// Set once a failure of this process has been counted (rapid-fail
+    /// protection), so the exchange and the supervisor never count it twice.
+    failure_counted: Arc<AtomicBool>,
+}
+
+/// How a process ended, as the supervisor saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Exit {
+    pub status: ExitStatus,
+    /// The gateway asked it to stop (timeout, recycling, shutdown...).
+    pub requested: bool,
 }
 
 impl Process {
@@ -69,6 +81,11 @@ impl Process {
         let _ = self.commands.send(Control::Terminate { grace });
     }
 
+    /// Marks a failure of this process as counted; false if it already was.
+    pub fn count_failure_once(&self) -> bool {
+        !self.failure_counted.swap(true, Ordering::AcqRel)
+    }
+
     /// Waits until the process has exited.
     pub async fn wait(&self) {
         let mut exited = self.exited.clone();
@@ -82,7 +99,7 @@ impl Process {
 pub async fn spawn(
     spec: &SpawnSpec,
     instance_id: u64,
-    on_exit: impl FnOnce(ExitStatus) + Send + 'static,
+    on_exit: impl FnOnce(Exit) + Send + 'static,
 ) -> io::Result<(Process, Connection)> {
     let (listener, endpoint) = listen(spec, instance_id)?;
     let mut command = Command::new(&spec.program);
@@ -124,6 +141,7 @@ pub async fn spawn(
         pid,
         commands,
         exited,
+        failure_counted: Arc::new(AtomicBool::new(false)),
     };
 
     let connection = endpoint.connect().await;
@@ -131,10 +149,7 @@ pub async fn spawn(
     // local process can ever reach the app's socket.
     endpoint.remove();
     match connection {
-        Ok(conn) => {
-            debug!(app = %spec.app, pid, "instance started");
-            Ok((process, conn))
-        }
+        Ok(conn) => Ok((process, conn)),
         Err(e) => {
             process.terminate(Duration::ZERO);
             Err(e)
@@ -215,9 +230,12 @@ async fn supervise(
     pid: u32,
     mut commands: mpsc::UnboundedReceiver<Control>,
     exited: watch::Sender<Option<ExitStatus>>,
-    on_exit: impl FnOnce(ExitStatus),
+    on_exit: impl FnOnce(Exit),
 ) {
     let mut deadline: Option<tokio::time::Instant> = None;
+    // Only a stop we signalled counts as requested: a process that had
+    // already died on its own when asked to stop did not die of our doing.
+    let mut requested = false;
     let status = loop {
         let kill_at = async {
             match deadline {
@@ -228,10 +246,13 @@ async fn supervise(
         tokio::select! {
             status = child.wait() => break status,
             Some(command) = commands.recv() => match command {
+                _ if matches!(child.try_wait(), Ok(Some(_))) => {}
                 Control::Terminate { grace } if grace.is_zero() => {
+                    requested = true;
                     let _ = child.start_kill();
                 }
                 Control::Terminate { grace } => {
+                    requested = true;
                     if deadline.is_none() {
                         if let Some(id) = child.id() {
                             let _ = kill(Pid::from_raw(id as i32), Signal::SIGTERM);
@@ -251,14 +272,14 @@ async fn supervise(
         Ok(status) => {
             log_exit(&app, pid, status);
             let _ = exited.send(Some(status));
-            on_exit(status);
+            on_exit(Exit { status, requested });
         }
         Err(e) => {
             // wait() only fails if the child was already reaped elsewhere.
             warn!(app = %app, pid, error = %e, "could not wait for the process");
             let status = std::os::unix::process::ExitStatusExt::from_raw(0);
             let _ = exited.send(Some(status));
-            on_exit(status);
+            on_exit(Exit { status, requested });
         }
     }
 }

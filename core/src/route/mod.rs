@@ -333,6 +333,13 @@ mod tests {
             inherit_env: vec![],
             params: vec![],
             signal_before_terminate: Duration::ZERO,
+            request_timeout: Duration::from_secs(90),
+            activity_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
+            rapid_fails_per_minute: 10,
+            stderr_mode: crate::config::StderrMode::ReturnStderrIn500,
+            monitor_changes_to: vec![],
+            response_buffer_limit: 0,
         }
     }
 
