@@ -348,3 +348,59 @@ fn check_rejects_zero_timeouts() {
         "{stderr}"
     );
 }
+
+#[test]
+fn automatic_sizing_grows_under_a_queue_and_shrinks_at_rest() {
+    let gw = Gateway::start(&test_app_config(
+        &[],
+        "max_instances = 0\nmax_instances_auto_ceiling = 6",
+    ));
+    let addr = gw.addr();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..8)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut ok = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if request(addr, "GET", "/py/sleep/100", &[], b"").status == 200 {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    // Requests queue behind the initial CPU-count instances: the pool grows.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut peak = 0;
+    while peak <= cpus.min(6) {
+        assert!(
+            Instant::now() < deadline,
+            "the pool never grew past {peak}:\n{}",
+            gw.logs()
+        );
+        peak = peak.max(gw.children().len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(gw.wait_for_log("automatic sizing: growing the pool", Duration::from_secs(1)));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let served: u32 = load.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(served > 0);
+    // Load stops: the pool shrinks again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw.children().len() >= peak {
+        assert!(
+            Instant::now() < deadline,
+            "the pool never shrank from {peak}:\n{}",
+            gw.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(gw.wait_for_log(
+        "automatic sizing: shrinking the pool",
+        Duration::from_secs(1)
+    ));
+    gw.assert_no_zombies();
+}

@@ -137,6 +137,14 @@ pub fn build(req: &RequestInfo<'_>, target: &ScriptTarget, extra: &[(String, Str
     // php-cgi's cgi.force_redirect refuses to run without it.
     p.set("REDIRECT_STATUS", "200");
     add_headers(&mut p, req.headers);
+    // HTTP/2 carries the host as `:authority`, not as a Host header; apps
+    // (PHP's $_SERVER['HTTP_HOST']) expect it as HTTP_HOST, as nginx gives it.
+    if !req.headers.contains_key(header::HOST)
+        && let Some(authority) = req.uri.authority()
+    {
+        let host = authority.as_str().rsplit('@').next().unwrap_or_default();
+        p.set("HTTP_HOST", host);
+    }
     for (name, value) in extra {
         p.set(name.as_str(), value.as_str());
     }
@@ -382,6 +390,14 @@ mod tests {
     fn non_utf8_header_values_pass_as_bytes() {
         let p = build_with("GET", "/", &[("x-data", b"caf\xe9")], 0);
         assert_eq!(p.get("HTTP_X_DATA").unwrap(), b"caf\xe9");
+    }
+
+    #[test]
+    fn http2_authority_becomes_http_host() {
+        let p = build_with("GET", "http://example.org:8443/x?y=1", &[], 0);
+        assert_eq!(get(&p, "HTTP_HOST"), "example.org:8443");
+        assert_eq!(get(&p, "SERVER_NAME"), "example.org");
+        assert_eq!(get(&p, "REQUEST_URI"), "/x?y=1");
     }
 
     #[test]

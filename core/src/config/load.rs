@@ -172,6 +172,7 @@ struct RawApp {
     resource_type: Option<Spanned<String>>,
     fallback: Option<Spanned<String>>,
     max_instances: Option<Spanned<i64>>,
+    max_instances_auto_ceiling: Option<Spanned<i64>>,
     min_instances: Option<Spanned<i64>>,
     instance_max_requests: Option<Spanned<i64>>,
     queue_length: Option<Spanned<i64>>,
@@ -560,13 +561,26 @@ fn convert_app(
         defaults::MAX_INSTANCES as u64,
         0,
     )?;
-    if max_instances == 0 {
+    let ceiling_span = raw.max_instances_auto_ceiling.as_ref().map(Spanned::span);
+    let max_instances_auto_ceiling = int(
+        raw.max_instances_auto_ceiling,
+        "max_instances_auto_ceiling",
+        4 * super::cpu_count() as u64,
+        1,
+    )?;
+    if max_instances != 0 && ceiling_span.is_some() {
         return Err(src.error(
-            max_span,
-            app_key("max_instances"),
-            "0 (automatic sizing) is not supported yet; give a number of processes",
+            ceiling_span,
+            app_key("max_instances_auto_ceiling"),
+            "only applies with max_instances = 0 (automatic sizing)",
         ));
     }
+    // With automatic sizing the bound that matters is the ceiling.
+    let upper = if max_instances == 0 {
+        max_instances_auto_ceiling
+    } else {
+        max_instances
+    };
     let min_span = raw.min_instances.as_ref().map(Spanned::span);
     let min_instances = int(
         raw.min_instances,
@@ -574,11 +588,12 @@ fn convert_app(
         defaults::MIN_INSTANCES as u64,
         0,
     )?;
-    if min_instances > max_instances {
+    if min_instances > upper {
+        let _ = max_span;
         return Err(src.error(
             min_span,
             app_key("min_instances"),
-            format!("{min_instances} is more than max_instances ({max_instances})"),
+            format!("{min_instances} is more than max_instances ({upper})"),
         ));
     }
     let instance_max_requests = int(
@@ -706,6 +721,7 @@ fn convert_app(
         resource_type,
         fallback,
         max_instances: u32::try_from(max_instances).unwrap_or(u32::MAX),
+        max_instances_auto_ceiling: u32::try_from(max_instances_auto_ceiling).unwrap_or(u32::MAX),
         min_instances: u32::try_from(min_instances).unwrap_or(u32::MAX),
         instance_max_requests,
         queue_length: usize::try_from(queue_length).unwrap_or(usize::MAX),
@@ -928,11 +944,19 @@ pub fn render_summary(config: &Config) -> String {
         }
         let _ = writeln!(out, "  command               {command}");
         let _ = writeln!(out, "  protocol              {:?}", app.protocol);
-        let _ = writeln!(
-            out,
-            "  instances             {} to {}",
-            app.min_instances, app.max_instances
-        );
+        if app.max_instances == 0 {
+            let _ = writeln!(
+                out,
+                "  instances             {} to {} (automatic sizing, max_instances = 0)",
+                app.min_instances, app.max_instances_auto_ceiling
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  instances             {} to {}",
+                app.min_instances, app.max_instances
+            );
+        }
         let _ = writeln!(out, "  instance_max_requests {}", app.instance_max_requests);
         let _ = writeln!(out, "  queue_length          {}", app.queue_length);
         let handles: Vec<String> = app
@@ -1123,7 +1147,26 @@ mod tests {
         let e = load(&format!("{MINIMAL}max_instances = 2\nmin_instances = 5\n")).unwrap_err();
         assert_eq!(e.line, Some(6));
         assert_eq!(e.key.as_deref(), Some("app \"php\": min_instances"));
-        let e = load(&format!("{MINIMAL}max_instances = 0\n")).unwrap_err();
+        // 0 is automatic sizing; its ceiling only makes sense with it.
+        let c = load(&format!(
+            "{MINIMAL}max_instances = 0\nmax_instances_auto_ceiling = 6\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            (
+                c.apps[0].max_instances,
+                c.apps[0].max_instances_auto_ceiling
+            ),
+            (0, 6)
+        );
+        let e = load(&format!(
+            "{MINIMAL}max_instances = 2\nmax_instances_auto_ceiling = 6\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(6));
+        let e = load(&format!("{MINIMAL}request_timeout = \"0s\"\n")).unwrap_err();
+        assert_eq!(e.line, Some(5));
+        let e = load(&format!("{MINIMAL}stderr_mode = \"loud\"\n")).unwrap_err();
         assert_eq!(e.line, Some(5));
         let e = load(&format!("{MINIMAL}fallback = \"index.php\"\n")).unwrap_err();
         assert_eq!(e.line, Some(5));

@@ -94,8 +94,11 @@ pub struct AppConfig {
     pub resource_type: ResourceType,
     /// Front-controller script run when no file exists at the path (`fallback`).
     pub fallback: Option<String>,
-    /// Most processes at once (`max_instances`, default 4).
+    /// Most processes at once (`max_instances`, default 4); 0 = automatic
+    /// sizing between 1 and `max_instances_auto_ceiling`.
     pub max_instances: u32,
+    /// Upper bound of automatic sizing (`max_instances_auto_ceiling`, default 4 × CPUs).
+    pub max_instances_auto_ceiling: u32,
     /// Processes started eagerly and kept (`min_instances`, default 0).
     pub min_instances: u32,
     /// Recycle a process after this many requests (`instance_max_requests`, default 200).
@@ -202,6 +205,11 @@ impl Config {
     pub fn quickstart() -> Result<Config, ConfigError> {
         load::quickstart()
     }
+}
+
+/// The number of CPUs the gateway may use (automatic sizing starts there).
+pub fn cpu_count() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
 /// Defaults, IIS values where IIS has one.

@@ -8,7 +8,7 @@
 //!
 //! Accounting rule: `live` counts instances that exist or are being started.
 //! A slot is taken before a spawn and given back exactly once, when its
-//! instance is retired or its spawn fails; guards ([`Lease`], [`Waiting`])
+//! instance is retired or its spawn fails; guards ([`Lease`], `Waiting`)
 //! make sure a dropped future never leaks a slot or orphans a process.
 //!
 //! This module does not know HTTP or CGI: it hands out connections.
@@ -121,13 +121,30 @@ struct State {
     offline_until: Option<Instant>,
     /// Back from offline: one probe instance until a request succeeds.
     probing: bool,
+    /// The most instances allowed now: `max_instances`, or the current
+    /// decision of automatic sizing.
+    limit: u32,
+    /// What automatic sizing looks at, since its last decision.
+    window: Window,
+    /// Automatic sizing has a tick scheduled (only while there is traffic).
+    auto_ticking: bool,
+}
+
+/// Load seen by a pool during one automatic-sizing window.
+#[derive(Debug, Default)]
+struct Window {
+    requests: u64,
+    waited: u64,
+    wait_total: Duration,
+    peak_busy: u32,
 }
 
 struct Inner {
     name: Arc<str>,
     /// How to start processes, or why they cannot be started.
     spec: Result<SpawnSpec, String>,
-    max_instances: u32,
+    /// `Some(ceiling)` with `max_instances = 0`.
+    auto_ceiling: Option<u32>,
     min_instances: u32,
     max_requests: u64,
     queue_length: usize,
@@ -158,6 +175,8 @@ impl std::fmt::Debug for Pool {
 /// A snapshot of a pool, for logs and status pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolStatus {
+    /// The most instances allowed now (moves with automatic sizing).
+    pub limit: u32,
     pub live: u32,
     pub idle: usize,
     pub waiting: usize,
@@ -177,8 +196,11 @@ impl Pool {
             inner: Arc::new(Inner {
                 name,
                 spec,
-                max_instances: app.max_instances.max(1),
-                min_instances: app.min_instances.min(app.max_instances),
+                auto_ceiling: (app.max_instances == 0)
+                    .then_some(app.max_instances_auto_ceiling.max(1)),
+                min_instances: app
+                    .min_instances
+                    .min(initial_limit(app).max(app.min_instances)),
                 max_requests: effective_max_requests(app),
                 queue_length: app.queue_length,
                 grace: app.signal_before_terminate,
@@ -196,6 +218,9 @@ impl Pool {
                     failures: VecDeque::new(),
                     offline_until: None,
                     probing: false,
+                    limit: initial_limit(app),
+                    window: Window::default(),
+                    auto_ticking: false,
                 }),
                 maintenance: Notify::new(),
             }),
@@ -227,6 +252,7 @@ impl Pool {
     pub fn status(&self) -> PoolStatus {
         let st = self.inner.lock();
         PoolStatus {
+            limit: st.limit,
             live: st.live,
             idle: st.idle.len(),
             waiting: st.waiters.len(),
@@ -249,8 +275,15 @@ impl Pool {
                 });
             }
             inner.check_offline(&mut st)?;
+            st.window.requests += 1;
+            if inner.auto_ceiling.is_some() && !st.auto_ticking {
+                st.auto_ticking = true;
+                inner.maintenance.notify_one();
+            }
             while let Some(mut instance) = st.idle.pop() {
                 if instance.generation == st.generation && instance.is_usable() {
+                    let busy = st.live - st.idle.len() as u32;
+                    st.window.peak_busy = st.window.peak_busy.max(busy);
                     return Ok(Lease::new(inner.clone(), instance));
                 }
                 debug!(app = %inner.name, pid = instance.process.pid(), "idle instance is gone or outdated; discarding it");
@@ -258,11 +291,12 @@ impl Pool {
             }
             if st.live < inner.spawn_limit(&st) {
                 st.live += 1;
+                st.window.peak_busy = st.window.peak_busy.max(st.live - st.idle.len() as u32);
                 None
             } else if st.waiters.len() >= inner.queue_length {
                 return Err(PoolError::QueueFull {
                     app: inner.name.clone(),
-                    max_instances: inner.max_instances,
+                    max_instances: st.limit,
                     queue_length: inner.queue_length,
                 });
             } else {
@@ -276,7 +310,14 @@ impl Pool {
         };
         let grant = match waiting {
             None => Grant::Spawn,
-            Some(mut waiting) => waiting.wait().await?,
+            Some(mut waiting) => {
+                let since = Instant::now();
+                let grant = waiting.wait().await?;
+                let mut st = inner.lock();
+                st.window.waited += 1;
+                st.window.wait_total += since.elapsed();
+                grant
+            }
         };
         match grant {
             Grant::Instance(instance) => Ok(Lease::new(inner.clone(), instance)),
@@ -365,7 +406,7 @@ impl Inner {
 
     /// How many instances may run now: one while probing after an offline spell.
     fn spawn_limit(&self, st: &State) -> u32 {
-        if st.probing { 1 } else { self.max_instances }
+        if st.probing { 1 } else { st.limit }
     }
 
     /// Counts a failure of an instance (a start that failed, a crash, a
@@ -470,7 +511,7 @@ impl Inner {
     fn spawn_spare(self: Arc<Self>) {
         {
             let mut st = self.lock();
-            if st.closed || st.live >= self.max_instances {
+            if st.closed || st.live >= st.limit {
                 return;
             }
             st.live += 1;
@@ -584,6 +625,141 @@ fn on_exit(pool: &Weak<Inner>, id: u64, exit: process::Exit) {
     }
 }
 
+/// How often automatic sizing decides (while there is traffic).
+const AUTO_INTERVAL: Duration = Duration::from_secs(2);
+/// Average queue wait in a window above which automatic sizing grows the pool.
+const AUTO_GROW_WAIT: Duration = Duration::from_millis(20);
+/// CPU use above which growing would not help.
+const AUTO_CPU_BUSY: f64 = 0.9;
+
+fn initial_limit(app: &AppConfig) -> u32 {
+    if app.max_instances == 0 {
+        config::cpu_count().clamp(1, app.max_instances_auto_ceiling.max(1))
+    } else {
+        app.max_instances
+    }
+}
+
+/// Clock ticks per second of /proc CPU times (USER_HZ, 100 on Linux).
+const CLOCK_TICKS: f64 = 100.0;
+
+/// CPU time (user + system, in clock ticks) a process has used so far.
+fn process_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the command name (which may hold spaces): utime is the
+    // 12th and stime the 13th of them.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+/// Whole-machine CPU counters from /proc/stat (busy, total jiffies).
+#[derive(Debug, Clone, Copy)]
+struct CpuSample {
+    busy: u64,
+    total: u64,
+}
+
+impl CpuSample {
+    fn read() -> Option<CpuSample> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().next()?.strip_prefix("cpu ")?;
+        let fields: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let total: u64 = fields.iter().sum();
+        // idle + iowait are not busy.
+        let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+        Some(CpuSample {
+            busy: total - idle,
+            total,
+        })
+    }
+
+    /// Busy fraction since `earlier`.
+    fn busy_since(&self, earlier: &CpuSample) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return 0.0;
+        }
+        self.busy.saturating_sub(earlier.busy) as f64 / total as f64
+    }
+}
+
+impl Inner {
+    /// Automatic sizing (`max_instances = 0`): one decision per window.
+    /// Grow when requests queued noticeably and the CPU has room; shrink by
+    /// one when nobody waited and at most half the instances were busy.
+    fn resize(
+        self: &Arc<Self>,
+        st: &mut State,
+        ceiling: u32,
+        cpu: &mut (Option<CpuSample>, HashMap<u32, u64>),
+    ) {
+        let window = std::mem::take(&mut st.window);
+        let now_cpu = CpuSample::read();
+        let busy = match (&now_cpu, cpu.0.as_ref()) {
+            (Some(now), Some(before)) => now.busy_since(before),
+            _ => 0.0,
+        };
+        cpu.0 = now_cpu;
+        let avg_wait = if window.waited > 0 {
+            window.wait_total / window.waited as u32
+        } else {
+            Duration::ZERO
+        };
+        // CPU the pool's own processes used per process: processes that
+        // mostly wait (I/O, a database) are helped by more of them even on
+        // a busy machine; CPU-bound ones on a saturated machine are not.
+        let ticks_now: HashMap<u32, u64> = st
+            .processes
+            .values()
+            .map(|p| (p.pid(), process_ticks(p.pid())))
+            .collect();
+        let used: u64 = ticks_now
+            .iter()
+            .map(|(pid, t)| t.saturating_sub(cpu.1.get(pid).copied().unwrap_or(0)))
+            .sum();
+        let per_process =
+            used as f64 / (CLOCK_TICKS * AUTO_INTERVAL.as_secs_f64() * f64::from(st.live.max(1)));
+        cpu.1 = ticks_now;
+        let has_room = busy < AUTO_CPU_BUSY || per_process < 0.5;
+        let floor = self.min_instances.max(1);
+        let old = st.limit;
+        if window.waited > 0 && avg_wait >= AUTO_GROW_WAIT && has_room && old < ceiling {
+            st.limit = (old + (old / 4).max(1)).min(ceiling);
+            info!(app = %self.name, from = old, to = st.limit, queued = window.waited, avg_wait = ?avg_wait, machine_cpu = format!("{:.0}%", busy * 100.0), process_cpu = format!("{:.0}%", per_process * 100.0), "automatic sizing: growing the pool");
+            // Waiters can use the new room at once.
+            while st.live < st.limit && !st.waiters.is_empty() {
+                st.live += 1;
+                self.hand_over(st, Grant::Spawn);
+            }
+        } else if window.waited == 0 && window.peak_busy * 2 <= old && old > floor {
+            st.limit = old - 1;
+            info!(app = %self.name, from = old, to = st.limit, peak_busy = window.peak_busy, "automatic sizing: shrinking the pool");
+            while st.live > st.limit && !st.idle.is_empty() {
+                let instance = st.idle.remove(0);
+                self.retire(st, instance);
+            }
+        }
+        if window.requests == 0 && st.limit <= floor {
+            // At rest: no more ticks until traffic comes back.
+            st.auto_ticking = false;
+        }
+    }
+}
+
 /// How long failures count against `rapid_fails_per_minute`.
 const RAPID_FAIL_WINDOW: Duration = Duration::from_secs(60);
 /// How often `monitor_changes_to` files are looked at.
@@ -593,6 +769,8 @@ const MONITOR_INTERVAL: Duration = Duration::from_secs(1);
 /// `min_instances`). Sleeps until the next deadline, or until woken: a pool
 /// at rest costs nothing.
 async fn maintain(pool: Weak<Inner>) {
+    let mut last_eval: Option<Instant> = None;
+    let mut cpu = (CpuSample::read(), HashMap::new());
     loop {
         let (next, notified) = {
             let Some(inner) = pool.upgrade() else { return };
@@ -612,11 +790,26 @@ async fn maintain(pool: Weak<Inner>) {
                 info!(app = %inner.name, pid = instance.process.pid(), idle_timeout = ?inner.idle_timeout, "stopping idle instance");
                 inner.retire(&mut st, instance);
             }
-            let next = if st.live > inner.min_instances {
+            let mut next = if st.live > inner.min_instances {
                 st.idle.first().map(|i| i.idle_since + inner.idle_timeout)
             } else {
                 None
             };
+            if let Some(ceiling) = inner.auto_ceiling
+                && st.auto_ticking
+            {
+                let due = *last_eval.get_or_insert(now) + AUTO_INTERVAL;
+                if now >= due {
+                    inner.resize(&mut st, ceiling, &mut cpu);
+                    last_eval = Some(now);
+                }
+                if st.auto_ticking {
+                    let at = last_eval.unwrap_or(now) + AUTO_INTERVAL;
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                } else {
+                    last_eval = None;
+                }
+            }
             drop(st);
             // Registered before the lock is released would be ideal; a
             // wake-up that slips in between only delays one check.

@@ -75,7 +75,7 @@ impl Process {
         self.exited.borrow().is_some()
     }
 
-    /// Asks the supervisor to stop the process (see [`Control::Terminate`]).
+    /// Asks the supervisor to stop the process (SIGTERM and `grace`, then SIGKILL; SIGKILL at once with a zero grace).
     pub fn terminate(&self, grace: Duration) {
         // A closed channel means the supervisor is gone: the process already exited.
         let _ = self.commands.send(Control::Terminate { grace });

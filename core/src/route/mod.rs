@@ -7,7 +7,7 @@
 //! index documents), or an app's `fallback` front controller, or 404.
 //!
 //! This module decides; it builds no response and reads no file contents
-//! (only `metadata`). See [`path`] for decoding and normalisation.
+//! (only `metadata`). See `path.rs` for decoding and normalisation.
 
 mod path;
 
@@ -325,6 +325,7 @@ mod tests {
             resource_type: ResourceType::File,
             fallback: None,
             max_instances: 1,
+            max_instances_auto_ceiling: 8,
             min_instances: 0,
             instance_max_requests: 1,
             queue_length: 1,
