@@ -1,0 +1,269 @@
+//! The plain Rust types of the contract, one for each record of
+//! `wit/plugin.wit`. They are the same whether the plugin is built as a
+//! WebAssembly component or as a native library.
+
+/// One HTTP header: a lower-case ASCII name and the raw value bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: Vec<u8>,
+}
+
+impl Header {
+    pub fn new(name: impl Into<String>, value: impl Into<Vec<u8>>) -> Header {
+        Header {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    /// The value as text, when it is UTF-8.
+    pub fn value_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.value).ok()
+    }
+}
+
+/// What a filter sees of a request: everything but the body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestHead {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path as the client sent it (still percent-encoded).
+    pub path: String,
+    /// The query string without the `?`; empty when there is none.
+    pub query: String,
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
+    pub headers: Vec<Header>,
+    /// The client's address and port, e.g. `192.0.2.7:51234`.
+    pub client_addr: String,
+    /// The address and port of the listener that took the request.
+    pub server_addr: String,
+    /// The app the request was mapped to; empty for server-wide filters,
+    /// which run before the mapping.
+    pub app: String,
+}
+
+impl RequestHead {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_slice())
+    }
+
+    /// The client's IP address as text, without the port or brackets.
+    pub fn client_ip(&self) -> &str {
+        let addr = self.client_addr.as_str();
+        match addr.rsplit_once(':') {
+            Some((ip, _port)) => ip.trim_start_matches('[').trim_end_matches(']'),
+            None => addr,
+        }
+    }
+}
+
+/// A complete response produced by a filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<Header>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A `text/plain` response.
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
+        Response {
+            status,
+            headers: vec![Header::new("content-type", "text/plain; charset=utf-8")],
+            body: body.into().into_bytes(),
+        }
+    }
+}
+
+/// A rewrite of the request before it goes on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    /// New path (may carry `?query`, which then replaces the query).
+    pub path: Option<String>,
+    /// Headers to set (replacing any of the same name).
+    pub set_headers: Vec<Header>,
+    /// Header names to remove.
+    pub remove_headers: Vec<String>,
+}
+
+/// What a request filter decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Decision {
+    /// Let the request go on unchanged.
+    #[default]
+    Continue,
+    /// Refuse the request with this status (4xx or 5xx) and a generic body.
+    Deny(u16),
+    /// Answer the request with this response; the app never sees it.
+    Respond(Response),
+    /// Change the request, then let it go on.
+    Rewrite(Rewrite),
+}
+
+/// Changes a response filter makes to the response headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderChanges {
+    /// Headers to set (replacing any of the same name).
+    pub set: Vec<Header>,
+    /// Headers to add next to existing ones.
+    pub append: Vec<Header>,
+    /// Header names to remove.
+    pub remove: Vec<String>,
+}
+
+impl HeaderChanges {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.append.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// One FastCGI/CGI parameter; the value is raw bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    pub name: String,
+    pub value: Vec<u8>,
+}
+
+impl Param {
+    pub fn new(name: impl Into<String>, value: impl Into<Vec<u8>>) -> Param {
+        Param {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// Which hooks a plugin implements. The gateway calls no other hook, so a
+/// plugin pays nothing for the hooks it leaves out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// [`Plugin::on_request`](crate::Plugin::on_request)
+    pub request_filter: bool,
+    /// [`Plugin::on_response`](crate::Plugin::on_response)
+    pub response_filter: bool,
+    /// [`Plugin::inject_env`](crate::Plugin::inject_env)
+    pub inject_env: bool,
+    /// [`Plugin::launch`](crate::Plugin::launch)
+    pub launcher: bool,
+}
+
+impl Capabilities {
+    pub const NONE: Capabilities = Capabilities {
+        request_filter: false,
+        response_filter: false,
+        inject_env: false,
+        launcher: false,
+    };
+    pub const REQUEST_FILTER: Capabilities = Capabilities {
+        request_filter: true,
+        ..Capabilities::NONE
+    };
+    pub const RESPONSE_FILTER: Capabilities = Capabilities {
+        response_filter: true,
+        ..Capabilities::NONE
+    };
+    pub const INJECT_ENV: Capabilities = Capabilities {
+        inject_env: true,
+        ..Capabilities::NONE
+    };
+    pub const LAUNCHER: Capabilities = Capabilities {
+        launcher: true,
+        ..Capabilities::NONE
+    };
+
+    /// Both sets together.
+    pub const fn with(self, other: Capabilities) -> Capabilities {
+        Capabilities {
+            request_filter: self.request_filter || other.request_filter,
+            response_filter: self.response_filter || other.response_filter,
+            inject_env: self.inject_env || other.inject_env,
+            launcher: self.launcher || other.launcher,
+        }
+    }
+}
+
+/// A log level for [`crate::log`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// What a launcher is told about the app it starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppConfig {
+    /// The app's name from `[[app]]`.
+    pub name: String,
+    /// The app's `[app.options]` table as JSON text (`{}` when absent).
+    pub options: String,
+    /// `command` from the config, when given: it overrides what the
+    /// launcher would run.
+    pub command: Option<String>,
+    /// `args` from the config.
+    pub args: Vec<String>,
+    /// `env` from the config.
+    pub env: Vec<(String, String)>,
+    /// The server's document root.
+    pub root: String,
+    /// `instance_max_requests` (0 = unlimited).
+    pub instance_max_requests: u64,
+}
+
+/// How the gateway talks to the processes a launcher describes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AppProtocol {
+    /// A pool of FastCGI processes, each listening on fd 0.
+    #[default]
+    FastCgi,
+    /// RFC 3875 CGI: one process per request.
+    Cgi,
+}
+
+/// A file the gateway writes into the app's runtime directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeFile {
+    /// A plain file name: no `/`, not `.` or `..`.
+    pub name: String,
+    pub contents: Vec<u8>,
+    pub executable: bool,
+}
+
+/// Handler-mapping defaults a launcher proposes; the app's own settings in
+/// fastgate.toml win over each of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MappingDefaults {
+    /// Patterns such as `*.php` or `/*`.
+    pub handles: Vec<String>,
+    /// `file`, `directory`, `either` or `unspecified`.
+    pub resource_type: Option<String>,
+    /// A script for requests whose file does not exist (front controller).
+    pub fallback: Option<String>,
+    /// URL prefix → folder served as static files by the gateway.
+    pub static_dirs: Vec<(String, String)>,
+}
+
+/// How to start an app. In `command`, `args`, `env` values and
+/// `working_dir`, the text `{runtime_dir}` stands for the app's runtime
+/// directory, where `files` are written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpawnSpec {
+    pub command: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub files: Vec<RuntimeFile>,
+    pub protocol: AppProtocol,
+    /// Parameters sent with every request, before the request's own.
+    pub params: Vec<(String, String)>,
+    pub mapping: MappingDefaults,
+}

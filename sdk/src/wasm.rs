@@ -1,0 +1,187 @@
+//! The WebAssembly side of a plugin: bindings generated from
+//! `wit/plugin.wit`, and an adapter that implements the generated `Guest`
+//! trait for any [`Plugin`] by converting between the generated types and
+//! the SDK's own.
+//!
+//! A component instance runs one call at a time and the gateway calls
+//! `init` once per instance, so the plugin value lives in a per-instance
+//! static.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::OnceLock;
+
+use crate::Plugin;
+use crate::types as sdk;
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "plugin",
+        pub_export_macro: true,
+        export_macro_name: "export_wasm_plugin",
+        default_bindings_module: "fastgate_sdk::wasm::bindings",
+    });
+}
+
+use bindings::fastgate::plugin::host;
+use bindings::fastgate::plugin::types as wit;
+
+static INSTANCE: OnceLock<Box<dyn Any + Send + Sync>> = OnceLock::new();
+
+/// Implements the generated `Guest` trait for plugin type `P`.
+#[doc(hidden)]
+pub struct Adapter<P>(PhantomData<P>);
+
+fn plugin<P: Plugin>() -> &'static P {
+    match INSTANCE.get().and_then(|p| p.downcast_ref::<P>()) {
+        Some(p) => p,
+        // The gateway always calls `init` first; a hook before it is a
+        // host bug, and a trap is the honest answer.
+        None => panic!("fastgate plugin hook called before init"),
+    }
+}
+
+pub(crate) fn log(level: sdk::Level, message: &str) {
+    let level = match level {
+        sdk::Level::Error => host::Level::Error,
+        sdk::Level::Warn => host::Level::Warn,
+        sdk::Level::Info => host::Level::Info,
+        sdk::Level::Debug => host::Level::Debug,
+        sdk::Level::Trace => host::Level::Trace,
+    };
+    host::log(level, message);
+}
+
+impl<P: Plugin> bindings::Guest for Adapter<P> {
+    fn init(config: String) -> Result<wit::Capabilities, String> {
+        let plugin = P::init(&config)?;
+        let caps = plugin.capabilities();
+        INSTANCE
+            .set(Box::new(plugin))
+            .map_err(|_| "init called twice".to_string())?;
+        let mut flags = wit::Capabilities::empty();
+        flags.set(wit::Capabilities::REQUEST_FILTER, caps.request_filter);
+        flags.set(wit::Capabilities::RESPONSE_FILTER, caps.response_filter);
+        flags.set(wit::Capabilities::INJECT_ENV, caps.inject_env);
+        flags.set(wit::Capabilities::LAUNCHER, caps.launcher);
+        Ok(flags)
+    }
+
+    fn on_request(request: wit::RequestHead) -> wit::Decision {
+        match plugin::<P>().on_request(&request_from(request)) {
+            sdk::Decision::Continue => wit::Decision::Continue,
+            sdk::Decision::Deny(status) => wit::Decision::Deny(status),
+            sdk::Decision::Respond(r) => wit::Decision::Respond(wit::Response {
+                status: r.status,
+                headers: headers_to(r.headers),
+                body: r.body,
+            }),
+            sdk::Decision::Rewrite(r) => wit::Decision::Rewrite(wit::Rewrite {
+                path: r.path,
+                set_headers: headers_to(r.set_headers),
+                remove_headers: r.remove_headers,
+            }),
+        }
+    }
+
+    fn on_response(status: u16, headers: Vec<wit::Header>) -> wit::HeaderChanges {
+        let changes = plugin::<P>().on_response(status, &headers_from(headers));
+        wit::HeaderChanges {
+            set: headers_to(changes.set),
+            append: headers_to(changes.append),
+            remove: changes.remove,
+        }
+    }
+
+    fn inject_env(request: wit::RequestHead, params: Vec<wit::Param>) -> Vec<wit::Param> {
+        let params: Vec<sdk::Param> = params
+            .into_iter()
+            .map(|p| sdk::Param {
+                name: p.name,
+                value: p.value,
+            })
+            .collect();
+        plugin::<P>()
+            .inject_env(&request_from(request), &params)
+            .into_iter()
+            .map(|p| wit::Param {
+                name: p.name,
+                value: p.value,
+            })
+            .collect()
+    }
+
+    fn launch(app: wit::AppConfig) -> Result<wit::SpawnSpec, String> {
+        let app = sdk::AppConfig {
+            name: app.name,
+            options: app.options,
+            command: app.command,
+            args: app.args,
+            env: app.env,
+            root: app.root,
+            instance_max_requests: app.instance_max_requests,
+        };
+        let spec = plugin::<P>().launch(&app)?;
+        Ok(wit::SpawnSpec {
+            command: spec.command,
+            args: spec.args,
+            env: spec.env,
+            working_dir: spec.working_dir,
+            files: spec
+                .files
+                .into_iter()
+                .map(|f| wit::RuntimeFile {
+                    name: f.name,
+                    contents: f.contents,
+                    executable: f.executable,
+                })
+                .collect(),
+            protocol: match spec.protocol {
+                sdk::AppProtocol::FastCgi => wit::AppProtocol::Fastcgi,
+                sdk::AppProtocol::Cgi => wit::AppProtocol::Cgi,
+            },
+            params: spec.params,
+            mapping: wit::MappingDefaults {
+                handles: spec.mapping.handles,
+                resource_type: spec.mapping.resource_type,
+                fallback: spec.mapping.fallback,
+                static_dirs: spec.mapping.static_dirs,
+            },
+        })
+    }
+}
+
+fn request_from(r: wit::RequestHead) -> sdk::RequestHead {
+    sdk::RequestHead {
+        method: r.method,
+        path: r.path,
+        query: r.query,
+        version: r.version,
+        headers: headers_from(r.headers),
+        client_addr: r.client_addr,
+        server_addr: r.server_addr,
+        app: r.app,
+    }
+}
+
+fn headers_from(headers: Vec<wit::Header>) -> Vec<sdk::Header> {
+    headers
+        .into_iter()
+        .map(|h| sdk::Header {
+            name: h.name,
+            value: h.value,
+        })
+        .collect()
+}
+
+fn headers_to(headers: Vec<sdk::Header>) -> Vec<wit::Header> {
+    headers
+        .into_iter()
+        .map(|h| wit::Header {
+            name: h.name,
+            value: h.value,
+        })
+        .collect()
+}
