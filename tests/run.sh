@@ -31,7 +31,15 @@ if command -v rustup >/dev/null 2>&1; then
   fi
 fi
 
-# 3. (Later steps: the Django venv under target/, the example plugins.)
+# 3. The plugins the tests load, both ways: native libraries (next to the
+#    fastgate binary) and WebAssembly components (release: small and quick
+#    for wasmtime to compile).
+plugins=(-p path-filter -p tenant-env -p misbehave)
+say "building the plugins: native and wasm32-wasip2"
+cargo build "${plugins[@]}" -p bad-abi
+cargo build --release --target wasm32-wasip2 "${plugins[@]}"
+
+# 4. (Later: the Django venv under target/.)
 
 say "cargo test --workspace $*"
 exec cargo test --workspace "$@"

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 
 use crate::body::{BodyError, ResponseBody};
+use crate::plugin::ChainError;
 use crate::pool::PoolError;
 use crate::route::PathError;
 use crate::upstream::UpstreamError;
@@ -36,6 +37,8 @@ pub enum GatewayError {
     RedirectLoop(usize),
     #[error("app {app} sent an invalid local redirect: {location:?}")]
     BadRedirect { app: Arc<str>, location: String },
+    #[error(transparent)]
+    Plugin(#[from] ChainError),
     #[error("static file {path}: {source}")]
     Static {
         path: String,
@@ -75,6 +78,8 @@ impl GatewayError {
                 StatusCode::FORBIDDEN
             }
             GatewayError::Static { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            // fail-closed: the request cannot be trusted to go on.
+            GatewayError::Plugin(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -6,7 +6,11 @@
 //! and speaks [`fcgi`] to it through [`upstream`]. The CGI variables are
 //! built once per request by [`cgi`]. [`config`] is parsed and validated
 //! once, before anything starts; [`error`] maps every failure to a status.
-#![forbid(unsafe_code)]
+//! [`plugin`] runs the filters and launchers users add.
+//!
+//! `unsafe` is denied everywhere but in `plugin::native`, the loader of
+//! native plugin libraries.
+#![deny(unsafe_code)]
 
 pub mod access_log;
 pub mod body;
@@ -15,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod fcgi;
 pub mod http;
+pub mod plugin;
 pub mod pool;
 pub mod route;
 pub mod upstream;
@@ -44,14 +49,17 @@ pub enum RunError {
     AccessLog(#[source] std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
+    #[error("{}", .0.join("; "))]
+    Plugins(Vec<String>),
 }
 
 /// Serves `config` until SIGTERM or SIGINT, then drains in-flight requests
 /// (at most `shutdown_timeout`) and stops every app process.
-pub async fn serve(config: Config) -> Result<(), RunError> {
+pub async fn serve(mut config: Config) -> Result<(), RunError> {
     for warning in &config.warnings {
         warn!("{warning}");
     }
+    let plugins = plugin::prepare(&mut config).map_err(RunError::Plugins)?;
     let config = Arc::new(config);
     // Sockets live in a private directory: either the configured one or a
     // fresh temporary one that is removed on exit.
@@ -71,6 +79,7 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         config.clone(),
         pools.clone(),
         access_log,
+        &plugins,
     ));
 
     let (stop_tx, stop_rx) = watch::channel(false);

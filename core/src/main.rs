@@ -95,13 +95,21 @@ fn serve(path: Option<&Path>) -> ExitCode {
 }
 
 fn check(path: &Path) -> ExitCode {
-    let config = match config::load_file(path) {
+    let mut config = match config::load_file(path) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
+    // Plugins are loaded and their `init` run: a plugin's verdict on its
+    // own config is part of the check, and launchers decide the commands.
+    if let Err(problems) = fastgate::plugin::prepare(&mut config) {
+        for problem in &problems {
+            eprintln!("{problem}");
+        }
+        return ExitCode::FAILURE;
+    }
     let problems = config::check_commands(&config);
     print!("{}", config::render_summary(&config));
     if problems.is_empty() {

@@ -15,6 +15,7 @@ use crate::Plugin;
 use crate::types as sdk;
 
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "wit",
@@ -56,6 +57,11 @@ pub(crate) fn log(level: sdk::Level, message: &str) {
 
 impl<P: Plugin> bindings::Guest for Adapter<P> {
     fn init(config: String) -> Result<wit::Capabilities, String> {
+        // stderr goes nowhere in the sandbox: send panic messages to the
+        // gateway's log, where the trap that follows is reported too.
+        std::panic::set_hook(Box::new(|info| {
+            log(sdk::Level::Error, &format!("plugin panicked: {info}"));
+        }));
         let plugin = P::init(&config)?;
         let caps = plugin.capabilities();
         INSTANCE

@@ -454,6 +454,7 @@ impl<T: Wire> Wire for Result<T, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -7,6 +7,7 @@ mod fcgiwrap;
 mod iis;
 mod lifecycle;
 mod php;
+mod plugins;
 mod pool;
 mod protocol;
 mod security;

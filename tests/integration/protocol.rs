@@ -20,7 +20,12 @@ fn empty_stdout_record_does_not_end_the_response() {
         assert_eq!(r.status, 200, "{}", gw.logs());
         assert_eq!(r.text(), "first part, second part\n");
     }
-    // One process served all three over its kept connection.
+    // One process served all three over its kept connection. (The access
+    // log is read from the gateway's stdout by a thread: wait for it.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.access_log().lines().count() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let log = gw.access_log();
     let pids: std::collections::HashSet<&str> =
         log.lines().filter_map(|l| l.split("pid=").nth(1)).collect();

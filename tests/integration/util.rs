@@ -534,3 +534,104 @@ pub fn payload(len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// How a plugin was built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginBuild {
+    /// `cargo build --release --target wasm32-wasip2 -p <crate>`
+    Wasm,
+    /// `cargo build -p <crate>` (a cdylib next to the fastgate binary)
+    Native,
+}
+
+/// The built file of a plugin crate of this workspace (`source` is its
+/// folder, e.g. "examples/path-filter"), or a loud failure when it is
+/// missing or older than its sources: tests/run.sh builds them.
+pub fn plugin_file(source: &str, build: PluginBuild) -> String {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_fastgate"))
+        .parent()
+        .expect("binary folder");
+    let lib = source
+        .rsplit('/')
+        .next()
+        .expect("crate folder")
+        .replace('-', "_");
+    let file = match build {
+        PluginBuild::Wasm => bin_dir.join(format!("../wasm32-wasip2/release/{lib}.wasm")),
+        PluginBuild::Native => bin_dir.join(format!("lib{lib}.so")),
+    };
+    let hint =
+        "build the plugins with tests/run.sh (it runs cargo build for wasm32-wasip2 and native)";
+    let built = std::fs::metadata(&file)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| panic!("{} is missing: {hint}", file.display()));
+    // The sources each build compiles (the SDK's other backend is cfg'd out).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(root.join(source).join("src"))
+        .expect("plugin sources")
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    let backend = match build {
+        PluginBuild::Wasm => "sdk/src/wasm.rs",
+        PluginBuild::Native => "sdk/src/native.rs",
+    };
+    for file in [
+        "sdk/src/lib.rs",
+        "sdk/src/types.rs",
+        "sdk/src/wire.rs",
+        backend,
+    ] {
+        sources.push(root.join(file));
+    }
+    for path in sources {
+        let changed = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        assert!(
+            changed <= built,
+            "{} is older than {}: {hint}",
+            file.display(),
+            path.display()
+        );
+    }
+    file.to_string_lossy().into_owned()
+}
+
+/// Runs `fastgate serve` on a config that must not start; returns stderr.
+pub fn serve_must_fail(config: &str) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("www")).expect("www");
+    let path = dir.path().join("fastgate.toml");
+    std::fs::write(&path, config).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fastgate"))
+        .arg("serve")
+        .arg(&path)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("start fastgate");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+            panic!("fastgate started although it should have refused the config");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    assert!(!status.success(), "fastgate exited 0:\n{stderr}");
+    stderr
+}

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    AccessLog, AppConfig, Config, HandlerPattern, Protocol, ResourceType, ServerConfig, StderrMode,
-    Verbs, defaults,
+    AccessLog, AppConfig, Config, HandlerPattern, LauncherRef, OnError, PluginConfig, PluginKind,
+    Protocol, ResourceType, ServerConfig, StderrMode, Verbs, cpu_count, defaults,
 };
 
 /// A configuration error: where it is (file, line, column, key) and what is wrong.
@@ -140,6 +140,20 @@ struct RawConfig {
     server: Option<RawServer>,
     #[serde(default)]
     app: Vec<Spanned<RawApp>>,
+    #[serde(default)]
+    plugin: Vec<Spanned<RawPlugin>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    name: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    config: Option<toml::Table>,
+    on_error: Option<Spanned<String>>,
+    timeout: Option<Spanned<Scalar>>,
+    memory_limit: Option<Spanned<Scalar>>,
+    instances: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -156,6 +170,7 @@ struct RawServer {
     shutdown_timeout: Option<Spanned<Scalar>>,
     access_log: Option<String>,
     runtime_dir: Option<String>,
+    plugins: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +207,9 @@ struct RawApp {
     env: BTreeMap<String, EnvValue>,
     #[serde(default)]
     params: BTreeMap<String, EnvValue>,
+    plugins: Option<Vec<Spanned<String>>>,
+    launcher: Option<Spanned<String>>,
+    options: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -279,20 +297,71 @@ pub(super) fn quickstart() -> Result<Config, ConfigError> {
 // ---- conversion and validation ----
 
 fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
-    let server = convert_server(raw.server.unwrap_or_default(), src)?;
+    let mut plugins: Vec<PluginConfig> = Vec::with_capacity(raw.plugin.len());
+    for (i, raw_plugin) in raw.plugin.into_iter().enumerate() {
+        let span = raw_plugin.span();
+        let plugin = convert_plugin(raw_plugin.into_inner(), span.clone(), i, src)?;
+        if plugins.iter().any(|p| p.name == plugin.name) {
+            return Err(src.error(
+                Some(span),
+                Some(format!("plugin \"{}\": name", plugin.name)),
+                "duplicate plugin name",
+            ));
+        }
+        plugins.push(plugin);
+    }
+    let plugin_ref = |name: &Spanned<String>, key: String| -> Result<String, ConfigError> {
+        if plugins.iter().any(|p| &p.name == name.get_ref()) {
+            Ok(name.get_ref().clone())
+        } else {
+            let known: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
+            Err(src.error(
+                Some(name.span()),
+                Some(key),
+                if known.is_empty() {
+                    format!("no [[plugin]] named {:?} (there are none)", name.get_ref())
+                } else {
+                    format!(
+                        "no [[plugin]] named {:?} (known: {})",
+                        name.get_ref(),
+                        known.join(", ")
+                    )
+                },
+            ))
+        }
+    };
+    let mut raw_server = raw.server.unwrap_or_default();
+    let server_plugins = raw_server
+        .plugins
+        .take()
+        .unwrap_or_default()
+        .iter()
+        .map(|n| plugin_ref(n, "server.plugins".to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut server = convert_server(raw_server, src)?;
+    server.plugins = server_plugins;
     let mut apps = Vec::with_capacity(raw.app.len());
     let mut command_lines = Vec::with_capacity(raw.app.len());
     let mut warnings = Vec::new();
     for (i, raw_app) in raw.app.into_iter().enumerate() {
         let span = raw_app.span();
-        let (app, command_line) = convert_app(
-            raw_app.into_inner(),
-            span.clone(),
-            i,
-            &server,
-            src,
-            &mut warnings,
-        )?;
+        let mut raw_app = raw_app.into_inner();
+        let app_name = raw_app
+            .name
+            .as_ref()
+            .map_or_else(|| format!("#{}", i + 1), |n| n.get_ref().clone());
+        let app_plugins = raw_app
+            .plugins
+            .take()
+            .unwrap_or_default()
+            .iter()
+            .map(|n| plugin_ref(n, format!("app \"{app_name}\": plugins")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(launcher) = &raw_app.launcher {
+            plugin_ref(launcher, format!("app \"{app_name}\": launcher"))?;
+        }
+        let (mut app, command_line) =
+            convert_app(raw_app, span.clone(), i, &server, src, &mut warnings)?;
         if let Some(first) = apps.iter().position(|a: &AppConfig| a.name == app.name) {
             return Err(src.error(
                 Some(span),
@@ -304,6 +373,7 @@ fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
                 ),
             ));
         }
+        app.plugins = app_plugins;
         apps.push(app);
         command_lines.push(command_line);
     }
@@ -317,6 +387,7 @@ fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
         source: src.file.map(Path::to_path_buf),
         server,
         apps,
+        plugins,
         warnings,
         command_lines,
     })
@@ -413,6 +484,7 @@ fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerConfig, Conf
             Some(path) => AccessLog::File(src.path(path)),
         },
         runtime_dir: raw.runtime_dir.map(|d| src.path(&d)),
+        plugins: Vec::new(),
     })
 }
 
@@ -444,15 +516,37 @@ fn convert_app(
             "use letters, digits, '-' and '_' only",
         ));
     }
-    let Some(command) = raw.command else {
+    let launcher = raw.launcher.as_ref().map(|l| LauncherRef {
+        plugin: l.get_ref().clone(),
+        options_json: serde_json::to_string(&raw.options.clone().unwrap_or_default())
+            .unwrap_or_else(|_| "{}".to_string()),
+        command_given: raw.command.is_some(),
+        handles_given: raw.handles.is_some(),
+        resource_type_given: raw.resource_type.is_some(),
+    });
+    if raw.options.is_some() && launcher.is_none() {
         return Err(src.error(
             Some(span),
-            app_key("command"),
-            "missing key `command` (the program to run, IIS fullPath)",
+            app_key("options"),
+            "[app.options] is for a launcher's settings; this app has no `launcher`",
         ));
+    }
+    let command = match raw.command {
+        Some(command) => command,
+        // A launcher will say what to run.
+        None if launcher.is_some() => Spanned::new(span.clone(), String::new()),
+        None => {
+            return Err(src.error(
+                Some(span),
+                app_key("command"),
+                "missing key `command` (the program to run, IIS fullPath), or a `launcher`",
+            ));
+        }
     };
     let command_line = Some(src.position(command.span().start).0);
-    let command_path = {
+    let command_path = if launcher.is_some() && command.get_ref().is_empty() {
+        PathBuf::new()
+    } else {
         let c = command.get_ref();
         if c.is_empty() {
             return Err(src.error(
@@ -467,14 +561,19 @@ fn convert_app(
             PathBuf::from(c)
         }
     };
-    let Some(handles) = raw.handles else {
-        return Err(src.error(
-            Some(span),
-            app_key("handles"),
-            "missing key `handles` (e.g. [\"*.php\"])",
-        ));
+    let handles = match raw.handles {
+        Some(handles) => handles,
+        // The launcher proposes the mapping.
+        None if launcher.is_some() => Spanned::new(span.clone(), Vec::new()),
+        None => {
+            return Err(src.error(
+                Some(span),
+                app_key("handles"),
+                "missing key `handles` (e.g. [\"*.php\"])",
+            ));
+        }
     };
-    if handles.get_ref().is_empty() {
+    if handles.get_ref().is_empty() && launcher.as_ref().is_none_or(|l| l.handles_given) {
         return Err(src.error(
             Some(handles.span()),
             app_key("handles"),
@@ -513,19 +612,8 @@ fn convert_app(
     };
     let resource_type = match raw.resource_type {
         None => ResourceType::File,
-        Some(v) => match v.get_ref().as_str() {
-            "file" => ResourceType::File,
-            "directory" => ResourceType::Directory,
-            "either" => ResourceType::Either,
-            "unspecified" => ResourceType::Unspecified,
-            other => {
-                return Err(src.error(
-                    Some(v.span()),
-                    app_key("resource_type"),
-                    format!("{other:?}: expected file, directory, either or unspecified"),
-                ));
-            }
-        },
+        Some(v) => parse_resource_type(v.get_ref())
+            .map_err(|m| src.error(Some(v.span()), app_key("resource_type"), m))?,
     };
     let fallback = match raw.fallback {
         None => None,
@@ -741,12 +829,124 @@ fn convert_app(
         stderr_mode,
         monitor_changes_to: raw.monitor_changes_to.iter().map(|p| src.path(p)).collect(),
         response_buffer_limit,
+        plugins: Vec::new(),
+        launcher,
+        runtime_files: Vec::new(),
     };
     Ok((app, command_line))
 }
 
+/// `file`, `directory`, `either`, `unspecified`.
+pub fn parse_resource_type(s: &str) -> Result<ResourceType, String> {
+    match s {
+        "file" => Ok(ResourceType::File),
+        "directory" => Ok(ResourceType::Directory),
+        "either" => Ok(ResourceType::Either),
+        "unspecified" => Ok(ResourceType::Unspecified),
+        other => Err(format!(
+            "{other:?}: expected file, directory, either or unspecified"
+        )),
+    }
+}
+
+fn convert_plugin(
+    raw: RawPlugin,
+    span: Range<usize>,
+    index: usize,
+    src: &Source<'_>,
+) -> Result<PluginConfig, ConfigError> {
+    let Some(name) = raw.name else {
+        return Err(src.error(
+            Some(span),
+            Some(format!("plugin #{}", index + 1)),
+            "missing key `name`",
+        ));
+    };
+    let key = |k: &str| Some(format!("plugin \"{}\": {k}", name.get_ref()));
+    if name.get_ref().is_empty()
+        || !name
+            .get_ref()
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(src.error(
+            Some(name.span()),
+            key("name"),
+            "use letters, digits, '-' and '_' only",
+        ));
+    }
+    let Some(path) = raw.path else {
+        return Err(src.error(
+            Some(span),
+            key("path"),
+            "missing key `path` (a .wasm component or a native .so library)",
+        ));
+    };
+    let file = src.path(path.get_ref());
+    let kind = match file.extension().and_then(|e| e.to_str()) {
+        Some("wasm") => PluginKind::Wasm,
+        _ => PluginKind::Native,
+    };
+    let on_error = match raw.on_error {
+        None => OnError::FailClosed,
+        Some(v) => match v.get_ref().as_str() {
+            "fail-closed" => OnError::FailClosed,
+            "fail-open" => OnError::FailOpen,
+            other => {
+                return Err(src.error(
+                    Some(v.span()),
+                    key("on_error"),
+                    format!("{other:?}: expected \"fail-closed\" or \"fail-open\""),
+                ));
+            }
+        },
+    };
+    let timeout = match raw.timeout {
+        None => defaults::PLUGIN_TIMEOUT,
+        Some(v) => {
+            let d = parse_duration(v.get_ref())
+                .map_err(|m| src.error(Some(v.span()), key("timeout"), m))?;
+            if d.is_zero() {
+                return Err(src.error(Some(v.span()), key("timeout"), "must be more than 0"));
+            }
+            d
+        }
+    };
+    let memory_limit = match raw.memory_limit {
+        None => defaults::PLUGIN_MEMORY_LIMIT,
+        Some(v) => {
+            let n = parse_size(v.get_ref())
+                .map_err(|m| src.error(Some(v.span()), key("memory_limit"), m))?;
+            if n < 1024 * 1024 {
+                return Err(src.error(
+                    Some(v.span()),
+                    key("memory_limit"),
+                    "must be at least 1 MiB (a component needs room for its stack and data)",
+                ));
+            }
+            n
+        }
+    };
+    let instances = match raw.instances {
+        None => 2 * cpu_count() as usize,
+        Some(v) if *v.get_ref() >= 1 => *v.get_ref() as usize,
+        Some(v) => return Err(src.error(Some(v.span()), key("instances"), "must be at least 1")),
+    };
+    Ok(PluginConfig {
+        name: name.into_inner(),
+        path: file,
+        kind,
+        config_json: serde_json::to_string(&raw.config.unwrap_or_default())
+            .unwrap_or_else(|_| "{}".to_string()),
+        on_error,
+        timeout,
+        memory_limit,
+        instances,
+    })
+}
+
 /// `*.php`, `/prefix/*`, `/*`, `*`, `/exact/path`.
-fn parse_pattern(p: &str) -> Result<HandlerPattern, String> {
+pub fn parse_pattern(p: &str) -> Result<HandlerPattern, String> {
     let bad = || {
         format!(
             "{p:?} is not a handler pattern: use \"*.ext\", \"/prefix/*\", \"/exact/path\" or \"*\""
@@ -906,6 +1106,8 @@ pub fn check_commands(config: &Config) -> Vec<ConfigError> {
         .apps
         .iter()
         .enumerate()
+        // A launcher's command may name a file it writes at start-up.
+        .filter(|(_, app)| !app.command.to_string_lossy().contains("{runtime_dir}"))
         .filter_map(|(i, app)| {
             resolve_command(&app.command).err().map(|e| ConfigError {
                 file: config.source.clone(),

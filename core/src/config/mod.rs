@@ -17,7 +17,8 @@ use http::Method;
 mod load;
 
 pub use load::{
-    ConfigError, check_commands, install_hint, load_file, load_str, render_summary, resolve_command,
+    ConfigError, check_commands, install_hint, load_file, load_str, parse_pattern,
+    parse_resource_type, render_summary, resolve_command,
 };
 
 /// The whole, validated configuration of one gateway.
@@ -27,6 +28,8 @@ pub struct Config {
     pub source: Option<PathBuf>,
     pub server: ServerConfig,
     pub apps: Vec<AppConfig>,
+    /// `[[plugin]]`: every plugin the gateway loads, in file order.
+    pub plugins: Vec<PluginConfig>,
     /// Non-fatal findings (shown by `fastgate check` and logged at start).
     pub warnings: Vec<String>,
     /// The line of each app's `command` key (same order as `apps`), so that
@@ -62,6 +65,47 @@ pub struct ServerConfig {
     /// Folder for per-app runtime directories (`runtime_dir`, default: a
     /// fresh private temporary directory).
     pub runtime_dir: Option<PathBuf>,
+    /// Plugins applied to every request, in order, before the handler
+    /// mapping (`plugins`, names of `[[plugin]]` entries).
+    pub plugins: Vec<String>,
+}
+
+/// One `[[plugin]]`.
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    /// Unique name (`name`), used in `plugins = [...]`, `launcher` and logs.
+    pub name: String,
+    /// The file (`path`): a `.wasm` component or a native `.so`.
+    pub path: PathBuf,
+    /// Which backend loads it (from the file extension).
+    pub kind: PluginKind,
+    /// The plugin's own settings (`config`, a table), as JSON text.
+    pub config_json: String,
+    /// What a request gets when the plugin fails (`on_error`, default fail-closed).
+    pub on_error: OnError,
+    /// Longest time one wasm hook call may run (`timeout`, default 10ms).
+    pub timeout: Duration,
+    /// Linear-memory cap of one wasm instance (`memory_limit`, default 64 MiB).
+    pub memory_limit: u64,
+    /// Warm wasm instances kept for reuse (`instances`, default 2 × CPUs).
+    pub instances: usize,
+}
+
+/// `.wasm` → a WebAssembly component; anything else → a native library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    Wasm,
+    Native,
+}
+
+/// `on_error`: what a request gets when a plugin traps, times out, panics
+/// or answers nonsense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// A 500, logged with the plugin's name.
+    FailClosed,
+    /// The request goes on as if the plugin had said `continue` (logged).
+    FailOpen,
 }
 
 /// Destination of the access log.
@@ -131,6 +175,35 @@ pub struct AppConfig {
     pub monitor_changes_to: Vec<PathBuf>,
     /// Bytes of response buffered before the head is sent (`response_buffer_limit`, 0 = stream).
     pub response_buffer_limit: u64,
+    /// Request filters and env injectors for this app's requests (`plugins`).
+    pub plugins: Vec<String>,
+    /// The launcher that describes this app's processes (`launcher`).
+    pub launcher: Option<LauncherRef>,
+    /// Files written into the app's runtime directory before the first
+    /// process starts (from a launcher).
+    pub runtime_files: Vec<RuntimeFile>,
+}
+
+/// `launcher = "..."` and what the user set themselves (which wins over
+/// the launcher's defaults).
+#[derive(Debug, Clone)]
+pub struct LauncherRef {
+    /// The plugin's name.
+    pub plugin: String,
+    /// `[app.options]` as JSON text (`{}` when absent).
+    pub options_json: String,
+    pub command_given: bool,
+    pub handles_given: bool,
+    pub resource_type_given: bool,
+}
+
+/// A file for the app's runtime directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeFile {
+    /// A plain file name.
+    pub name: String,
+    pub contents: Vec<u8>,
+    pub executable: bool,
 }
 
 /// `stderr_mode`, IIS stderrMode: what FCGI_STDERR output during a request
@@ -233,4 +306,6 @@ pub mod defaults {
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
     pub const RAPID_FAILS_PER_MINUTE: u32 = 10;
     pub const RESPONSE_BUFFER_LIMIT: u64 = 0;
+    pub const PLUGIN_TIMEOUT: Duration = Duration::from_millis(10);
+    pub const PLUGIN_MEMORY_LIMIT: u64 = 64 * 1024 * 1024;
 }

@@ -30,6 +30,7 @@ use crate::cgi::params::{self, RequestInfo};
 use crate::cgi::response::ResponseKind;
 use crate::config::Config;
 use crate::error::{GatewayError, chain};
+use crate::plugin::{Chain, Flow, Plugins};
 use crate::pool::Pool;
 use crate::route::{Route, Router, ScriptTarget};
 use crate::upstream::{self, Limits};
@@ -45,16 +46,33 @@ pub struct Gateway {
     router: Router,
     pools: Vec<Pool>,
     access_log: AccessLog,
+    /// `[server] plugins`: every request, before the mapping.
+    server_plugins: Chain,
+    /// Each app's `plugins` (same order as `config.apps`).
+    app_plugins: Vec<Chain>,
 }
 
 impl Gateway {
-    pub fn new(config: Arc<Config>, pools: Vec<Pool>, access_log: AccessLog) -> Gateway {
+    pub fn new(
+        config: Arc<Config>,
+        pools: Vec<Pool>,
+        access_log: AccessLog,
+        plugins: &Plugins,
+    ) -> Gateway {
         let router = Router::new(&config.server, &config.apps);
+        let server_plugins = plugins.chain(&config.server.plugins);
+        let app_plugins = config
+            .apps
+            .iter()
+            .map(|a| plugins.chain(&a.plugins))
+            .collect();
         Gateway {
             config,
             router,
             pools,
             access_log,
+            server_plugins,
+            app_plugins,
         }
     }
 
@@ -87,6 +105,14 @@ impl Gateway {
                 e.to_response()
             }
         };
+        if self.server_plugins.has_response_filters()
+            && let Err(e) = self
+                .server_plugins
+                .on_response(response.status(), response.headers_mut())
+        {
+            warn!(uri = %uri, error = %chain(&e), "response filter failed");
+            response = GatewayError::Plugin(e).to_response();
+        }
         if let Some(mut entry) = entry.take() {
             entry.set_status(response.status());
             if let Some((app, pid)) = served_by {
@@ -105,6 +131,14 @@ impl Gateway {
         served_by: &mut Option<(Arc<str>, Option<u32>)>,
     ) -> Result<Response<ResponseBody>, GatewayError> {
         framing::check_request(&req)?;
+        let mut req = req;
+        if self.server_plugins.has_request_filters()
+            && let Flow::Respond(response) = self
+                .server_plugins
+                .on_request(&mut req, remote, local, "")?
+        {
+            return Ok(*response);
+        }
         let route = self.router.route(req.method(), req.uri().path())?;
         match route {
             Route::Static { file } => {
@@ -115,6 +149,14 @@ impl Gateway {
             Route::NotFound => Err(GatewayError::NotFound),
             Route::MethodNotAllowed { allow } => Err(GatewayError::MethodNotAllowed { allow }),
             Route::App { app, target } => {
+                let plugins = &self.app_plugins[app];
+                if plugins.has_request_filters() {
+                    *served_by = Some((Arc::from(self.pools[app].name()), None));
+                    match plugins.on_request(&mut req, remote, local, self.pools[app].name())? {
+                        Flow::Respond(response) => return Ok(*response),
+                        Flow::Continue => {}
+                    }
+                }
                 self.serve_app(req, app, target, remote, local, served_by)
                     .await
             }
@@ -155,7 +197,12 @@ impl Gateway {
                 https: false,
                 server_software: SERVER_SOFTWARE,
             };
-            let params = params::build(&info, &target, &self.config.apps[app].params);
+            let mut params = params::build(&info, &target, &self.config.apps[app].params);
+            let plugins = &self.app_plugins[app];
+            if plugins.has_env() {
+                let view = Request::from_parts(request_view(&parts, &method, &uri), ());
+                plugins.inject_env(&view, remote, local, pool.name(), &mut params)?;
+            }
             let limits = Limits::of(&self.config.apps[app], server.max_response_header_size);
             let upstream = upstream::forward(
                 pool,
@@ -172,6 +219,10 @@ impl Gateway {
                     let mut response = Response::new(ResponseBody::stream(upstream.body));
                     *response.status_mut() = upstream.head.status;
                     *response.headers_mut() = upstream.head.headers;
+                    let plugins = &self.app_plugins[app];
+                    if plugins.has_response_filters() {
+                        plugins.on_response(response.status(), response.headers_mut())?;
+                    }
                     return Ok(response);
                 }
             };
@@ -243,6 +294,17 @@ impl Gateway {
         }
         Ok(response)
     }
+}
+
+/// The request as a local redirect left it (method and URI may differ
+/// from the client's), for the env injectors.
+fn request_view(parts: &http::request::Parts, method: &Method, uri: &Uri) -> http::request::Parts {
+    let mut view = Request::new(()).into_parts().0;
+    view.method = method.clone();
+    view.uri = uri.clone();
+    view.version = parts.version;
+    view.headers = parts.headers.clone();
+    view
 }
 
 /// Whether `If-None-Match` matches the response's ETag (weak comparison).

@@ -310,6 +310,7 @@ mod tests {
             shutdown_timeout: Duration::ZERO,
             access_log: AccessLog::Off,
             runtime_dir: None,
+            plugins: vec![],
         }
     }
 
@@ -341,6 +342,9 @@ mod tests {
             stderr_mode: crate::config::StderrMode::ReturnStderrIn500,
             monitor_changes_to: vec![],
             response_buffer_limit: 0,
+            plugins: vec![],
+            launcher: None,
+            runtime_files: vec![],
         }
     }
 

@@ -1,0 +1,168 @@
+//! Launchers: plugins that describe how to start an app.
+//!
+//! For every `[[app]]` with `launcher = "..."`, the launcher's `launch` hook
+//! gets the app's settings and returns a spawn spec. This module validates
+//! the spec and folds it into the app's config; the pool then spawns and
+//! supervises the processes exactly as for any other app. What the user
+//! wrote in fastgate.toml wins over the launcher's proposals (`env` entries,
+//! `working_dir`, `handles`, `resource_type`, `fallback`, `params`).
+
+use fastgate_sdk as sdk;
+
+use super::{PluginError, Plugins};
+use crate::config::{
+    AppConfig, Config, LauncherRef, RuntimeFile, parse_pattern, parse_resource_type,
+};
+
+/// Why an app's launcher could not describe it.
+#[derive(Debug, thiserror::Error)]
+#[error("app \"{app}\": launcher \"{launcher}\": {reason}")]
+pub struct LaunchError {
+    pub app: String,
+    pub launcher: String,
+    pub reason: String,
+}
+
+/// Asks each app's launcher for its spawn spec and applies it. Every app
+/// is tried, so that `fastgate check` lists every problem at once.
+pub fn apply(config: &mut Config, plugins: &Plugins) -> Result<(), Vec<LaunchError>> {
+    let mut errors = Vec::new();
+    let root = config.server.root.display().to_string();
+    for app in &mut config.apps {
+        let Some(launcher) = app.launcher.clone() else {
+            continue;
+        };
+        let app_name = app.name.clone();
+        let error = |reason: String| LaunchError {
+            app: app_name.clone(),
+            launcher: launcher.plugin.clone(),
+            reason,
+        };
+        let Some(plugin) = plugins.get(&launcher.plugin) else {
+            errors.push(error("no such plugin".to_string()));
+            continue;
+        };
+        let input = sdk::AppConfig {
+            name: app.name.clone(),
+            options: launcher.options_json.clone(),
+            command: launcher
+                .command_given
+                .then(|| app.command.display().to_string()),
+            args: app.args.clone(),
+            env: app
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            root: root.clone(),
+            instance_max_requests: app.instance_max_requests,
+        };
+        let spec = match plugin.launch(&input) {
+            Ok(Ok(spec)) => spec,
+            Ok(Err(message)) => {
+                errors.push(error(message));
+                continue;
+            }
+            Err(PluginError::Missing(_)) => {
+                errors.push(error("this plugin is not a launcher".to_string()));
+                continue;
+            }
+            Err(e) => {
+                errors.push(error(e.to_string()));
+                continue;
+            }
+        };
+        if let Err(reason) = fold(app, &launcher, spec) {
+            errors.push(error(reason));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Validates a spec and merges it into the app's config.
+fn fold(app: &mut AppConfig, launcher: &LauncherRef, spec: sdk::SpawnSpec) -> Result<(), String> {
+    if spec.command.is_empty() {
+        return Err("the spawn spec has no command".to_string());
+    }
+    if spec.protocol == sdk::AppProtocol::Cgi {
+        return Err(
+            "protocol `cgi` (one process per request) is not supported by this gateway version"
+                .to_string(),
+        );
+    }
+    for file in &spec.files {
+        if file.name.is_empty()
+            || file.name == "."
+            || file.name == ".."
+            || file.name.contains('/')
+            || file.name.contains('\0')
+        {
+            return Err(format!(
+                "runtime file name {:?} must be a plain file name",
+                file.name
+            ));
+        }
+    }
+    for (name, _) in &spec.env {
+        if name.is_empty() || name.contains('=') || name.contains('\0') {
+            return Err(format!("bad environment variable name {name:?}"));
+        }
+    }
+    if !spec.mapping.static_dirs.is_empty() {
+        return Err("static_dirs mappings are not supported by this gateway version".to_string());
+    }
+
+    app.command = spec.command.into();
+    app.args = spec.args;
+    // The user's [app.env] wins over the launcher's.
+    for (name, value) in spec.env {
+        app.env.entry(name).or_insert(value);
+    }
+    if app.working_dir.is_none() {
+        app.working_dir = spec.working_dir.map(Into::into);
+    }
+    app.runtime_files = spec
+        .files
+        .into_iter()
+        .map(|f| RuntimeFile {
+            name: f.name,
+            contents: f.contents,
+            executable: f.executable,
+        })
+        .collect();
+    // Launcher params first: the user's [app.params] come later and win.
+    let mut params = spec.params;
+    params.append(&mut app.params);
+    app.params = params;
+    if !launcher.handles_given {
+        app.handles = spec
+            .mapping
+            .handles
+            .iter()
+            .map(|p| parse_pattern(p).map_err(|m| format!("handles {p:?}: {m}")))
+            .collect::<Result<_, _>>()?;
+        if app.handles.is_empty() {
+            return Err("neither the app nor the launcher gives `handles`".to_string());
+        }
+    }
+    if !launcher.resource_type_given
+        && let Some(t) = &spec.mapping.resource_type
+    {
+        app.resource_type = parse_resource_type(t)?;
+    }
+    if app.fallback.is_none()
+        && let Some(f) = spec.mapping.fallback
+    {
+        if !f.starts_with('/') || f.split('/').any(|s| s == "..") {
+            return Err(format!(
+                "fallback {f:?} must be a URL path starting with '/'"
+            ));
+        }
+        app.fallback = Some(f);
+    }
+    Ok(())
+}

@@ -1,0 +1,556 @@
+//! The plugin host: loads plugins, runs their hooks, and turns what they
+//! answer into changes to requests and responses.
+//!
+//! One host trait, [`Backend`], with two implementations: [`wasm`]
+//! (components in wasmtime: sandboxed, deadline and memory cap per call,
+//! instances pooled and discarded after any trap) and [`native`] (shared
+//! libraries through the SDK's C ABI: trusted code, panics caught). The
+//! types crossing the trait are the SDK's own ([`fastgate_sdk`]), so both
+//! backends give the gateway identical answers for identical plugins.
+//!
+//! This module owns plugin loading, the per-request filter chains and the
+//! validation of everything a plugin returns (statuses, header names, paths,
+//! spawn specs). It does not route, spawn processes or touch sockets; a
+//! plugin failure becomes a [`PluginError`], which the chain turns into a
+//! 500 (`on_error = "fail-closed"`) or a logged warning (`"fail-open"`).
+
+pub mod launch;
+mod native;
+mod wasm;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fastgate_sdk as sdk;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use tracing::{debug, warn};
+
+use crate::body::ResponseBody;
+use crate::cgi::params::Params;
+use crate::config::{Config, OnError, PluginConfig, PluginKind};
+use crate::error::chain;
+
+/// Why a plugin could not be loaded or a hook could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("cannot load {path}: {reason}")]
+    Load { path: String, reason: String },
+    #[error("{path} was built for plugin ABI {found}; this gateway speaks ABI {expected} (rebuild it against fastgate-sdk {sdk})", sdk = sdk::CONTRACT_VERSION)]
+    AbiVersion {
+        path: String,
+        found: u32,
+        expected: u32,
+    },
+    #[error("configuration refused by the plugin: {0}")]
+    Init(String),
+    #[error("ran past its deadline of {0:?} and was stopped")]
+    Deadline(Duration),
+    #[error("hit its memory limit of {0} bytes")]
+    MemoryLimit(u64),
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("{0}")]
+    Panic(String),
+    #[error("returned an invalid answer: {0}")]
+    Invalid(String),
+    #[error("has no `{0}` hook (its capabilities do not include it)")]
+    Missing(&'static str),
+}
+
+/// One host trait for both kinds of plugin. Implementations must be cheap
+/// to call concurrently from many request tasks.
+pub trait Backend: Send + Sync {
+    fn on_request(&self, request: &sdk::RequestHead) -> Result<sdk::Decision, PluginError>;
+    fn on_response(
+        &self,
+        status: u16,
+        headers: &[sdk::Header],
+    ) -> Result<sdk::HeaderChanges, PluginError>;
+    fn inject_env(
+        &self,
+        request: &sdk::RequestHead,
+        params: &[sdk::Param],
+    ) -> Result<Vec<sdk::Param>, PluginError>;
+    fn launch(&self, app: &sdk::AppConfig) -> Result<Result<sdk::SpawnSpec, String>, PluginError>;
+}
+
+/// A loaded plugin: its backend, what it can do, and what a failure means.
+pub struct Plugin {
+    pub name: Arc<str>,
+    pub on_error: OnError,
+    pub capabilities: sdk::Capabilities,
+    backend: Box<dyn Backend>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("capabilities", &self.capabilities)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// Loads a plugin and runs its `init` (once, to learn its capabilities
+    /// and to surface configuration errors now rather than per request).
+    pub fn load(config: &PluginConfig) -> Result<Plugin, PluginError> {
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        let (backend, capabilities): (Box<dyn Backend>, _) = match config.kind {
+            PluginKind::Wasm => {
+                let (plugin, caps) = wasm::WasmPlugin::load(config)?;
+                (Box::new(plugin), caps)
+            }
+            PluginKind::Native => {
+                let (plugin, caps) = native::NativePlugin::load(config)?;
+                (Box::new(plugin), caps)
+            }
+        };
+        debug!(plugin = %name, kind = ?config.kind, ?capabilities, "plugin loaded");
+        Ok(Plugin {
+            name,
+            on_error: config.on_error,
+            capabilities,
+            backend,
+        })
+    }
+
+    /// Describes an app's processes (this plugin must be a launcher).
+    pub fn launch(
+        &self,
+        app: &sdk::AppConfig,
+    ) -> Result<Result<sdk::SpawnSpec, String>, PluginError> {
+        if !self.capabilities.launcher {
+            return Err(PluginError::Missing("launch"));
+        }
+        self.backend.launch(app)
+    }
+}
+
+/// Loads every plugin and folds the launchers' spawn specs into the apps:
+/// what `fastgate serve` and `fastgate check` do before anything else.
+/// Errors are one line each, naming the plugin (and app).
+pub fn prepare(config: &mut Config) -> Result<Plugins, Vec<String>> {
+    let plugins = Plugins::load(&config.plugins)
+        .map_err(|errors| errors.iter().map(|e| chain(e)).collect::<Vec<_>>())?;
+    launch::apply(config, &plugins)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    Ok(plugins)
+}
+
+/// Every plugin of the config, by name.
+#[derive(Debug, Default, Clone)]
+pub struct Plugins {
+    by_name: HashMap<String, Arc<Plugin>>,
+}
+
+/// A plugin that failed to load, for `fastgate check` and the start-up error.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin \"{name}\": {source}")]
+pub struct LoadError {
+    pub name: String,
+    #[source]
+    pub source: PluginError,
+}
+
+impl Plugins {
+    /// Loads every `[[plugin]]`; all of them, so that `fastgate check`
+    /// reports every broken plugin at once.
+    pub fn load(configs: &[PluginConfig]) -> Result<Plugins, Vec<LoadError>> {
+        let mut by_name = HashMap::new();
+        let mut errors = Vec::new();
+        for config in configs {
+            match Plugin::load(config) {
+                Ok(plugin) => {
+                    by_name.insert(config.name.clone(), Arc::new(plugin));
+                }
+                Err(source) => errors.push(LoadError {
+                    name: config.name.clone(),
+                    source,
+                }),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Plugins { by_name })
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
+        self.by_name.get(name)
+    }
+
+    /// The chain for a list of plugin names (names were checked when the
+    /// config was loaded; unknown ones are skipped).
+    pub fn chain(&self, names: &[String]) -> Chain {
+        Chain {
+            plugins: names
+                .iter()
+                .filter_map(|n| self.by_name.get(n).cloned())
+                .collect(),
+        }
+    }
+}
+
+/// The plugins applied to a request, in order: the server's, or an app's.
+#[derive(Debug, Clone, Default)]
+pub struct Chain {
+    plugins: Vec<Arc<Plugin>>,
+}
+
+/// A plugin failure that stops the request (`on_error = "fail-closed"`).
+#[derive(Debug, thiserror::Error)]
+#[error("plugin \"{plugin}\" {hook}: {source}")]
+pub struct ChainError {
+    pub plugin: Arc<str>,
+    pub hook: &'static str,
+    #[source]
+    pub source: PluginError,
+}
+
+/// What the request filters decided.
+pub enum Flow {
+    /// Go on with the (possibly rewritten) request.
+    Continue,
+    /// Answer with this response; nothing else runs.
+    Respond(Box<Response<ResponseBody>>),
+}
+
+impl Chain {
+    pub fn is_empty(&self) -> bool {
+        self.plugins.is_empty()
+    }
+
+    fn with(&self, pick: fn(&sdk::Capabilities) -> bool) -> impl Iterator<Item = &Arc<Plugin>> {
+        self.plugins.iter().filter(move |p| pick(&p.capabilities))
+    }
+
+    pub fn has_request_filters(&self) -> bool {
+        self.with(|c| c.request_filter).next().is_some()
+    }
+
+    pub fn has_response_filters(&self) -> bool {
+        self.with(|c| c.response_filter).next().is_some()
+    }
+
+    pub fn has_env(&self) -> bool {
+        self.with(|c| c.inject_env).next().is_some()
+    }
+
+    /// A failure: fail-closed stops the request, fail-open logs and goes on.
+    fn failed(plugin: &Plugin, hook: &'static str, source: PluginError) -> Result<(), ChainError> {
+        match plugin.on_error {
+            OnError::FailClosed => Err(ChainError {
+                plugin: plugin.name.clone(),
+                hook,
+                source,
+            }),
+            OnError::FailOpen => {
+                warn!(plugin = %plugin.name, hook, error = %source, "plugin failed; going on without it (on_error = fail-open)");
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs the request filters in order. A rewrite changes `request` (and
+    /// what the next filter sees); deny and respond end the chain.
+    pub fn on_request<B>(
+        &self,
+        request: &mut Request<B>,
+        remote: SocketAddr,
+        local: SocketAddr,
+        app: &str,
+    ) -> Result<Flow, ChainError> {
+        let mut head: Option<sdk::RequestHead> = None;
+        for plugin in self.with(|c| c.request_filter) {
+            let view = head.get_or_insert_with(|| request_head(request, remote, local, app));
+            let decision = match plugin.backend.on_request(view) {
+                Ok(d) => d,
+                Err(e) => {
+                    Self::failed(plugin, "on_request", e)?;
+                    continue;
+                }
+            };
+            let applied = match decision {
+                sdk::Decision::Continue => Ok(None),
+                sdk::Decision::Deny(status) => deny(status).map(Some),
+                sdk::Decision::Respond(r) => respond(r).map(Some),
+                sdk::Decision::Rewrite(rw) => rewrite(request, &rw).map(|()| {
+                    debug!(plugin = %plugin.name, uri = %request.uri(), "request rewritten");
+                    head = None;
+                    None
+                }),
+            };
+            match applied {
+                Ok(Some(response)) => {
+                    debug!(plugin = %plugin.name, status = response.status().as_u16(), "request answered by plugin");
+                    return Ok(Flow::Respond(Box::new(response)));
+                }
+                Ok(None) => {}
+                Err(reason) => Self::failed(plugin, "on_request", PluginError::Invalid(reason))?,
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Runs the response filters over the response headers.
+    pub fn on_response(
+        &self,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+    ) -> Result<(), ChainError> {
+        for plugin in self.with(|c| c.response_filter) {
+            let changes = plugin
+                .backend
+                .on_response(status.as_u16(), &sdk_headers(headers))
+                .and_then(|changes| {
+                    apply_header_changes(headers, &changes).map_err(PluginError::Invalid)
+                });
+            if let Err(e) = changes {
+                Self::failed(plugin, "on_response", e)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the env injectors for extra parameters; a name that exists is
+    /// replaced, a new one appended.
+    pub fn inject_env<B>(
+        &self,
+        request: &Request<B>,
+        remote: SocketAddr,
+        local: SocketAddr,
+        app: &str,
+        params: &mut Params,
+    ) -> Result<(), ChainError> {
+        let head = request_head(request, remote, local, app);
+        for plugin in self.with(|c| c.inject_env) {
+            let current: Vec<sdk::Param> = params
+                .iter()
+                .map(|(n, v)| sdk::Param::new(String::from_utf8_lossy(n).into_owned(), v))
+                .collect();
+            match plugin.backend.inject_env(&head, &current) {
+                Ok(extra) => {
+                    for p in extra {
+                        if p.name.is_empty() || p.name.contains('\0') {
+                            Self::failed(
+                                plugin,
+                                "inject_env",
+                                PluginError::Invalid(format!("bad parameter name {:?}", p.name)),
+                            )?;
+                            continue;
+                        }
+                        params.set(p.name.into_bytes(), p.value);
+                    }
+                }
+                Err(e) => Self::failed(plugin, "inject_env", e)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a filter sees of a request.
+pub fn request_head<B>(
+    request: &Request<B>,
+    remote: SocketAddr,
+    local: SocketAddr,
+    app: &str,
+) -> sdk::RequestHead {
+    let uri = request.uri();
+    sdk::RequestHead {
+        method: request.method().as_str().to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or("").to_string(),
+        version: format!("{:?}", request.version()),
+        headers: sdk_headers(request.headers()),
+        client_addr: remote.to_string(),
+        server_addr: local.to_string(),
+        app: app.to_string(),
+    }
+}
+
+fn sdk_headers(headers: &HeaderMap) -> Vec<sdk::Header> {
+    headers
+        .iter()
+        .map(|(n, v)| sdk::Header::new(n.as_str(), v.as_bytes()))
+        .collect()
+}
+
+fn header(h: &sdk::Header) -> Result<(HeaderName, HeaderValue), String> {
+    let name = HeaderName::from_bytes(h.name.as_bytes())
+        .map_err(|_| format!("bad header name {:?}", h.name))?;
+    let value = HeaderValue::from_bytes(&h.value)
+        .map_err(|_| format!("bad value for header {:?}", h.name))?;
+    Ok((name, value))
+}
+
+fn header_name(name: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("bad header name {name:?}"))
+}
+
+/// A generic response for `deny(status)`.
+fn deny(status: u16) -> Result<Response<ResponseBody>, String> {
+    let status = StatusCode::from_u16(status)
+        .ok()
+        .filter(|s| s.is_client_error() || s.is_server_error())
+        .ok_or_else(|| format!("deny needs a 4xx or 5xx status, not {status}"))?;
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let mut response = Response::new(ResponseBody::full(format!(
+        "{} {reason}\n",
+        status.as_u16()
+    )));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+/// The response of `respond(...)`, checked header by header.
+fn respond(r: sdk::Response) -> Result<Response<ResponseBody>, String> {
+    let status = StatusCode::from_u16(r.status)
+        .ok()
+        .filter(|s| s.as_u16() >= 200)
+        .ok_or_else(|| format!("respond needs a final status (200-999), not {}", r.status))?;
+    let mut headers = HeaderMap::with_capacity(r.headers.len());
+    for h in &r.headers {
+        let (name, value) = header(h)?;
+        if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
+            // The gateway frames the body itself.
+            continue;
+        }
+        headers.append(name, value);
+    }
+    let mut response = Response::new(ResponseBody::full(Bytes::from(r.body)));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    Ok(response)
+}
+
+/// Applies a rewrite to the request: a new path (and query), set and
+/// removed headers. The new path goes through the same normalisation and
+/// checks as a client's.
+fn rewrite<B>(request: &mut Request<B>, rw: &sdk::Rewrite) -> Result<(), String> {
+    if let Some(path) = &rw.path {
+        if !path.starts_with('/') {
+            return Err(format!("rewrite path must start with '/': {path:?}"));
+        }
+        let path_and_query = if path.contains('?') {
+            path.clone()
+        } else {
+            match request.uri().query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.clone(),
+            }
+        };
+        let mut parts = request.uri().clone().into_parts();
+        parts.path_and_query = Some(
+            path_and_query
+                .parse()
+                .map_err(|_| format!("rewrite path is not a valid URI path: {path:?}"))?,
+        );
+        *request.uri_mut() =
+            Uri::from_parts(parts).map_err(|e| format!("rewrite path {path:?}: {e}"))?;
+    }
+    let headers = request.headers_mut();
+    for name in &rw.remove_headers {
+        headers.remove(header_name(name)?);
+    }
+    for h in &rw.set_headers {
+        let (name, value) = header(h)?;
+        headers.insert(name, value);
+    }
+    Ok(())
+}
+
+/// Applies a response filter's changes: removals, then sets, then appends.
+fn apply_header_changes(
+    headers: &mut HeaderMap,
+    changes: &sdk::HeaderChanges,
+) -> Result<(), String> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    for name in &changes.remove {
+        headers.remove(header_name(name)?);
+    }
+    for h in &changes.set {
+        let (name, value) = header(h)?;
+        headers.insert(name, value);
+    }
+    for h in &changes.append {
+        let (name, value) = header(h)?;
+        headers.append(name, value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deny_needs_an_error_status() {
+        assert_eq!(deny(403).unwrap().status(), StatusCode::FORBIDDEN);
+        assert!(deny(200).is_err());
+        assert!(deny(1000).is_err());
+    }
+
+    #[test]
+    fn respond_checks_headers_and_drops_framing() {
+        let mut r = sdk::Response::text(200, "pong");
+        r.headers.push(sdk::Header::new("content-length", "999"));
+        let response = respond(r.clone()).unwrap();
+        assert!(response.headers().get("content-length").is_none());
+        r.headers.push(sdk::Header::new("bad name", "x"));
+        assert!(respond(r).is_err());
+        assert!(respond(sdk::Response::text(101, "")).is_err());
+    }
+
+    #[test]
+    fn rewrite_keeps_or_replaces_the_query() {
+        let mut req = Request::builder().uri("/old/x?a=1").body(()).unwrap();
+        let rw = sdk::Rewrite {
+            path: Some("/new/x".into()),
+            set_headers: vec![sdk::Header::new("x-tenant", "t1")],
+            remove_headers: vec!["cookie".into()],
+        };
+        rewrite(&mut req, &rw).unwrap();
+        assert_eq!(req.uri(), "/new/x?a=1");
+        assert_eq!(req.headers()["x-tenant"], "t1");
+        let rw = sdk::Rewrite {
+            path: Some("/q?b=2".into()),
+            ..Default::default()
+        };
+        rewrite(&mut req, &rw).unwrap();
+        assert_eq!(req.uri(), "/q?b=2");
+        let rw = sdk::Rewrite {
+            path: Some("relative".into()),
+            ..Default::default()
+        };
+        assert!(rewrite(&mut req, &rw).is_err());
+    }
+
+    #[test]
+    fn header_changes_remove_set_append() {
+        let mut headers = HeaderMap::new();
+        headers.insert("server", HeaderValue::from_static("x"));
+        headers.insert("a", HeaderValue::from_static("1"));
+        let changes = sdk::HeaderChanges {
+            set: vec![sdk::Header::new("a", "2")],
+            append: vec![sdk::Header::new("a", "3")],
+            remove: vec!["server".into()],
+        };
+        apply_header_changes(&mut headers, &changes).unwrap();
+        assert!(headers.get("server").is_none());
+        let a: Vec<_> = headers.get_all("a").iter().collect();
+        assert_eq!(a, ["2", "3"]);
+    }
+}

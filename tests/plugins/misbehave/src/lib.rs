@@ -1,0 +1,118 @@
+//! A plugin that misbehaves on request, for the gateway's tests. Every
+//! path below `/misbehave/` does something bad; other requests continue.
+//!
+//! - `/misbehave/loop`: never returns (the wasm deadline must stop it);
+//! - `/misbehave/bomb`: allocates until memory runs out (the cap must stop it);
+//! - `/misbehave/trap`: traps (wasm) or panics (native);
+//! - `/misbehave/panic`: panics;
+//! - `/misbehave/count`: answers with how many requests this instance saw;
+//! - `/misbehave/log`: writes a log line through the host, then continues;
+//! - config `fail_init = "..."`: `init` refuses with that message.
+//!
+//! It is also a launcher: it starts the suite's FastCGI test program
+//! (tests/fixtures/fcgi_app.py, shipped inside the plugin and written to the
+//! app's runtime directory) for `/py/*`. Options: `args` (extra arguments).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use fastgate_sdk::{
+    AppConfig, Capabilities, Decision, Level, MappingDefaults, Plugin, RequestHead, Response,
+    RuntimeFile, SpawnSpec, export_plugin, log, parse_config,
+};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    fail_init: Option<String>,
+}
+
+struct Misbehave {
+    seen: AtomicU64,
+}
+
+impl Plugin for Misbehave {
+    fn init(config: &str) -> Result<Self, String> {
+        let config: Config = parse_config(config)?;
+        if let Some(message) = config.fail_init {
+            return Err(message);
+        }
+        Ok(Misbehave {
+            seen: AtomicU64::new(0),
+        })
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::REQUEST_FILTER.with(Capabilities::LAUNCHER)
+    }
+
+    fn launch(&self, app: &AppConfig) -> Result<SpawnSpec, String> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Options {
+            #[serde(default)]
+            args: Vec<String>,
+        }
+        let options: Options = parse_config(&app.options)?;
+        let mut args = vec!["{runtime_dir}/fcgi_app.py".to_string()];
+        args.extend(options.args);
+        Ok(SpawnSpec {
+            command: app.command.clone().unwrap_or_else(|| "python3".to_string()),
+            args,
+            env: vec![(
+                "PATH".to_string(),
+                "/usr/local/bin:/usr/bin:/bin".to_string(),
+            )],
+            files: vec![RuntimeFile {
+                name: "fcgi_app.py".to_string(),
+                contents: include_bytes!("../../../fixtures/fcgi_app.py").to_vec(),
+                executable: false,
+            }],
+            mapping: MappingDefaults {
+                handles: vec!["/py/*".to_string()],
+                resource_type: Some("unspecified".to_string()),
+                ..MappingDefaults::default()
+            },
+            ..SpawnSpec::default()
+        })
+    }
+
+    fn on_request(&self, request: &RequestHead) -> Decision {
+        let seen = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
+        match request.path.as_str() {
+            "/misbehave/loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "/misbehave/bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "/misbehave/trap" => trap(),
+            "/misbehave/panic" => panic!("misbehaving on purpose"),
+            "/misbehave/count" => Decision::Respond(Response::text(200, seen.to_string())),
+            "/misbehave/log" => {
+                log(Level::Warn, "misbehave says hello through the host");
+                Decision::Continue
+            }
+            _ => Decision::Continue,
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn trap() -> Decision {
+    core::arch::wasm32::unreachable()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn trap() -> Decision {
+    panic!("trap requested (native build: a panic)")
+}
+
+export_plugin!(Misbehave);
