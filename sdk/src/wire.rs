@@ -202,16 +202,75 @@ impl Wire for Param {
     }
 }
 
+/// A request head by reference, for encoders that do not hold a
+/// [`RequestHead`] (the gateway encodes straight from its own data).
+#[derive(Debug, Clone)]
+pub struct RequestHeadRef<'a, H> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub version: &'a str,
+    /// How many items `headers` yields.
+    pub header_count: usize,
+    /// (name, value) pairs.
+    pub headers: H,
+    pub client_addr: &'a str,
+    pub server_addr: &'a str,
+    pub app: &'a str,
+}
+
+impl<'a, H: Iterator<Item = (&'a [u8], &'a [u8])>> RequestHeadRef<'a, H> {
+    /// The same bytes as [`RequestHead`]'s encoding.
+    pub fn put(self, out: &mut Vec<u8>) {
+        put_bytes(out, self.method.as_bytes());
+        put_bytes(out, self.path.as_bytes());
+        put_bytes(out, self.query.as_bytes());
+        put_bytes(out, self.version.as_bytes());
+        put_pairs(out, self.header_count, self.headers);
+        put_bytes(out, self.client_addr.as_bytes());
+        put_bytes(out, self.server_addr.as_bytes());
+        put_bytes(out, self.app.as_bytes());
+    }
+}
+
+/// A list of (name, value) pairs: the encoding of `Vec<Header>` and of
+/// `Vec<Param>`. `count` must be the number of pairs.
+pub fn put_pairs<'a>(out: &mut Vec<u8>, count: usize, pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) {
+    put_u32(out, count);
+    for (name, value) in pairs {
+        put_bytes(out, name);
+        put_bytes(out, value);
+    }
+}
+
+/// The encoding of a response head (`on-response` input) by reference.
+pub fn put_response_head<'a>(
+    out: &mut Vec<u8>,
+    status: u16,
+    header_count: usize,
+    headers: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) {
+    out.extend_from_slice(&status.to_le_bytes());
+    put_pairs(out, header_count, headers);
+}
+
 impl Wire for RequestHead {
     fn put(&self, out: &mut Vec<u8>) {
-        self.method.put(out);
-        self.path.put(out);
-        self.query.put(out);
-        self.version.put(out);
-        put_list(out, &self.headers);
-        self.client_addr.put(out);
-        self.server_addr.put(out);
-        self.app.put(out);
+        RequestHeadRef {
+            method: &self.method,
+            path: &self.path,
+            query: &self.query,
+            version: &self.version,
+            header_count: self.headers.len(),
+            headers: self
+                .headers
+                .iter()
+                .map(|h| (h.name.as_bytes(), h.value.as_slice())),
+            client_addr: &self.client_addr,
+            server_addr: &self.server_addr,
+            app: &self.app,
+        }
+        .put(out);
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(RequestHead {
@@ -469,6 +528,32 @@ mod tests {
             server_addr: "127.0.0.1:80".into(),
             app: "php".into(),
         }
+    }
+
+    #[test]
+    fn borrowed_encoders_match_the_owned_ones() {
+        let h = head();
+        let mut by_ref = Vec::new();
+        RequestHeadRef {
+            method: "GET",
+            path: "/a%20b",
+            query: "x=1",
+            version: "HTTP/1.1",
+            header_count: 2,
+            headers: [(&b"host"[..], &b"h"[..]), (&b"x"[..], &[0xff, 0][..])].into_iter(),
+            client_addr: "127.0.0.1:5",
+            server_addr: "127.0.0.1:80",
+            app: "php",
+        }
+        .put(&mut by_ref);
+        assert_eq!(by_ref, encode(&h));
+        let mut response = Vec::new();
+        put_response_head(&mut response, 200, 1, [(&b"a"[..], &b"b"[..])].into_iter());
+        let owned = ResponseHead {
+            status: 200,
+            headers: vec![Header::new("a", "b")],
+        };
+        assert_eq!(response, encode(&owned));
     }
 
     fn round_trip<T: Wire + PartialEq + std::fmt::Debug>(value: T) {

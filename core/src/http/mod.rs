@@ -30,7 +30,7 @@ use crate::cgi::params::{self, RequestInfo};
 use crate::cgi::response::ResponseKind;
 use crate::config::Config;
 use crate::error::{GatewayError, chain};
-use crate::plugin::{Chain, Flow, Plugins};
+use crate::plugin::{Chain, Flow, Plugins, RequestView, version_text};
 use crate::pool::Pool;
 use crate::route::{Route, Router, ScriptTarget};
 use crate::upstream::{self, Limits};
@@ -77,18 +77,14 @@ impl Gateway {
     }
 
     /// Serves one request; never fails (errors become responses).
-    async fn handle(
-        &self,
-        req: Request<Incoming>,
-        remote: SocketAddr,
-        local: SocketAddr,
-    ) -> Response<ResponseBody> {
+    async fn handle(&self, req: Request<Incoming>, peer: &Peer) -> Response<ResponseBody> {
+        let remote = peer.remote;
         let mut entry = self
             .access_log
             .entry(remote.ip(), req.method(), req.uri(), req.version());
         let mut served_by = None;
         let uri = req.uri().clone();
-        let mut response = match self.respond(req, remote, local, &mut served_by).await {
+        let mut response = match self.respond(req, peer, &mut served_by).await {
             Ok(response) => response,
             Err(e) => {
                 let status = e.status();
@@ -126,8 +122,7 @@ impl Gateway {
     async fn respond(
         &self,
         req: Request<Incoming>,
-        remote: SocketAddr,
-        local: SocketAddr,
+        peer: &Peer,
         served_by: &mut Option<(Arc<str>, Option<u32>)>,
     ) -> Result<Response<ResponseBody>, GatewayError> {
         framing::check_request(&req)?;
@@ -135,7 +130,7 @@ impl Gateway {
         if self.server_plugins.has_request_filters()
             && let Flow::Respond(response) = self
                 .server_plugins
-                .on_request(&mut req, remote, local, "")?
+                .on_request(&mut req, &peer.remote_text, &peer.local_text, "")?
         {
             return Ok(*response);
         }
@@ -152,12 +147,17 @@ impl Gateway {
                 let plugins = &self.app_plugins[app];
                 if plugins.has_request_filters() {
                     *served_by = Some((Arc::from(self.pools[app].name()), None));
-                    match plugins.on_request(&mut req, remote, local, self.pools[app].name())? {
+                    match plugins.on_request(
+                        &mut req,
+                        &peer.remote_text,
+                        &peer.local_text,
+                        self.pools[app].name(),
+                    )? {
                         Flow::Respond(response) => return Ok(*response),
                         Flow::Continue => {}
                     }
                 }
-                self.serve_app(req, app, target, remote, local, served_by)
+                self.serve_app(req, app, target, peer, served_by)
                     .await
             }
         }
@@ -169,8 +169,7 @@ impl Gateway {
         req: Request<Incoming>,
         mut app: usize,
         mut target: ScriptTarget,
-        remote: SocketAddr,
-        local: SocketAddr,
+        peer: &Peer,
         served_by: &mut Option<(Arc<str>, Option<u32>)>,
     ) -> Result<Response<ResponseBody>, GatewayError> {
         let server = &self.config.server;
@@ -191,8 +190,8 @@ impl Gateway {
                 uri: &uri,
                 version: parts.version,
                 headers: &parts.headers,
-                remote_addr: remote,
-                local_addr: local,
+                remote_addr: peer.remote,
+                local_addr: peer.local,
                 content_length: body.len(),
                 https: false,
                 server_software: SERVER_SOFTWARE,
@@ -200,8 +199,17 @@ impl Gateway {
             let mut params = params::build(&info, &target, &self.config.apps[app].params);
             let plugins = &self.app_plugins[app];
             if plugins.has_env() {
-                let view = Request::from_parts(request_view(&parts, &method, &uri), ());
-                plugins.inject_env(&view, remote, local, pool.name(), &mut params)?;
+                let view = RequestView {
+                    method: method.as_str(),
+                    path: uri.path(),
+                    query: uri.query().unwrap_or(""),
+                    version: version_text(parts.version),
+                    headers: &parts.headers,
+                    client_addr: &peer.remote_text,
+                    server_addr: &peer.local_text,
+                    app: pool.name(),
+                };
+                plugins.inject_env(&view, &mut params)?;
             }
             let limits = Limits::of(&self.config.apps[app], server.max_response_header_size);
             let upstream = upstream::forward(
@@ -296,15 +304,24 @@ impl Gateway {
     }
 }
 
-/// The request as a local redirect left it (method and URI may differ
-/// from the client's), for the env injectors.
-fn request_view(parts: &http::request::Parts, method: &Method, uri: &Uri) -> http::request::Parts {
-    let mut view = Request::new(()).into_parts().0;
-    view.method = method.clone();
-    view.uri = uri.clone();
-    view.version = parts.version;
-    view.headers = parts.headers.clone();
-    view
+/// The two ends of a client connection, with their text forms made once
+/// per connection (plugins see them as text).
+pub struct Peer {
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    pub remote_text: String,
+    pub local_text: String,
+}
+
+impl Peer {
+    pub fn new(remote: SocketAddr, local: SocketAddr) -> Peer {
+        Peer {
+            remote,
+            local,
+            remote_text: remote.to_string(),
+            local_text: local.to_string(),
+        }
+    }
 }
 
 /// Whether `If-None-Match` matches the response's ETag (weak comparison).
@@ -422,10 +439,12 @@ pub async fn run(
                 };
                 let _ = stream.set_nodelay(true);
                 let gateway = gateway.clone();
+                let peer = Arc::new(Peer::new(remote, local));
                 let service = service_fn(move |req| {
                     let gateway = gateway.clone();
+                    let peer = peer.clone();
                     let span = info_span!("request", method = %req.method(), uri = %req.uri(), %remote);
-                    async move { Ok::<_, Infallible>(gateway.handle(req, remote, local).await) }.instrument(span)
+                    async move { Ok::<_, Infallible>(gateway.handle(req, &peer).await) }.instrument(span)
                 });
                 let io = framing::Guarded::new(stream, gateway_header_timeout);
                 let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();

@@ -19,7 +19,6 @@ mod native;
 mod wasm;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,19 +59,73 @@ pub enum PluginError {
     Missing(&'static str),
 }
 
+/// What a plugin sees of a request, borrowed from the gateway's own data:
+/// each backend copies it once, straight into the form it needs (the
+/// instance's memory, or the native ABI's bytes). It is the SDK's
+/// `RequestHead` without the copies.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub version: &'static str,
+    pub headers: &'a HeaderMap,
+    pub client_addr: &'a str,
+    pub server_addr: &'a str,
+    /// Empty for server-wide filters (they run before the mapping).
+    pub app: &'a str,
+}
+
+impl<'a> RequestView<'a> {
+    fn of<B>(request: &'a Request<B>, client_addr: &'a str, server_addr: &'a str, app: &'a str) -> Self {
+        RequestView {
+            method: request.method().as_str(),
+            path: request.uri().path(),
+            query: request.uri().query().unwrap_or(""),
+            version: version_text(request.version()),
+            headers: request.headers(),
+            client_addr,
+            server_addr,
+            app,
+        }
+    }
+
+    /// The owned SDK form (for tests and slow paths).
+    pub fn to_sdk(&self) -> sdk::RequestHead {
+        sdk::RequestHead {
+            method: self.method.to_string(),
+            path: self.path.to_string(),
+            query: self.query.to_string(),
+            version: self.version.to_string(),
+            headers: sdk_headers(self.headers),
+            client_addr: self.client_addr.to_string(),
+            server_addr: self.server_addr.to_string(),
+            app: self.app.to_string(),
+        }
+    }
+}
+
+/// `HTTP/1.1` and friends, as plugins see them.
+pub fn version_text(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
 /// One host trait for both kinds of plugin. Implementations must be cheap
 /// to call concurrently from many request tasks.
 pub trait Backend: Send + Sync {
-    fn on_request(&self, request: &sdk::RequestHead) -> Result<sdk::Decision, PluginError>;
-    fn on_response(
-        &self,
-        status: u16,
-        headers: &[sdk::Header],
-    ) -> Result<sdk::HeaderChanges, PluginError>;
+    fn on_request(&self, request: &RequestView<'_>) -> Result<sdk::Decision, PluginError>;
+    fn on_response(&self, status: u16, headers: &HeaderMap)
+    -> Result<sdk::HeaderChanges, PluginError>;
     fn inject_env(
         &self,
-        request: &sdk::RequestHead,
-        params: &[sdk::Param],
+        request: &RequestView<'_>,
+        params: &Params,
     ) -> Result<Vec<sdk::Param>, PluginError>;
     fn launch(&self, app: &sdk::AppConfig) -> Result<Result<sdk::SpawnSpec, String>, PluginError>;
 }
@@ -261,14 +314,13 @@ impl Chain {
     pub fn on_request<B>(
         &self,
         request: &mut Request<B>,
-        remote: SocketAddr,
-        local: SocketAddr,
+        client_addr: &str,
+        server_addr: &str,
         app: &str,
     ) -> Result<Flow, ChainError> {
-        let mut head: Option<sdk::RequestHead> = None;
         for plugin in self.with(|c| c.request_filter) {
-            let view = head.get_or_insert_with(|| request_head(request, remote, local, app));
-            let decision = match plugin.backend.on_request(view) {
+            let view = RequestView::of(request, client_addr, server_addr, app);
+            let decision = match plugin.backend.on_request(&view) {
                 Ok(d) => d,
                 Err(e) => {
                     Self::failed(plugin, "on_request", e)?;
@@ -281,7 +333,6 @@ impl Chain {
                 sdk::Decision::Respond(r) => respond(r).map(Some),
                 sdk::Decision::Rewrite(rw) => rewrite(request, &rw).map(|()| {
                     debug!(plugin = %plugin.name, uri = %request.uri(), "request rewritten");
-                    head = None;
                     None
                 }),
             };
@@ -306,7 +357,7 @@ impl Chain {
         for plugin in self.with(|c| c.response_filter) {
             let changes = plugin
                 .backend
-                .on_response(status.as_u16(), &sdk_headers(headers))
+                .on_response(status.as_u16(), headers)
                 .and_then(|changes| {
                     apply_header_changes(headers, &changes).map_err(PluginError::Invalid)
                 });
@@ -319,21 +370,9 @@ impl Chain {
 
     /// Asks the env injectors for extra parameters; a name that exists is
     /// replaced, a new one appended.
-    pub fn inject_env<B>(
-        &self,
-        request: &Request<B>,
-        remote: SocketAddr,
-        local: SocketAddr,
-        app: &str,
-        params: &mut Params,
-    ) -> Result<(), ChainError> {
-        let head = request_head(request, remote, local, app);
+    pub fn inject_env(&self, request: &RequestView<'_>, params: &mut Params) -> Result<(), ChainError> {
         for plugin in self.with(|c| c.inject_env) {
-            let current: Vec<sdk::Param> = params
-                .iter()
-                .map(|(n, v)| sdk::Param::new(String::from_utf8_lossy(n).into_owned(), v))
-                .collect();
-            match plugin.backend.inject_env(&head, &current) {
+            match plugin.backend.inject_env(request, params) {
                 Ok(extra) => {
                     for p in extra {
                         if p.name.is_empty() || p.name.contains('\0') {
@@ -351,26 +390,6 @@ impl Chain {
             }
         }
         Ok(())
-    }
-}
-
-/// What a filter sees of a request.
-pub fn request_head<B>(
-    request: &Request<B>,
-    remote: SocketAddr,
-    local: SocketAddr,
-    app: &str,
-) -> sdk::RequestHead {
-    let uri = request.uri();
-    sdk::RequestHead {
-        method: request.method().as_str().to_string(),
-        path: uri.path().to_string(),
-        query: uri.query().unwrap_or("").to_string(),
-        version: format!("{:?}", request.version()),
-        headers: sdk_headers(request.headers()),
-        client_addr: remote.to_string(),
-        server_addr: local.to_string(),
-        app: app.to_string(),
     }
 }
 

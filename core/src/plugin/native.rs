@@ -24,10 +24,12 @@ use fastgate_sdk::native::{
     ABI_VERSION, Buffer, ENTRY_SYMBOL, HookFn, HostTable, PluginTable, STATUS_BAD_INPUT, STATUS_OK,
     STATUS_PANIC,
 };
-use fastgate_sdk::wire::{self, EnvInput, ResponseHead, Wire};
+use fastgate_sdk::wire::{self, RequestHeadRef, Wire};
+use http::HeaderMap;
 use tracing::{debug, error, info, trace, warn};
 
-use super::{Backend, PluginError};
+use super::{Backend, PluginError, RequestView};
+use crate::cgi::params::Params;
 use crate::config::PluginConfig;
 
 /// The first two fields of every version of [`PluginTable`]: what may be
@@ -175,12 +177,13 @@ impl NativePlugin {
         ))
     }
 
-    fn call<I: Wire, O: Wire>(&self, hook: HookFn, input: &I) -> Result<O, PluginError> {
+    /// Calls `hook` with the bytes `encode` writes (into a reused buffer).
+    fn call<O: Wire>(&self, hook: HookFn, encode: impl FnOnce(&mut Vec<u8>)) -> Result<O, PluginError> {
         let mut out = Buffer::EMPTY;
         let status = INPUT.with(|buffer| {
             let mut buffer = buffer.borrow_mut();
             buffer.clear();
-            input.put(&mut buffer);
+            encode(&mut buffer);
             with_current(&self.name, || {
                 // SAFETY: `hook` comes from a checked table; the instance is
                 // the one its `init` returned; input and `out` are live for
@@ -224,36 +227,55 @@ fn take_output<O: Wire>(table: &PluginTable, status: i32, out: Buffer) -> Result
     }
 }
 
+fn put_request(out: &mut Vec<u8>, r: &RequestView<'_>) {
+    RequestHeadRef {
+        method: r.method,
+        path: r.path,
+        query: r.query,
+        version: r.version,
+        header_count: r.headers.len(),
+        headers: header_pairs(r.headers),
+        client_addr: r.client_addr,
+        server_addr: r.server_addr,
+        app: r.app,
+    }
+    .put(out);
+}
+
+fn header_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+}
+
 impl Backend for NativePlugin {
-    fn on_request(&self, request: &sdk::RequestHead) -> Result<sdk::Decision, PluginError> {
-        self.call(self.table.on_request, request)
+    fn on_request(&self, request: &RequestView<'_>) -> Result<sdk::Decision, PluginError> {
+        self.call(self.table.on_request, |out| put_request(out, request))
     }
 
     fn on_response(
         &self,
         status: u16,
-        headers: &[sdk::Header],
+        headers: &HeaderMap,
     ) -> Result<sdk::HeaderChanges, PluginError> {
-        let head = ResponseHead {
-            status,
-            headers: headers.to_vec(),
-        };
-        self.call(self.table.on_response, &head)
+        self.call(self.table.on_response, |out| {
+            wire::put_response_head(out, status, headers.len(), header_pairs(headers));
+        })
     }
 
     fn inject_env(
         &self,
-        request: &sdk::RequestHead,
-        params: &[sdk::Param],
+        request: &RequestView<'_>,
+        params: &Params,
     ) -> Result<Vec<sdk::Param>, PluginError> {
-        let input = EnvInput {
-            request: request.clone(),
-            params: params.to_vec(),
-        };
-        self.call(self.table.inject_env, &input)
+        // `EnvInput`: the request head, then the parameters.
+        self.call(self.table.inject_env, |out| {
+            put_request(out, request);
+            wire::put_pairs(out, params.len(), params.iter());
+        })
     }
 
     fn launch(&self, app: &sdk::AppConfig) -> Result<Result<sdk::SpawnSpec, String>, PluginError> {
-        self.call(self.table.launch, app)
+        self.call(self.table.launch, |out| app.put(out))
     }
 }

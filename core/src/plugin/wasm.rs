@@ -17,8 +17,9 @@
 //! the gateway's worker threads, and the sandbox needs none of it.)
 //!
 //! Deadlines use wasmtime's epoch interruption: one ticker thread bumps the
-//! engine's epoch every millisecond while plugins are being called, and
-//! parks after a second without calls, so an idle gateway does not wake up.
+//! engine's epoch every 2 ms while plugins are being called, and parks
+//! after a second without calls, so an idle gateway does not wake up. A
+//! call is stopped between its `timeout` and one tick later, never before.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -29,22 +30,27 @@ use tracing::{debug, error, info, trace, warn};
 use wasmtime::component::{Component, ComponentType, HasSelf, Linker, Lower};
 use wasmtime::{Engine, ResourceLimiter, Store};
 
-use super::{Backend, PluginError};
+use super::{Backend, PluginError, RequestView};
+use crate::cgi::params::Params;
 use crate::config::PluginConfig;
+use http::HeaderMap;
 
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../sdk/wit",
         world: "plugin",
+        // Arguments are lowered straight from borrowed gateway data: no
+        // copy of the request head on the host side.
+        ownership: Borrowing { duplicate_if_necessary: true },
     });
 }
 
 use bindings::fastgate::plugin::{host, types as wit};
 
 /// How often the epoch advances while plugins run.
-const TICK: Duration = Duration::from_millis(1);
-/// Ticks without a call before the ticker parks.
-const PARK_AFTER_TICKS: u32 = 1000;
+const TICK: Duration = Duration::from_millis(2);
+/// Ticks without a call before the ticker parks (one second).
+const PARK_AFTER_TICKS: u32 = 500;
 /// `init` may take longer than a hook (it parses config once per instance).
 const INIT_DEADLINE: Duration = Duration::from_secs(1);
 
@@ -263,13 +269,14 @@ impl WasmPlugin {
                 sdk::CONTRACT_VERSION
             ))
         })?;
-        let tick_ms = TICK.as_millis().max(1) as u64;
+        let tick_us = TICK.as_micros() as u64;
         let plugin = WasmPlugin {
             name: Arc::from(config.name.as_str()),
             pre,
             config_json: config.config_json.clone(),
             deadline: config.timeout,
-            deadline_ticks: (config.timeout.as_millis() as u64).div_ceil(tick_ms).max(1),
+            // The first tick comes anywhere within one period: one more.
+            deadline_ticks: (config.timeout.as_micros() as u64).div_ceil(tick_us) + 1,
             memory_limit: config.memory_limit,
             idle: Mutex::new(Vec::new()),
             max_idle: config.instances,
@@ -290,7 +297,7 @@ impl WasmPlugin {
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(INIT_DEADLINE.as_millis() as u64);
+        store.set_epoch_deadline((INIT_DEADLINE.as_micros() / TICK.as_micros()) as u64 + 1);
         let _active = self.ticker.enter();
         let bindings = self
             .pre
@@ -369,9 +376,10 @@ impl WasmPlugin {
 }
 
 impl Backend for WasmPlugin {
-    fn on_request(&self, request: &sdk::RequestHead) -> Result<sdk::Decision, PluginError> {
-        let request = request_to_wit(request);
-        let decision = self.call(|store, b| b.call_on_request(store, &request))?;
+    fn on_request(&self, request: &RequestView<'_>) -> Result<sdk::Decision, PluginError> {
+        let headers = headers_to_wit(request.headers);
+        let head = request_to_wit(request, &headers);
+        let decision = self.call(|store, b| b.call_on_request(store, head))?;
         Ok(match decision {
             wit::Decision::Continue => sdk::Decision::Continue,
             wit::Decision::Deny(status) => sdk::Decision::Deny(status),
@@ -391,7 +399,7 @@ impl Backend for WasmPlugin {
     fn on_response(
         &self,
         status: u16,
-        headers: &[sdk::Header],
+        headers: &HeaderMap,
     ) -> Result<sdk::HeaderChanges, PluginError> {
         let headers = headers_to_wit(headers);
         let changes = self.call(|store, b| b.call_on_response(store, status, &headers))?;
@@ -404,18 +412,23 @@ impl Backend for WasmPlugin {
 
     fn inject_env(
         &self,
-        request: &sdk::RequestHead,
-        params: &[sdk::Param],
+        request: &RequestView<'_>,
+        params: &Params,
     ) -> Result<Vec<sdk::Param>, PluginError> {
-        let request = request_to_wit(request);
-        let params: Vec<wit::Param> = params
+        let headers = headers_to_wit(request.headers);
+        let head = request_to_wit(request, &headers);
+        // Parameter names are ASCII in practice; one that is not UTF-8 is
+        // not shown to plugins.
+        let params: Vec<wit::ParamParam<'_>> = params
             .iter()
-            .map(|p| wit::Param {
-                name: p.name.clone(),
-                value: p.value.clone(),
+            .filter_map(|(name, value)| {
+                Some(wit::ParamParam {
+                    name: std::str::from_utf8(name).ok()?,
+                    value,
+                })
             })
             .collect();
-        let extra = self.call(|store, b| b.call_inject_env(store, &request, &params))?;
+        let extra = self.call(|store, b| b.call_inject_env(store, head, &params))?;
         Ok(extra
             .into_iter()
             .map(|p| sdk::Param {
@@ -426,16 +439,22 @@ impl Backend for WasmPlugin {
     }
 
     fn launch(&self, app: &sdk::AppConfig) -> Result<Result<sdk::SpawnSpec, String>, PluginError> {
+        let args: Vec<&str> = app.args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = app
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let app = wit::AppConfig {
-            name: app.name.clone(),
-            options: app.options.clone(),
-            command: app.command.clone(),
-            args: app.args.clone(),
-            env: app.env.clone(),
-            root: app.root.clone(),
+            name: &app.name,
+            options: &app.options,
+            command: app.command.as_deref(),
+            args: &args,
+            env: &env,
+            root: &app.root,
             instance_max_requests: app.instance_max_requests,
         };
-        let spec = self.call(|store, b| b.call_launch(store, &app))?;
+        let spec = self.call(|store, b| b.call_launch(store, app))?;
         Ok(spec.map(|s| sdk::SpawnSpec {
             command: s.command,
             args: s.args,
@@ -465,30 +484,34 @@ impl Backend for WasmPlugin {
     }
 }
 
-fn request_to_wit(r: &sdk::RequestHead) -> wit::RequestHead {
-    wit::RequestHead {
-        method: r.method.clone(),
-        path: r.path.clone(),
-        query: r.query.clone(),
-        version: r.version.clone(),
-        headers: headers_to_wit(&r.headers),
-        client_addr: r.client_addr.clone(),
-        server_addr: r.server_addr.clone(),
-        app: r.app.clone(),
-    }
-}
-
-fn headers_to_wit(headers: &[sdk::Header]) -> Vec<wit::Header> {
+/// The headers, borrowed (one allocation: the list itself).
+fn headers_to_wit(headers: &HeaderMap) -> Vec<wit::HeaderParam<'_>> {
     headers
         .iter()
-        .map(|h| wit::Header {
-            name: h.name.clone(),
-            value: h.value.clone(),
+        .map(|(n, v)| wit::HeaderParam {
+            name: n.as_str(),
+            value: v.as_bytes(),
         })
         .collect()
 }
 
-fn headers_from_wit(headers: Vec<wit::Header>) -> Vec<sdk::Header> {
+fn request_to_wit<'a>(
+    r: &RequestView<'a>,
+    headers: &'a [wit::HeaderParam<'a>],
+) -> wit::RequestHead<'a> {
+    wit::RequestHead {
+        method: r.method,
+        path: r.path,
+        query: r.query,
+        version: r.version,
+        headers,
+        client_addr: r.client_addr,
+        server_addr: r.server_addr,
+        app: r.app,
+    }
+}
+
+fn headers_from_wit(headers: Vec<wit::HeaderResult>) -> Vec<sdk::Header> {
     headers
         .into_iter()
         .map(|h| sdk::Header {
