@@ -92,8 +92,8 @@ impl<P: Plugin> bindings::Guest for Adapter<P> {
         }
     }
 
-    fn on_response(status: u16, headers: Vec<wit::Header>) -> wit::HeaderChanges {
-        let changes = plugin::<P>().on_response(status, &headers_from(headers));
+    fn on_response(status: u16, headers: Vec<u8>) -> wit::HeaderChanges {
+        let changes = plugin::<P>().on_response(status, &unpack_headers(&headers));
         wit::HeaderChanges {
             set: headers_to(changes.set),
             append: headers_to(changes.append),
@@ -101,13 +101,10 @@ impl<P: Plugin> bindings::Guest for Adapter<P> {
         }
     }
 
-    fn inject_env(request: wit::RequestHead, params: Vec<wit::Param>) -> Vec<wit::Param> {
-        let params: Vec<sdk::Param> = params
+    fn inject_env(request: wit::RequestHead, params: Vec<u8>) -> Vec<wit::Param> {
+        let params: Vec<sdk::Param> = unpack(&params)
             .into_iter()
-            .map(|p| sdk::Param {
-                name: p.name,
-                value: p.value,
-            })
+            .map(|(name, value)| sdk::Param { name, value })
             .collect();
         plugin::<P>()
             .inject_env(&request_from(request), &params)
@@ -165,20 +162,27 @@ fn request_from(r: wit::RequestHead) -> sdk::RequestHead {
         path: r.path,
         query: r.query,
         version: r.version,
-        headers: headers_from(r.headers),
+        headers: unpack_headers(&r.headers),
         client_addr: r.client_addr,
         server_addr: r.server_addr,
         app: r.app,
     }
 }
 
-fn headers_from(headers: Vec<wit::Header>) -> Vec<sdk::Header> {
-    headers
+/// Unpacks a `pairs` buffer. The gateway always sends a well-formed one;
+/// if it did not, a trap is the honest answer (the gateway then discards
+/// this instance and applies `on_error`).
+fn unpack(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    match crate::wire::decode_pairs(bytes) {
+        Ok(pairs) => pairs,
+        Err(e) => panic!("fastgate sent malformed pairs: {e}"),
+    }
+}
+
+fn unpack_headers(bytes: &[u8]) -> Vec<sdk::Header> {
+    unpack(bytes)
         .into_iter()
-        .map(|h| sdk::Header {
-            name: h.name,
-            value: h.value,
-        })
+        .map(|(name, value)| sdk::Header { name, value })
         .collect()
 }
 

@@ -235,11 +235,31 @@ impl<'a, H: Iterator<Item = (&'a [u8], &'a [u8])>> RequestHeadRef<'a, H> {
 
 /// A list of (name, value) pairs: the encoding of `Vec<Header>` and of
 /// `Vec<Param>`. `count` must be the number of pairs.
-pub fn put_pairs<'a>(out: &mut Vec<u8>, count: usize, pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) {
+pub fn put_pairs<'a>(
+    out: &mut Vec<u8>,
+    count: usize,
+    pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) {
     put_u32(out, count);
     for (name, value) in pairs {
         put_bytes(out, name);
         put_bytes(out, value);
+    }
+}
+
+/// Decodes a list of (name, value) pairs: the `pairs` type of the WIT
+/// contract, and the encoding of `Vec<Header>` and `Vec<Param>` here.
+pub fn decode_pairs(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, WireError> {
+    let mut r = Reader { rest: bytes };
+    let n = r.count()?;
+    let mut pairs = Vec::with_capacity(n);
+    for _ in 0..n {
+        pairs.push((r.string()?, r.bytes()?));
+    }
+    if r.rest.is_empty() {
+        Ok(pairs)
+    } else {
+        Err(WireError("trailing bytes"))
     }
 }
 

@@ -128,9 +128,9 @@ impl Gateway {
         framing::check_request(&req)?;
         let mut req = req;
         if self.server_plugins.has_request_filters()
-            && let Flow::Respond(response) = self
-                .server_plugins
-                .on_request(&mut req, &peer.remote_text, &peer.local_text, "")?
+            && let Flow::Respond(response) =
+                self.server_plugins
+                    .on_request(&mut req, &peer.remote_text, &peer.local_text, "")?
         {
             return Ok(*response);
         }
@@ -157,8 +157,7 @@ impl Gateway {
                         Flow::Continue => {}
                     }
                 }
-                self.serve_app(req, app, target, peer, served_by)
-                    .await
+                self.serve_app(req, app, target, peer, served_by).await
             }
         }
     }

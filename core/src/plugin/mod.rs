@@ -77,7 +77,12 @@ pub struct RequestView<'a> {
 }
 
 impl<'a> RequestView<'a> {
-    fn of<B>(request: &'a Request<B>, client_addr: &'a str, server_addr: &'a str, app: &'a str) -> Self {
+    fn of<B>(
+        request: &'a Request<B>,
+        client_addr: &'a str,
+        server_addr: &'a str,
+        app: &'a str,
+    ) -> Self {
         RequestView {
             method: request.method().as_str(),
             path: request.uri().path(),
@@ -120,8 +125,11 @@ pub fn version_text(version: http::Version) -> &'static str {
 /// to call concurrently from many request tasks.
 pub trait Backend: Send + Sync {
     fn on_request(&self, request: &RequestView<'_>) -> Result<sdk::Decision, PluginError>;
-    fn on_response(&self, status: u16, headers: &HeaderMap)
-    -> Result<sdk::HeaderChanges, PluginError>;
+    fn on_response(
+        &self,
+        status: u16,
+        headers: &HeaderMap,
+    ) -> Result<sdk::HeaderChanges, PluginError>;
     fn inject_env(
         &self,
         request: &RequestView<'_>,
@@ -370,7 +378,11 @@ impl Chain {
 
     /// Asks the env injectors for extra parameters; a name that exists is
     /// replaced, a new one appended.
-    pub fn inject_env(&self, request: &RequestView<'_>, params: &mut Params) -> Result<(), ChainError> {
+    pub fn inject_env(
+        &self,
+        request: &RequestView<'_>,
+        params: &mut Params,
+    ) -> Result<(), ChainError> {
         for plugin in self.with(|c| c.inject_env) {
             match plugin.backend.inject_env(request, params) {
                 Ok(extra) => {

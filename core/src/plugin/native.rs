@@ -178,7 +178,11 @@ impl NativePlugin {
     }
 
     /// Calls `hook` with the bytes `encode` writes (into a reused buffer).
-    fn call<O: Wire>(&self, hook: HookFn, encode: impl FnOnce(&mut Vec<u8>)) -> Result<O, PluginError> {
+    fn call<O: Wire>(
+        &self,
+        hook: HookFn,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<O, PluginError> {
         let mut out = Buffer::EMPTY;
         let status = INPUT.with(|buffer| {
             let mut buffer = buffer.borrow_mut();

@@ -60,7 +60,7 @@ fn forbidden() -> u16 {
 
 struct PathFilter {
     config: Config,
-    /// Lower-cased once, compared against lower-cased header values.
+    /// Lower-cased once, compared case-insensitively.
     user_agents: Vec<String>,
 }
 
@@ -118,11 +118,13 @@ impl Plugin for PathFilter {
             return deny;
         }
         for header in &request.headers {
-            if !self.user_agents.is_empty() && header.name == "user-agent" {
-                let agent = String::from_utf8_lossy(&header.value).to_ascii_lowercase();
-                if self.user_agents.iter().any(|u| agent.contains(u.as_str())) {
-                    return deny;
-                }
+            if header.name == "user-agent"
+                && self
+                    .user_agents
+                    .iter()
+                    .any(|u| contains_ignore_case(&header.value, u.as_bytes()))
+            {
+                return deny;
             }
             if c.deny_header_values
                 .iter()
@@ -159,8 +161,45 @@ impl Plugin for PathFilter {
     }
 }
 
+/// Whether `needle` occurs in `haystack`: a scan for the first byte, then
+/// a comparison (no allocation; plugins run on every request).
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+    find(haystack, needle, |a, b| a == b)
+}
+
+/// The same, ASCII case-insensitively (`needle` already lower-case).
+fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    find(haystack, needle, |a, b| a.to_ascii_lowercase() == b)
+}
+
+fn find(haystack: &[u8], needle: &[u8], eq: impl Fn(u8, u8) -> bool) -> bool {
+    let Some(&first) = needle.first() else {
+        return false;
+    };
+    if needle.len() > haystack.len() {
+        return false;
+    }
+    let last_start = haystack.len() - needle.len();
+    (0..=last_start).any(|i| {
+        eq(haystack[i], first)
+            && haystack[i + 1..i + needle.len()]
+                .iter()
+                .zip(&needle[1..])
+                .all(|(&a, &b)| eq(a, b))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_needles() {
+        assert!(contains(b"a<script>", b"<script"));
+        assert!(!contains(b"a<scrip", b"<script"));
+        assert!(contains_ignore_case(b"Mozilla BadBot/1", b"badbot"));
+        assert!(!contains(b"abc", b""));
+    }
 }
 
 export_plugin!(PathFilter);
