@@ -20,7 +20,7 @@
 //!     fn capabilities(&self) -> Capabilities {
 //!         Capabilities::REQUEST_FILTER
 //!     }
-//!     fn on_request(&self, request: &RequestHead) -> Decision {
+//!     fn on_request(&self, request: &RequestHead<'_>) -> Decision {
 //!         if request.path.starts_with("/admin") {
 //!             Decision::Deny(403)
 //!         } else {
@@ -58,6 +58,9 @@ pub const CONTRACT_VERSION: &str = "0.1.0";
 /// Hooks take `&self` and may run on several threads at once in a native
 /// build, hence `Send + Sync`; keep per-request state out of `self` (or
 /// behind a lock). In a wasm build each instance runs one call at a time.
+///
+/// Inputs are borrowed views of what the gateway sent ([`RequestHead`],
+/// [`Pairs`]): reading them allocates nothing; copy what you keep.
 pub trait Plugin: Send + Sync + Sized + 'static {
     /// Builds the plugin from its `config` table in fastgate.toml, as JSON
     /// text (`{}` when there is none). An error is shown by `fastgate check`
@@ -70,19 +73,19 @@ pub trait Plugin: Send + Sync + Sized + 'static {
 
     /// A request filter. Server-wide plugins see every request before the
     /// handler mapping; an app's plugins see the requests mapped to it.
-    fn on_request(&self, _request: &RequestHead) -> Decision {
+    fn on_request(&self, _request: &RequestHead<'_>) -> Decision {
         Decision::Continue
     }
 
     /// A response filter: changes to the response headers.
-    fn on_response(&self, _status: u16, _headers: &[Header]) -> HeaderChanges {
+    fn on_response(&self, _status: u16, _headers: &Pairs<'_>) -> HeaderChanges {
         HeaderChanges::default()
     }
 
     /// Extra FastCGI/CGI parameters for the app, given the request and the
     /// parameters the gateway built. A parameter with the name of an
     /// existing one replaces it.
-    fn inject_env(&self, _request: &RequestHead, _params: &[Param]) -> Vec<Param> {
+    fn inject_env(&self, _request: &RequestHead<'_>, _params: &Pairs<'_>) -> Vec<Param> {
         Vec::new()
     }
 

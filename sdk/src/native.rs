@@ -18,8 +18,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
 use crate::Plugin;
-use crate::types::{AppConfig, Level, RequestHead};
-use crate::wire::{self, EnvInput, ResponseHead, Wire};
+use crate::types::{AppConfig, Level};
+use crate::wire::{self, Wire};
 
 /// The version of this ABI. The gateway refuses a library whose table says
 /// otherwise.
@@ -100,11 +100,11 @@ pub struct PluginTable {
         instance: *mut *const c_void,
         out: *mut Buffer,
     ) -> i32,
-    /// `RequestHead` → `Decision`.
+    /// request head → `Decision`.
     pub on_request: HookFn,
-    /// `ResponseHead` → `HeaderChanges`.
+    /// status + header pairs → `HeaderChanges`.
     pub on_response: HookFn,
-    /// `EnvInput` → `Vec<Param>`.
+    /// request head + parameter pairs → `Vec<Param>`.
     pub inject_env: HookFn,
     /// `AppConfig` → `Result<SpawnSpec, String>`.
     pub launch: HookFn,
@@ -238,7 +238,7 @@ unsafe extern "C" fn on_request_shim<P: Plugin>(
         let bytes = input(bytes, len);
         run(out, || {
             let plugin = plugin::<P>(instance)?;
-            let request: RequestHead = decode(bytes)?;
+            let request = wire::decode_request_head(bytes).map_err(|e| e.to_string())?;
             Ok(wire::encode(&plugin.on_request(&request)))
         })
     }
@@ -255,10 +255,8 @@ unsafe extern "C" fn on_response_shim<P: Plugin>(
         let bytes = input(bytes, len);
         run(out, || {
             let plugin = plugin::<P>(instance)?;
-            let head: ResponseHead = decode(bytes)?;
-            Ok(wire::encode(
-                &plugin.on_response(head.status, &head.headers),
-            ))
+            let (status, headers) = wire::decode_response_head(bytes).map_err(|e| e.to_string())?;
+            Ok(wire::encode(&plugin.on_response(status, &headers)))
         })
     }
 }
@@ -274,10 +272,8 @@ unsafe extern "C" fn inject_env_shim<P: Plugin>(
         let bytes = input(bytes, len);
         run(out, || {
             let plugin = plugin::<P>(instance)?;
-            let input: EnvInput = decode(bytes)?;
-            Ok(wire::encode(
-                &plugin.inject_env(&input.request, &input.params),
-            ))
+            let (request, params) = wire::decode_env_input(bytes).map_err(|e| e.to_string())?;
+            Ok(wire::encode(&plugin.inject_env(&request, &params)))
         })
     }
 }

@@ -23,39 +23,137 @@ impl Header {
     }
 }
 
-/// What a filter sees of a request: everything but the body.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestHead {
-    /// `GET`, `POST`, ...
-    pub method: String,
-    /// The path as the client sent it (still percent-encoded).
-    pub path: String,
-    /// The query string without the `?`; empty when there is none.
-    pub query: String,
-    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2.0`.
-    pub version: String,
-    pub headers: Vec<Header>,
-    /// The client's address and port, e.g. `192.0.2.7:51234`.
-    pub client_addr: String,
-    /// The address and port of the listener that took the request.
-    pub server_addr: String,
-    /// The app the request was mapped to; empty for server-wide filters,
-    /// which run before the mapping.
-    pub app: String,
+/// Name-value pairs as the gateway sends them (request headers, CGI
+/// parameters), read in place: no copy, no allocation. Names are text
+/// (header names lower-case ASCII); values are raw bytes.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pairs<'a> {
+    pub(crate) count: usize,
+    /// The pairs after the count, already checked by [`crate::wire`].
+    pub(crate) bytes: &'a [u8],
 }
 
-impl RequestHead {
+impl<'a> Pairs<'a> {
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Every pair, in order.
+    pub fn iter(&self) -> PairsIter<'a> {
+        PairsIter {
+            rest: self.bytes,
+            left: self.count,
+        }
+    }
+
+    /// The first value called `name` (ASCII case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&'a [u8]> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Owned copies, for keeping beyond the call.
+    pub fn to_headers(&self) -> Vec<Header> {
+        self.iter().map(|(n, v)| Header::new(n, v)).collect()
+    }
+}
+
+impl std::fmt::Debug for Pairs<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|(n, v)| (n, String::from_utf8_lossy(v))))
+            .finish()
+    }
+}
+
+impl<'a> IntoIterator for Pairs<'a> {
+    type Item = (&'a str, &'a [u8]);
+    type IntoIter = PairsIter<'a>;
+    fn into_iter(self) -> PairsIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over [`Pairs`].
+#[derive(Debug, Clone)]
+pub struct PairsIter<'a> {
+    rest: &'a [u8],
+    left: usize,
+}
+
+impl<'a> PairsIter<'a> {
+    fn field(&mut self) -> &'a [u8] {
+        // The layout was checked when the pairs were read: lengths are
+        // within bounds. Were they not, iteration just ends early.
+        if self.rest.len() < 4 {
+            self.rest = &[];
+            return &[];
+        }
+        let len =
+            u32::from_le_bytes([self.rest[0], self.rest[1], self.rest[2], self.rest[3]]) as usize;
+        let end = (4 + len).min(self.rest.len());
+        let field = &self.rest[4..end];
+        self.rest = &self.rest[end..];
+        field
+    }
+}
+
+impl<'a> Iterator for PairsIter<'a> {
+    type Item = (&'a str, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let name = std::str::from_utf8(self.field()).unwrap_or("");
+        let value = self.field();
+        Some((name, value))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for PairsIter<'_> {}
+
+/// What a filter sees of a request: everything but the body, borrowed from
+/// what the gateway sent (copy what you keep).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestHead<'a> {
+    /// `GET`, `POST`, ...
+    pub method: &'a str,
+    /// The path as the client sent it (still percent-encoded).
+    pub path: &'a str,
+    /// The query string without the `?`; empty when there is none.
+    pub query: &'a str,
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2.0`.
+    pub version: &'a str,
+    pub headers: Pairs<'a>,
+    /// The client's address and port, e.g. `192.0.2.7:51234`.
+    pub client_addr: &'a str,
+    /// The address and port of the listener that took the request.
+    pub server_addr: &'a str,
+    /// The app the request was mapped to; empty for server-wide filters,
+    /// which run before the mapping.
+    pub app: &'a str,
+}
+
+impl<'a> RequestHead<'a> {
     /// The first header called `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_slice())
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers.get(name)
     }
 
     /// The client's IP address as text, without the port or brackets.
-    pub fn client_ip(&self) -> &str {
-        let addr = self.client_addr.as_str();
+    pub fn client_ip(&self) -> &'a str {
+        let addr = self.client_addr;
         match addr.rsplit_once(':') {
             Some((ip, _port)) => ip.trim_start_matches('[').trim_end_matches(']'),
             None => addr,

@@ -76,7 +76,7 @@ impl<P: Plugin> bindings::Guest for Adapter<P> {
     }
 
     fn on_request(request: wit::RequestHead) -> wit::Decision {
-        match plugin::<P>().on_request(&request_from(request)) {
+        match plugin::<P>().on_request(&request_from(&request)) {
             sdk::Decision::Continue => wit::Decision::Continue,
             sdk::Decision::Deny(status) => wit::Decision::Deny(status),
             sdk::Decision::Respond(r) => wit::Decision::Respond(wit::Response {
@@ -93,7 +93,7 @@ impl<P: Plugin> bindings::Guest for Adapter<P> {
     }
 
     fn on_response(status: u16, headers: Vec<u8>) -> wit::HeaderChanges {
-        let changes = plugin::<P>().on_response(status, &unpack_headers(&headers));
+        let changes = plugin::<P>().on_response(status, &unpack(&headers));
         wit::HeaderChanges {
             set: headers_to(changes.set),
             append: headers_to(changes.append),
@@ -102,12 +102,8 @@ impl<P: Plugin> bindings::Guest for Adapter<P> {
     }
 
     fn inject_env(request: wit::RequestHead, params: Vec<u8>) -> Vec<wit::Param> {
-        let params: Vec<sdk::Param> = unpack(&params)
-            .into_iter()
-            .map(|(name, value)| sdk::Param { name, value })
-            .collect();
         plugin::<P>()
-            .inject_env(&request_from(request), &params)
+            .inject_env(&request_from(&request), &unpack(&params))
             .into_iter()
             .map(|p| wit::Param {
                 name: p.name,
@@ -156,34 +152,27 @@ impl<P: Plugin> bindings::Guest for Adapter<P> {
     }
 }
 
-fn request_from(r: wit::RequestHead) -> sdk::RequestHead {
+fn request_from(r: &wit::RequestHead) -> sdk::RequestHead<'_> {
     sdk::RequestHead {
-        method: r.method,
-        path: r.path,
-        query: r.query,
-        version: r.version,
-        headers: unpack_headers(&r.headers),
-        client_addr: r.client_addr,
-        server_addr: r.server_addr,
-        app: r.app,
+        method: &r.method,
+        path: &r.path,
+        query: &r.query,
+        version: &r.version,
+        headers: unpack(&r.headers),
+        client_addr: &r.client_addr,
+        server_addr: &r.server_addr,
+        app: &r.app,
     }
 }
 
 /// Unpacks a `pairs` buffer. The gateway always sends a well-formed one;
 /// if it did not, a trap is the honest answer (the gateway then discards
 /// this instance and applies `on_error`).
-fn unpack(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+fn unpack(bytes: &[u8]) -> sdk::Pairs<'_> {
     match crate::wire::decode_pairs(bytes) {
         Ok(pairs) => pairs,
         Err(e) => panic!("fastgate sent malformed pairs: {e}"),
     }
-}
-
-fn unpack_headers(bytes: &[u8]) -> Vec<sdk::Header> {
-    unpack(bytes)
-        .into_iter()
-        .map(|(name, value)| sdk::Header { name, value })
-        .collect()
 }
 
 fn headers_to(headers: Vec<sdk::Header>) -> Vec<wit::Header> {

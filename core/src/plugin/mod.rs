@@ -94,20 +94,6 @@ impl<'a> RequestView<'a> {
             app,
         }
     }
-
-    /// The owned SDK form (for tests and slow paths).
-    pub fn to_sdk(&self) -> sdk::RequestHead {
-        sdk::RequestHead {
-            method: self.method.to_string(),
-            path: self.path.to_string(),
-            query: self.query.to_string(),
-            version: self.version.to_string(),
-            headers: sdk_headers(self.headers),
-            client_addr: self.client_addr.to_string(),
-            server_addr: self.server_addr.to_string(),
-            app: self.app.to_string(),
-        }
-    }
 }
 
 /// `HTTP/1.1` and friends, as plugins see them.
@@ -403,13 +389,6 @@ impl Chain {
         }
         Ok(())
     }
-}
-
-fn sdk_headers(headers: &HeaderMap) -> Vec<sdk::Header> {
-    headers
-        .iter()
-        .map(|(n, v)| sdk::Header::new(n.as_str(), v.as_bytes()))
-        .collect()
 }
 
 fn header(h: &sdk::Header) -> Result<(HeaderName, HeaderValue), String> {

@@ -18,8 +18,8 @@
 use std::collections::BTreeMap;
 
 use fastgate_sdk::{
-    Capabilities, Decision, Header, HeaderChanges, Level, Plugin, RequestHead, Response, Rewrite,
-    export_plugin, log, parse_config,
+    Capabilities, Decision, Header, HeaderChanges, Level, Pairs, Plugin, RequestHead, Response,
+    Rewrite, export_plugin, log, parse_config,
 };
 use serde::Deserialize;
 
@@ -101,7 +101,7 @@ impl Plugin for PathFilter {
         }
     }
 
-    fn on_request(&self, request: &RequestHead) -> Decision {
+    fn on_request(&self, request: &RequestHead<'_>) -> Decision {
         let c = &self.config;
         let deny = Decision::Deny(c.deny_status);
         if c.deny_paths
@@ -117,30 +117,30 @@ impl Plugin for PathFilter {
             );
             return deny;
         }
-        for header in &request.headers {
-            if header.name == "user-agent"
+        for (name, value) in request.headers {
+            if name == "user-agent"
                 && self
                     .user_agents
                     .iter()
-                    .any(|u| contains_ignore_case(&header.value, u.as_bytes()))
+                    .any(|u| contains_ignore_case(value, u.as_bytes()))
             {
                 return deny;
             }
             if c.deny_header_values
                 .iter()
-                .any(|needle| contains(&header.value, needle.as_bytes()))
+                .any(|needle| contains(value, needle.as_bytes()))
             {
                 return deny;
             }
         }
-        if let Some(text) = c.respond.get(&request.path) {
+        if let Some(text) = c.respond.get(request.path) {
             return Decision::Respond(Response::text(200, text.clone()));
         }
         for (from, to) in &c.rewrite {
             if let Some(rest) = request.path.strip_prefix(from.as_str()) {
                 return Decision::Rewrite(Rewrite {
                     path: Some(format!("{to}{rest}")),
-                    set_headers: vec![Header::new("x-original-path", request.path.as_str())],
+                    set_headers: vec![Header::new("x-original-path", request.path)],
                     remove_headers: Vec::new(),
                 });
             }
@@ -148,7 +148,7 @@ impl Plugin for PathFilter {
         Decision::Continue
     }
 
-    fn on_response(&self, _status: u16, _headers: &[Header]) -> HeaderChanges {
+    fn on_response(&self, _status: u16, _headers: &Pairs<'_>) -> HeaderChanges {
         HeaderChanges {
             set: self
                 .config

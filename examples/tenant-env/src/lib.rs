@@ -15,7 +15,7 @@
 //! plugins = ["tenant"]
 //! ```
 
-use fastgate_sdk::{Capabilities, Param, Plugin, RequestHead, export_plugin, parse_config};
+use fastgate_sdk::{Capabilities, Pairs, Param, Plugin, RequestHead, export_plugin, parse_config};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -57,7 +57,7 @@ impl Plugin for TenantEnv {
         Capabilities::INJECT_ENV
     }
 
-    fn inject_env(&self, request: &RequestHead, _params: &[Param]) -> Vec<Param> {
+    fn inject_env(&self, request: &RequestHead<'_>, _params: &Pairs<'_>) -> Vec<Param> {
         // Only plain names reach the app: a header is client input.
         let from_header = request.header(&self.0.header).filter(|v| {
             !v.is_empty()

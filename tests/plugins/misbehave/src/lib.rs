@@ -77,9 +77,9 @@ impl Plugin for Misbehave {
         })
     }
 
-    fn on_request(&self, request: &RequestHead) -> Decision {
+    fn on_request(&self, request: &RequestHead<'_>) -> Decision {
         let seen = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
-        match request.path.as_str() {
+        match request.path {
             "/misbehave/loop" => {
                 let mut n: u64 = 0;
                 loop {
