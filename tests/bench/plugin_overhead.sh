@@ -46,7 +46,7 @@ TOML
 }
 config none 18190 ""
 config wasm 18191 "$PWD/target/wasm32-wasip2/release/path_filter.wasm"
-config native 18192 "$PWD/target/release/libpath_filter.so"
+config native 18192 "${NATIVE_PLUGIN-$PWD/target/release/libpath_filter.so}"
 sleep 3
 headers=(-H "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
   -H "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8" -H "Accept-Language: en-US,en;q=0.9"

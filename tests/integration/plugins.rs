@@ -257,36 +257,56 @@ fn a_memory_bomb_is_capped() {
     assert_eq!(gw.get("/page.html").status, 200);
 }
 
+/// `id=<instance> count=<n>` from the misbehave plugin.
+fn instance_count(gw: &Gateway) -> (String, u64) {
+    let text = gw.get("/misbehave/count").text();
+    let (id, count) = text.split_once(' ').unwrap_or_else(|| panic!("{text}"));
+    (
+        id.trim_start_matches("id=").to_string(),
+        count.trim_start_matches("count=").parse().unwrap(),
+    )
+}
+
 #[test]
 fn a_trapped_instance_is_replaced_never_reused() {
-    let gw = Gateway::start(&config_with(
-        &misbehave(PluginBuild::Wasm, "instances = 1"),
-        "\"m\"",
-        "",
-    ));
-    // One warm instance, counting the requests it filtered.
-    assert_eq!(gw.get("/misbehave/count").text(), "1");
-    assert_eq!(gw.get("/misbehave/count").text(), "2");
-    let r = gw.get("/misbehave/trap");
-    assert_eq!(r.status, 500);
-    assert!(
-        gw.wait_for_log(
-            "wasm instance discarded after a trap",
-            Duration::from_secs(5)
-        ),
-        "{}",
-        gw.logs()
-    );
-    // A fresh instance: its count starts again.
-    assert_eq!(gw.get("/misbehave/count").text(), "1");
-    // A panic in a wasm plugin is a trap too; its message reaches the log.
-    assert_eq!(gw.get("/misbehave/panic").status, 500);
-    assert!(
-        gw.wait_for_log("misbehaving on purpose", Duration::from_secs(5)),
-        "{}",
-        gw.logs()
-    );
-    assert_eq!(gw.get("/misbehave/count").text(), "1");
+    let gw = Gateway::start(&config_with(&misbehave(PluginBuild::Wasm, ""), "\"m\"", ""));
+    // Warm instances are reused: counts grow.
+    let mut seen = std::collections::HashMap::new();
+    for _ in 0..10 {
+        let (id, count) = instance_count(&gw);
+        let last = seen.insert(id, count).unwrap_or(0);
+        assert!(count > last, "an instance's count went back");
+    }
+    assert!(seen.values().any(|&c| c > 1), "no instance was reused: {seen:?}");
+    for (trap, message) in [
+        ("/misbehave/trap", "traps now"),
+        ("/misbehave/panic", "misbehaving on purpose"),
+    ] {
+        let before = gw.logs().matches(message).count();
+        assert_eq!(gw.get(trap).status, 500);
+        assert!(
+            gw.wait_for_log("wasm instance discarded after a trap", Duration::from_secs(5)),
+            "{}",
+            gw.logs()
+        );
+        // A panic in a wasm plugin is a trap too; its message reaches the log.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while gw.logs().matches(message).count() == before {
+            assert!(std::time::Instant::now() < deadline, "{}", gw.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // The instance that trapped (its id is in the log) never answers again.
+    let logs = gw.logs();
+    let trapped = logs
+        .lines()
+        .find_map(|l| l.split("instance ").nth(1)?.split(" traps now").next())
+        .unwrap()
+        .to_string();
+    for _ in 0..20 {
+        let (id, _) = instance_count(&gw);
+        assert_ne!(id, trapped, "a trapped instance was reused");
+    }
     assert_eq!(gw.get("/page.html").status, 200);
 }
 

@@ -3,9 +3,10 @@
 //!
 //! - `/misbehave/loop`: never returns (the wasm deadline must stop it);
 //! - `/misbehave/bomb`: allocates until memory runs out (the cap must stop it);
-//! - `/misbehave/trap`: traps (wasm) or panics (native);
+//! - `/misbehave/trap`: logs `instance <id> traps now`, then traps (wasm)
+//!   or panics (native);
 //! - `/misbehave/panic`: panics;
-//! - `/misbehave/count`: answers with how many requests this instance saw;
+//! - `/misbehave/count`: answers `id=<instance id> count=<requests it saw>`;
 //! - `/misbehave/log`: writes a log line through the host, then continues;
 //! - config `fail_init = "..."`: `init` refuses with that message.
 //!
@@ -28,6 +29,8 @@ struct Config {
 }
 
 struct Misbehave {
+    /// A random id, to tell instances apart.
+    id: u64,
     seen: AtomicU64,
 }
 
@@ -37,7 +40,11 @@ impl Plugin for Misbehave {
         if let Some(message) = config.fail_init {
             return Err(message);
         }
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u8(0);
         Ok(Misbehave {
+            id: hasher.finish(),
             seen: AtomicU64::new(0),
         })
     }
@@ -93,9 +100,15 @@ impl Plugin for Misbehave {
                     std::hint::black_box(&hoard);
                 }
             }
-            "/misbehave/trap" => trap(),
+            "/misbehave/trap" => {
+                log(Level::Warn, &format!("instance {} traps now", self.id));
+                trap()
+            }
             "/misbehave/panic" => panic!("misbehaving on purpose"),
-            "/misbehave/count" => Decision::Respond(Response::text(200, seen.to_string())),
+            "/misbehave/count" => Decision::Respond(Response::text(
+                200,
+                format!("id={} count={seen}", self.id),
+            )),
             "/misbehave/log" => {
                 log(Level::Warn, "misbehave says hello through the host");
                 Decision::Continue
