@@ -5,6 +5,7 @@
 mod check;
 mod fcgiwrap;
 mod iis;
+mod launchers;
 mod lifecycle;
 mod php;
 mod plugins;

@@ -277,7 +277,10 @@ fn a_trapped_instance_is_replaced_never_reused() {
         let last = seen.insert(id, count).unwrap_or(0);
         assert!(count > last, "an instance's count went back");
     }
-    assert!(seen.values().any(|&c| c > 1), "no instance was reused: {seen:?}");
+    assert!(
+        seen.values().any(|&c| c > 1),
+        "no instance was reused: {seen:?}"
+    );
     for (trap, message) in [
         ("/misbehave/trap", "traps now"),
         ("/misbehave/panic", "misbehaving on purpose"),
@@ -285,7 +288,10 @@ fn a_trapped_instance_is_replaced_never_reused() {
         let before = gw.logs().matches(message).count();
         assert_eq!(gw.get(trap).status, 500);
         assert!(
-            gw.wait_for_log("wasm instance discarded after a trap", Duration::from_secs(5)),
+            gw.wait_for_log(
+                "wasm instance discarded after a trap",
+                Duration::from_secs(5)
+            ),
             "{}",
             gw.logs()
         );

@@ -551,11 +551,17 @@ pub fn plugin_file(source: &str, build: PluginBuild) -> String {
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_fastgate"))
         .parent()
         .expect("binary folder");
-    let lib = source
+    let folder = source
         .rsplit('/')
         .next()
         .expect("crate folder")
         .replace('-', "_");
+    // Built-in plugins' crates are named fastgate-plugin-<folder>.
+    let lib = if source.starts_with("plugins/") {
+        format!("fastgate_plugin_{folder}")
+    } else {
+        folder
+    };
     let file = match build {
         PluginBuild::Wasm => bin_dir.join(format!("../wasm32-wasip2/release/{lib}.wasm")),
         PluginBuild::Native => bin_dir.join(format!("lib{lib}.so")),

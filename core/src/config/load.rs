@@ -357,8 +357,16 @@ fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
             .iter()
             .map(|n| plugin_ref(n, format!("app \"{app_name}\": plugins")))
             .collect::<Result<Vec<_>, _>>()?;
-        if let Some(launcher) = &raw_app.launcher {
-            plugin_ref(launcher, format!("app \"{app_name}\": launcher"))?;
+        if let Some(launcher) = &raw_app.launcher
+            && !super::BUILTIN_LAUNCHERS.contains(&launcher.get_ref().as_str())
+        {
+            plugin_ref(launcher, format!("app \"{app_name}\": launcher")).map_err(|mut e| {
+                e.message.push_str(&format!(
+                    "; built-in launchers: {}",
+                    super::BUILTIN_LAUNCHERS.join(", ")
+                ));
+                e
+            })?;
         }
         let (mut app, command_line) =
             convert_app(raw_app, span.clone(), i, &server, src, &mut warnings)?;

@@ -280,6 +280,10 @@ impl Config {
     }
 }
 
+/// Launchers built into the gateway (`launcher = "php"` with no
+/// `[[plugin]]` entry); crates in `plugins/`.
+pub const BUILTIN_LAUNCHERS: &[&str] = &["php"];
+
 /// The number of CPUs the gateway may use (automatic sizing starts there).
 pub fn cpu_count() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)

@@ -12,6 +12,7 @@ use fastgate_sdk as sdk;
 use super::{PluginError, Plugins};
 use crate::config::{
     AppConfig, Config, LauncherRef, RuntimeFile, parse_pattern, parse_resource_type,
+    resolve_command,
 };
 
 /// Why an app's launcher could not describe it.
@@ -74,6 +75,16 @@ pub fn apply(config: &mut Config, plugins: &Plugins) -> Result<(), Vec<LaunchErr
         };
         if let Err(reason) = fold(app, &launcher, spec) {
             errors.push(error(reason));
+            continue;
+        }
+        // An app started by a launcher refuses to start without its
+        // program (a hand-configured app is served as 503 instead): the
+        // launcher was asked for by name, so a missing program is a setup
+        // error, and the message says what to install.
+        if !app.command.to_string_lossy().contains("{runtime_dir}")
+            && let Err(e) = resolve_command(&app.command)
+        {
+            errors.push(error(e.message));
         }
     }
     if errors.is_empty() {

@@ -14,6 +14,7 @@
 //! plugin failure becomes a [`PluginError`], which the chain turns into a
 //! 500 (`on_error = "fail-closed"`) or a logged warning (`"fail-open"`).
 
+mod builtin;
 pub mod launch;
 mod native;
 mod wasm;
@@ -205,10 +206,34 @@ pub struct LoadError {
 
 impl Plugins {
     /// Loads every `[[plugin]]`; all of them, so that `fastgate check`
-    /// reports every broken plugin at once.
+    /// reports every broken plugin at once. Then the built-ins (the
+    /// framework launchers), unless a `[[plugin]]` took their name.
     pub fn load(configs: &[PluginConfig]) -> Result<Plugins, Vec<LoadError>> {
         let mut by_name = HashMap::new();
         let mut errors = Vec::new();
+        for &name in crate::config::BUILTIN_LAUNCHERS {
+            if configs.iter().any(|c| c.name == name) {
+                continue;
+            }
+            match builtin::load(name) {
+                Some(Ok((backend, capabilities))) => {
+                    by_name.insert(
+                        name.to_string(),
+                        Arc::new(Plugin {
+                            name: Arc::from(name),
+                            on_error: OnError::FailClosed,
+                            capabilities,
+                            backend,
+                        }),
+                    );
+                }
+                Some(Err(source)) => errors.push(LoadError {
+                    name: name.to_string(),
+                    source,
+                }),
+                None => {}
+            }
+        }
         for config in configs {
             match Plugin::load(config) {
                 Ok(plugin) => {

@@ -105,10 +105,9 @@ impl Plugin for Misbehave {
                 trap()
             }
             "/misbehave/panic" => panic!("misbehaving on purpose"),
-            "/misbehave/count" => Decision::Respond(Response::text(
-                200,
-                format!("id={} count={seen}", self.id),
-            )),
+            "/misbehave/count" => {
+                Decision::Respond(Response::text(200, format!("id={} count={seen}", self.id)))
+            }
             "/misbehave/log" => {
                 log(Level::Warn, "misbehave says hello through the host");
                 Decision::Continue
