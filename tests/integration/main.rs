@@ -15,3 +15,4 @@ mod security;
 mod static_files;
 mod upload;
 mod util;
+mod wsgi;

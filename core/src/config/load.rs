@@ -840,6 +840,7 @@ fn convert_app(
         plugins: Vec::new(),
         launcher,
         runtime_files: Vec::new(),
+        static_dirs: Vec::new(),
     };
     Ok((app, command_line))
 }

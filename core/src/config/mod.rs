@@ -182,6 +182,9 @@ pub struct AppConfig {
     /// Files written into the app's runtime directory before the first
     /// process starts (from a launcher).
     pub runtime_files: Vec<RuntimeFile>,
+    /// URL prefix (ending in `/`) → folder the gateway serves itself (from
+    /// a launcher, e.g. Django's static files); the app never sees those.
+    pub static_dirs: Vec<(String, std::path::PathBuf)>,
 }
 
 /// `launcher = "..."` and what the user set themselves (which wins over
@@ -282,7 +285,7 @@ impl Config {
 
 /// Launchers built into the gateway (`launcher = "php"` with no
 /// `[[plugin]]` entry); crates in `plugins/`.
-pub const BUILTIN_LAUNCHERS: &[&str] = &["php"];
+pub const BUILTIN_LAUNCHERS: &[&str] = &["php", "django"];
 
 /// The number of CPUs the gateway may use (automatic sizing starts there).
 pub fn cpu_count() -> u32 {

@@ -21,6 +21,7 @@ pub type Loaded = (Box<dyn Backend>, sdk::Capabilities);
 pub fn load(name: &str) -> Option<Result<Loaded, PluginError>> {
     match name {
         "php" => Some(init::<fastgate_plugin_php::PhpLauncher>()),
+        "django" => Some(init::<fastgate_plugin_django::DjangoLauncher>()),
         _ => None,
     }
 }

@@ -123,8 +123,18 @@ fn fold(app: &mut AppConfig, launcher: &LauncherRef, spec: sdk::SpawnSpec) -> Re
             return Err(format!("bad environment variable name {name:?}"));
         }
     }
-    if !spec.mapping.static_dirs.is_empty() {
-        return Err("static_dirs mappings are not supported by this gateway version".to_string());
+    for (prefix, dir) in &spec.mapping.static_dirs {
+        if !prefix.starts_with('/')
+            || !prefix.ends_with('/')
+            || prefix.split('/').any(|s| s == "..")
+        {
+            return Err(format!(
+                "static URL prefix {prefix:?} must start and end with '/'"
+            ));
+        }
+        if !std::path::Path::new(dir).is_absolute() {
+            return Err(format!("static folder {dir:?} must be an absolute path"));
+        }
     }
 
     app.command = spec.command.into();
@@ -136,6 +146,12 @@ fn fold(app: &mut AppConfig, launcher: &LauncherRef, spec: sdk::SpawnSpec) -> Re
     if app.working_dir.is_none() {
         app.working_dir = spec.working_dir.map(Into::into);
     }
+    app.static_dirs = spec
+        .mapping
+        .static_dirs
+        .iter()
+        .map(|(prefix, dir)| (prefix.clone(), dir.into()))
+        .collect();
     app.runtime_files = spec
         .files
         .into_iter()

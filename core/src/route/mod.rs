@@ -75,6 +75,9 @@ struct Mapping {
 /// The handler mappings of a gateway, built once from the config.
 #[derive(Debug)]
 pub struct Router {
+    /// URL prefix (ending in `/`) → folder served as static files, ahead of
+    /// every mapping (a launcher's `static_dirs`, e.g. Django's STATIC_URL).
+    mounts: Vec<(String, PathBuf)>,
     mappings: Vec<Mapping>,
     root: PathBuf,
     index: Vec<String>,
@@ -92,6 +95,10 @@ enum Matched {
 impl Router {
     pub fn new(server: &ServerConfig, apps: &[AppConfig]) -> Router {
         Router {
+            mounts: apps
+                .iter()
+                .flat_map(|a| a.static_dirs.iter().cloned())
+                .collect(),
             mappings: apps
                 .iter()
                 .enumerate()
@@ -112,6 +119,20 @@ impl Router {
     /// Routes a request. `raw_path` is the URI path as received.
     pub fn route(&self, method: &Method, raw_path: &str) -> Result<Route, PathError> {
         let path = normalize_path(raw_path)?;
+        for (prefix, dir) in &self.mounts {
+            if let Some(rest) = path.strip_prefix(prefix.as_str()) {
+                let file = join(dir, &format!("/{rest}"));
+                return Ok(if !file.is_file() {
+                    Route::NotFound
+                } else if method == Method::GET || method == Method::HEAD {
+                    Route::Static { file }
+                } else {
+                    Route::MethodNotAllowed {
+                        allow: vec![Method::GET, Method::HEAD],
+                    }
+                });
+            }
+        }
         match self.match_apps(method, &path) {
             Matched::App(app, target) => return Ok(Route::App { app, target }),
             Matched::NotFound => return Ok(Route::NotFound),
@@ -345,6 +366,7 @@ mod tests {
             plugins: vec![],
             launcher: None,
             runtime_files: vec![],
+            static_dirs: vec![],
         }
     }
 

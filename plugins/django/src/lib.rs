@@ -1,0 +1,182 @@
+//! The Python launcher: `launcher = "django"` runs any WSGI app (Django,
+//! Flask, ...) through a WSGI-to-FastCGI bridge that this plugin carries
+//! (`wsgi_bridge.py`) and the gateway writes into the app's runtime
+//! directory. Each bridge process serves one request at a time, like
+//! php-cgi.
+//!
+//! Options (`[app.options]`), each also accepted the old way, as the
+//! environment variable of the same name in `[app.env]` (as with IIS's
+//! wfastcgi):
+//!
+//! | option | variable | meaning |
+//! |---|---|---|
+//! | `wsgi_handler` | `WSGI_HANDLER` | the app, as a dotted name (`mysite.wsgi.application`) |
+//! | `django_settings_module` | `DJANGO_SETTINGS_MODULE` | Django's settings module |
+//! | `python_path` | `PYTHONPATH` / `PYTHON_PATH` | folders for `sys.path`, `:`-separated |
+//! | `virtualenv` | — | a virtualenv whose `bin/python` runs the bridge |
+//! | `static_url` + `static_root` | — | a URL prefix served by the gateway from a folder (Django's `collectstatic` output) |
+//!
+//! The app's `command`, when given, is the Python interpreter to use.
+
+use fastgate_sdk::{
+    AppConfig, Capabilities, MappingDefaults, Plugin, RuntimeFile, SpawnSpec, parse_config,
+};
+use serde::Deserialize;
+
+/// The bridge, written to `{runtime_dir}/wsgi_bridge.py`.
+const BRIDGE: &str = include_str!("wsgi_bridge.py");
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    wsgi_handler: Option<String>,
+    django_settings_module: Option<String>,
+    python_path: Option<String>,
+    virtualenv: Option<String>,
+    static_url: Option<String>,
+    static_root: Option<String>,
+}
+
+/// The launcher.
+#[derive(Debug)]
+pub struct DjangoLauncher;
+
+impl Plugin for DjangoLauncher {
+    fn init(_config: &str) -> Result<Self, String> {
+        Ok(DjangoLauncher)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::LAUNCHER
+    }
+
+    fn launch(&self, app: &AppConfig) -> Result<SpawnSpec, String> {
+        let options: Options = parse_config(&app.options)?;
+        let from_env = |name: &str| {
+            app.env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let handler = options
+            .wsgi_handler
+            .clone()
+            .or_else(|| from_env("WSGI_HANDLER"))
+            .ok_or_else(|| {
+                "no WSGI app: set the wsgi_handler option (e.g. \"mysite.wsgi.application\") or WSGI_HANDLER in [app.env]"
+                    .to_string()
+            })?;
+        let mut env = vec![("WSGI_HANDLER".to_string(), handler)];
+        if let Some(settings) = &options.django_settings_module {
+            env.push(("DJANGO_SETTINGS_MODULE".to_string(), settings.clone()));
+        }
+        if let Some(path) = &options.python_path {
+            env.push(("PYTHONPATH".to_string(), path.clone()));
+        }
+        // Python writes no .pyc next to the app and flushes its output
+        // (the gateway logs stdout and stderr line by line).
+        env.push(("PYTHONDONTWRITEBYTECODE".to_string(), "1".to_string()));
+        env.push(("PYTHONUNBUFFERED".to_string(), "1".to_string()));
+        let command = match (&app.command, &options.virtualenv) {
+            (Some(command), _) => command.clone(),
+            (None, Some(venv)) => {
+                env.push(("VIRTUAL_ENV".to_string(), venv.clone()));
+                format!("{}/bin/python", venv.trim_end_matches('/'))
+            }
+            (None, None) => "python3".to_string(),
+        };
+        let static_dirs = match (options.static_url, options.static_root) {
+            (Some(url), Some(root)) => {
+                if !url.starts_with('/') || !url.ends_with('/') {
+                    return Err(format!(
+                        "static_url must start and end with '/', not {url:?}"
+                    ));
+                }
+                vec![(url, root)]
+            }
+            (None, None) => Vec::new(),
+            _ => return Err("static_url and static_root go together".to_string()),
+        };
+        Ok(SpawnSpec {
+            command,
+            args: vec!["{runtime_dir}/wsgi_bridge.py".to_string()],
+            env,
+            files: vec![RuntimeFile {
+                name: "wsgi_bridge.py".to_string(),
+                contents: BRIDGE.as_bytes().to_vec(),
+                executable: false,
+            }],
+            mapping: MappingDefaults {
+                handles: vec!["/*".to_string()],
+                resource_type: Some("unspecified".to_string()),
+                fallback: None,
+                static_dirs,
+            },
+            ..SpawnSpec::default()
+        })
+    }
+}
+
+#[cfg(not(feature = "builtin"))]
+fastgate_sdk::export_plugin!(DjangoLauncher);
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn app(options: &str, env: &[(&str, &str)]) -> AppConfig {
+        AppConfig {
+            name: "site".into(),
+            options: options.into(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..AppConfig::default()
+        }
+    }
+
+    #[test]
+    fn options_or_the_old_environment_variables() {
+        let spec = DjangoLauncher
+            .launch(&app(
+                r#"{"wsgi_handler": "mysite.wsgi.application", "virtualenv": "/srv/venv/", "static_url": "/static/", "static_root": "/srv/static"}"#,
+                &[],
+            ))
+            .unwrap();
+        assert_eq!(spec.command, "/srv/venv/bin/python");
+        assert_eq!(spec.args, ["{runtime_dir}/wsgi_bridge.py"]);
+        assert!(
+            spec.env
+                .contains(&("WSGI_HANDLER".into(), "mysite.wsgi.application".into()))
+        );
+        assert_eq!(
+            spec.mapping.static_dirs,
+            [("/static/".to_string(), "/srv/static".to_string())]
+        );
+        assert_eq!(spec.files[0].name, "wsgi_bridge.py");
+        let spec = DjangoLauncher
+            .launch(&app(
+                "{}",
+                &[("WSGI_HANDLER", "django.core.handlers.wsgi.WSGIHandler")],
+            ))
+            .unwrap();
+        assert_eq!(spec.command, "python3");
+        assert!(spec.env.contains(&(
+            "WSGI_HANDLER".into(),
+            "django.core.handlers.wsgi.WSGIHandler".into()
+        )));
+        assert!(
+            DjangoLauncher
+                .launch(&app("{}", &[]))
+                .unwrap_err()
+                .contains("no WSGI app")
+        );
+        assert!(
+            DjangoLauncher
+                .launch(&app(r#"{"static_url": "/s/"}"#, &[("WSGI_HANDLER", "a.b")]))
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! The Python launcher (`launcher = "django"`) and its WSGI-to-FastCGI
+//! bridge, with a plain WSGI app (tests/fixtures/wsgi) and python3.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::util::*;
+
+fn wsgi_dir() -> String {
+    fixtures()
+        .join("wsgi")
+        .canonicalize()
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+/// A site whose one app is a WSGI app started by the django launcher.
+fn wsgi_config(app_extra: &str, options: &str) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+root = "www"
+
+[[app]]
+name = "py"
+launcher = "django"
+max_instances = 1
+{app_extra}
+[app.options]
+{options}
+"#
+    )
+}
+
+#[test]
+fn a_wsgi_app_runs_through_the_bridge() {
+    let marker = tempfile::NamedTempFile::new().unwrap();
+    let config = wsgi_config(
+        &format!(
+            "[app.env]\nFASTGATE_WSGI_VALIDATE = \"1\"\nCLOSE_MARKER = {:?}\n",
+            marker.path().display().to_string()
+        ),
+        &format!(
+            "wsgi_handler = \"hello_wsgi.application\"\npython_path = {:?}\nstatic_url = \"/static/\"\nstatic_root = {:?}",
+            wsgi_dir(),
+            fixtures()
+                .join("www")
+                .canonicalize()
+                .unwrap()
+                .display()
+                .to_string()
+        ),
+    );
+    let gw = Gateway::start(&config);
+    // The environ, under wsgiref.validate (which raises on any violation).
+    let r = request(
+        gw.addr(),
+        "POST",
+        "/env?x=1",
+        &[("Content-Type", "text/plain"), ("X-Test", "yes")],
+        b"the body",
+    );
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), gw.logs());
+    let env = r.json();
+    assert_eq!(env["SCRIPT_NAME"], "");
+    assert_eq!(env["PATH_INFO"], "/env");
+    assert_eq!(env["QUERY_STRING"], "x=1");
+    assert_eq!(env["REQUEST_METHOD"], "POST");
+    assert_eq!(env["CONTENT_LENGTH"], "8");
+    assert_eq!(env["HTTP_X_TEST"], "yes");
+    assert_eq!(env["wsgi.url_scheme"], "http");
+    assert_eq!(env["body"], "the body");
+    // A streamed iterable, and its close() was called.
+    let r = gw.get("/stream");
+    assert_eq!(r.text(), "one two three\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(marker.path()).unwrap() != "closed\n" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "close() was not called"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A Python exception: its traceback goes to FCGI_STDERR, so the default
+    // stderr_mode gives a 500 with the text (escaped) and the log has it.
+    let r = gw.get("/error");
+    assert_eq!(r.status, 500);
+    assert!(
+        r.text().contains("ValueError: boom from the app &lt;b&gt;"),
+        "{}",
+        r.text()
+    );
+    assert!(gw.wait_for_log("Traceback (most recent call last)", Duration::from_secs(5)));
+    // Static files under static_url come from static_root, not the app.
+    let r = gw.get("/static/style.css");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body,
+        std::fs::read(fixtures().join("www/style.css")).unwrap()
+    );
+    assert_eq!(gw.get("/static/missing.css").status, 404);
+    // One process served it all, one request at a time.
+    let pids: Vec<_> = gw
+        .children()
+        .into_iter()
+        .filter(|c| c.1.starts_with("python"))
+        .collect();
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    gw.assert_no_zombies();
+}
+
+#[test]
+fn the_old_environment_variables_work_as_written() {
+    let dir = wsgi_dir();
+    for (handler, expect) in [
+        ("hello_wsgi.App", "hello from a class instance"),
+        ("hello_wsgi.make_app()", "hello from wsgi pid="),
+    ] {
+        // No options at all: WSGI_HANDLER and PYTHON_PATH in [app.env], as
+        // with wfastcgi under IIS.
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\n[[app]]\nname = \"py\"\nlauncher = \"django\"\n[app.env]\nWSGI_HANDLER = {handler:?}\nPYTHON_PATH = {dir:?}\n"
+        );
+        let gw = Gateway::start(&config);
+        let r = gw.get("/anything");
+        assert_eq!(r.status, 200, "{handler}: {}\n{}", r.text(), gw.logs());
+        assert!(r.text().starts_with(expect), "{handler}: {}", r.text());
+    }
+}
+
+#[test]
+fn an_app_that_cannot_be_imported_is_a_500_with_its_traceback_then_offline() {
+    let config = wsgi_config(
+        "rapid_fails_per_minute = 3\nmax_instances = 1",
+        &format!(
+            "wsgi_handler = \"broken_wsgi.application\"\npython_path = {:?}",
+            wsgi_dir()
+        ),
+    )
+    .replace("max_instances = 1\nrapid", "rapid");
+    let gw = Gateway::start(&config);
+    let r = gw.get("/");
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(
+        gw.wait_for_log("SyntaxError", Duration::from_secs(5)),
+        "{}",
+        gw.logs()
+    );
+    // Each bridge exits after answering; the third failure takes the app
+    // offline: 503, and no more processes.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(gw.get("/").status);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(statuses.last(), Some(&503), "{statuses:?}\n{}", gw.logs());
+    // The bridge answers, then exits: a fourth process may be started while
+    // the third one's exit is being reaped, never more.
+    let started = gw.logs().matches("instance started").count();
+    assert!(started <= 4, "{started} processes started:\n{}", gw.logs());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(gw.logs().matches("instance started").count(), started);
+    gw.assert_no_zombies();
+}
+
+/// FastCGI record bytes.
+fn record(rtype: u8, id: u16, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![1, rtype];
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&(content.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(content);
+    out
+}
+
+#[test]
+fn the_bridge_answers_get_values_and_exits_on_sigterm() {
+    // Start the bridge by hand on a socket of our own, as the gateway does.
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = dir.path().join("wsgi_bridge.py");
+    std::fs::copy(
+        fixtures().join("../../plugins/django/src/wsgi_bridge.py"),
+        &bridge,
+    )
+    .unwrap();
+    let socket = dir.path().join("s");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let mut child = Command::new("python3")
+        .arg(&bridge)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("WSGI_HANDLER", "hello_wsgi.application")
+        .env("PYTHONPATH", wsgi_dir())
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(listener)))
+        .spawn()
+        .unwrap();
+    let mut conn = UnixStream::connect(&socket).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // FCGI_GET_VALUES with the three standard names.
+    let mut query = Vec::new();
+    for name in ["FCGI_MAX_CONNS", "FCGI_MAX_REQS", "FCGI_MPXS_CONNS"] {
+        query.extend_from_slice(&[name.len() as u8, 0]);
+        query.extend_from_slice(name.as_bytes());
+    }
+    conn.write_all(&record(9, 0, &query)).unwrap();
+    let mut head = [0u8; 8];
+    conn.read_exact(&mut head).unwrap();
+    assert_eq!(head[1], 10, "GET_VALUES_RESULT");
+    let len = u16::from_be_bytes([head[4], head[5]]) as usize + head[6] as usize;
+    let mut body = vec![0u8; len];
+    conn.read_exact(&mut body).unwrap();
+    // Name-value pairs with one-byte lengths (all short here).
+    let body = &body[..u16::from_be_bytes([head[4], head[5]]) as usize];
+    let mut values = std::collections::HashMap::new();
+    let mut i = 0;
+    while i < body.len() {
+        let (n, v) = (body[i] as usize, body[i + 1] as usize);
+        let name = String::from_utf8_lossy(&body[i + 2..i + 2 + n]).into_owned();
+        let value = String::from_utf8_lossy(&body[i + 2 + n..i + 2 + n + v]).into_owned();
+        values.insert(name, value);
+        i += 2 + n + v;
+    }
+    assert_eq!(values["FCGI_MAX_CONNS"], "1");
+    assert_eq!(values["FCGI_MAX_REQS"], "1");
+    assert_eq!(values["FCGI_MPXS_CONNS"], "0");
+    // SIGTERM between requests: a clean exit.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bridge ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+}
