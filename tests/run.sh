@@ -43,7 +43,14 @@ cargo build "${plugins[@]}" -p bad-abi
 cargo build "${builtins[@]}"
 cargo build --release --target wasm32-wasip2 "${plugins[@]}" "${builtins[@]}"
 
-# 4. (Later: the Django venv under target/.)
+# 4. Django (5.2 LTS: python3 here is 3.11) in a virtualenv under target/,
+#    for the Python launcher's tests.
+venv=target/django-venv
+if ! "$venv/bin/python" -c "import django" >/dev/null 2>&1; then
+  say "creating $venv with Django 5.2"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "Django>=5.2,<5.3"
+fi
 
 say "cargo test --workspace $*"
 exec cargo test --workspace "$@"
