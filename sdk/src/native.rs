@@ -226,19 +226,40 @@ unsafe fn plugin<'a, P: Plugin>(instance: *const c_void) -> Result<&'a P, String
     unsafe { (instance as *const P).as_ref() }.ok_or_else(|| "no plugin instance".to_string())
 }
 
+/// The body of every hook shim: the plugin and the input bytes in, the
+/// encoded answer out, panics caught.
+///
+/// # Safety
+/// The host's contract for a hook: `bytes` points to `len` readable bytes,
+/// `out` to a writable `Buffer`, and `instance` came from `init_shim::<P>`.
+unsafe fn hook<P: Plugin>(
+    instance: *const c_void,
+    bytes: *const u8,
+    len: usize,
+    out: *mut Buffer,
+    call: impl FnOnce(&P, &[u8]) -> Result<Vec<u8>, String>,
+) -> i32 {
+    // SAFETY: as this function's contract says.
+    unsafe {
+        let bytes = input(bytes, len);
+        run(out, || call(plugin::<P>(instance)?, bytes))
+    }
+}
+
+fn text(e: wire::WireError) -> String {
+    e.to_string()
+}
+
 unsafe extern "C" fn on_request_shim<P: Plugin>(
     instance: *const c_void,
     bytes: *const u8,
     len: usize,
     out: *mut Buffer,
 ) -> i32 {
-    // SAFETY: the host passes `len` readable bytes, a valid `out` and an
-    // instance from `init_shim::<P>`.
+    // SAFETY: the host keeps the hook contract (see `hook`).
     unsafe {
-        let bytes = input(bytes, len);
-        run(out, || {
-            let plugin = plugin::<P>(instance)?;
-            let request = wire::decode_request_head(bytes).map_err(|e| e.to_string())?;
+        hook::<P>(instance, bytes, len, out, |plugin, bytes| {
+            let request = wire::decode_request_head(bytes).map_err(text)?;
             Ok(wire::encode(&plugin.on_request(&request)))
         })
     }
@@ -250,12 +271,10 @@ unsafe extern "C" fn on_response_shim<P: Plugin>(
     len: usize,
     out: *mut Buffer,
 ) -> i32 {
-    // SAFETY: as in `on_request_shim`.
+    // SAFETY: the host keeps the hook contract (see `hook`).
     unsafe {
-        let bytes = input(bytes, len);
-        run(out, || {
-            let plugin = plugin::<P>(instance)?;
-            let (status, headers) = wire::decode_response_head(bytes).map_err(|e| e.to_string())?;
+        hook::<P>(instance, bytes, len, out, |plugin, bytes| {
+            let (status, headers) = wire::decode_response_head(bytes).map_err(text)?;
             Ok(wire::encode(&plugin.on_response(status, &headers)))
         })
     }
@@ -267,12 +286,10 @@ unsafe extern "C" fn inject_env_shim<P: Plugin>(
     len: usize,
     out: *mut Buffer,
 ) -> i32 {
-    // SAFETY: as in `on_request_shim`.
+    // SAFETY: the host keeps the hook contract (see `hook`).
     unsafe {
-        let bytes = input(bytes, len);
-        run(out, || {
-            let plugin = plugin::<P>(instance)?;
-            let (request, params) = wire::decode_env_input(bytes).map_err(|e| e.to_string())?;
+        hook::<P>(instance, bytes, len, out, |plugin, bytes| {
+            let (request, params) = wire::decode_env_input(bytes).map_err(text)?;
             Ok(wire::encode(&plugin.inject_env(&request, &params)))
         })
     }
@@ -284,11 +301,9 @@ unsafe extern "C" fn launch_shim<P: Plugin>(
     len: usize,
     out: *mut Buffer,
 ) -> i32 {
-    // SAFETY: as in `on_request_shim`.
+    // SAFETY: the host keeps the hook contract (see `hook`).
     unsafe {
-        let bytes = input(bytes, len);
-        run(out, || {
-            let plugin = plugin::<P>(instance)?;
+        hook::<P>(instance, bytes, len, out, |plugin, bytes| {
             let app: AppConfig = decode(bytes)?;
             Ok(wire::encode(&plugin.launch(&app)))
         })

@@ -4,23 +4,6 @@ use std::process::Command;
 
 use crate::util::*;
 
-fn check(config: &str) -> (bool, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("www")).unwrap();
-    let path = dir.path().join("fastgate.toml");
-    std::fs::write(&path, config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_fastgate"))
-        .arg("check")
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// `fastgate check` fails, naming the line that starts with `line_start` and `key`.
 fn assert_error_at(config: &str, line_start: &str, key: &str) {
     let line = config
@@ -28,7 +11,7 @@ fn assert_error_at(config: &str, line_start: &str, key: &str) {
         .position(|l| l.starts_with(line_start))
         .unwrap()
         + 1;
-    let (ok, _, stderr) = check(config);
+    let (ok, _, stderr) = check_config(config);
     assert!(!ok);
     assert!(
         stderr.contains(&format!("fastgate.toml:{line}:")),
@@ -39,7 +22,7 @@ fn assert_error_at(config: &str, line_start: &str, key: &str) {
 
 #[test]
 fn valid_config_passes() {
-    let (ok, stdout, stderr) = check(&php_config(""));
+    let (ok, stdout, stderr) = check_config(&php_config(""));
     assert!(ok, "{stderr}");
     assert!(stdout.contains("app \"php\""), "{stdout}");
     assert!(stdout.contains("*.php"), "{stdout}");
@@ -53,7 +36,7 @@ fn bad_value_names_file_line_and_key() {
 
 #[test]
 fn unknown_key_is_named() {
-    let (ok, _, stderr) = check(&php_config("max_instanses = 3"));
+    let (ok, _, stderr) = check_config(&php_config("max_instanses = 3"));
     assert!(!ok);
     assert!(stderr.contains("max_instanses"), "{stderr}");
 }
@@ -69,7 +52,7 @@ fn impossible_instances_are_refused() {
 
 #[test]
 fn missing_command_is_named() {
-    let (ok, _, stderr) = check(&php_config("").replace(&php_cgi(), "/nonexistent/php-cgi"));
+    let (ok, _, stderr) = check_config(&php_config("").replace(&php_cgi(), "/nonexistent/php-cgi"));
     assert!(!ok);
     assert!(stderr.contains("/nonexistent/php-cgi"), "{stderr}");
     assert!(stderr.contains("apt-get install php-cgi"), "{stderr}");

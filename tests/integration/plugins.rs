@@ -170,24 +170,6 @@ config = {{ deny_status = 200 }}
     );
 }
 
-/// `fastgate check` on a config in a temp dir with the fixtures.
-fn check_config(config: &str) -> (bool, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixtures().join("www"), &dir.path().join("www"));
-    let path = dir.path().join("fastgate.toml");
-    std::fs::write(&path, config).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fastgate"))
-        .arg("check")
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn misbehave(build: PluginBuild, extra: &str) -> String {
     format!(
         "[[plugin]]\nname = \"m\"\npath = \"{}\"\n{extra}\n",

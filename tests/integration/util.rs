@@ -641,3 +641,21 @@ pub fn serve_must_fail(config: &str) -> String {
     assert!(!status.success(), "fastgate exited 0:\n{stderr}");
     stderr
 }
+
+/// `fastgate check` on a config in a temp dir with the fixtures.
+pub fn check_config(config: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixtures().join("www"), &dir.path().join("www"));
+    let path = dir.path().join("fastgate.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fastgate"))
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

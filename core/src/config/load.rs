@@ -504,26 +504,8 @@ fn convert_app(
     src: &Source<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<(AppConfig, Option<usize>), ConfigError> {
-    let Some(name) = raw.name else {
-        return Err(src.error(
-            Some(span),
-            Some(format!("app #{}", index + 1)),
-            "missing key `name`",
-        ));
-    };
+    let name = table_name(raw.name, "app", span.clone(), index, src)?;
     let app_key = |k: &str| Some(format!("app \"{}\": {k}", name.get_ref()));
-    if name.get_ref().is_empty()
-        || !name
-            .get_ref()
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(src.error(
-            Some(name.span()),
-            app_key("name"),
-            "use letters, digits, '-' and '_' only",
-        ));
-    }
     let launcher = raw.launcher.as_ref().map(|l| LauncherRef {
         plugin: l.get_ref().clone(),
         options_json: serde_json::to_string(&raw.options.clone().unwrap_or_default())
@@ -858,32 +840,45 @@ pub fn parse_resource_type(s: &str) -> Result<ResourceType, String> {
     }
 }
 
+/// The `name` of an `[[app]]` or `[[plugin]]`: present, and letters,
+/// digits, `-` and `_` only (it appears in logs, metrics and references).
+fn table_name(
+    name: Option<Spanned<String>>,
+    table: &str,
+    span: Range<usize>,
+    index: usize,
+    src: &Source<'_>,
+) -> Result<Spanned<String>, ConfigError> {
+    let Some(name) = name else {
+        return Err(src.error(
+            Some(span),
+            Some(format!("{table} #{}", index + 1)),
+            "missing key `name`",
+        ));
+    };
+    let valid = !name.get_ref().is_empty()
+        && name
+            .get_ref()
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(src.error(
+            Some(name.span()),
+            Some(format!("{table} \"{}\": name", name.get_ref())),
+            "use letters, digits, '-' and '_' only",
+        ));
+    }
+    Ok(name)
+}
+
 fn convert_plugin(
     raw: RawPlugin,
     span: Range<usize>,
     index: usize,
     src: &Source<'_>,
 ) -> Result<PluginConfig, ConfigError> {
-    let Some(name) = raw.name else {
-        return Err(src.error(
-            Some(span),
-            Some(format!("plugin #{}", index + 1)),
-            "missing key `name`",
-        ));
-    };
+    let name = table_name(raw.name, "plugin", span.clone(), index, src)?;
     let key = |k: &str| Some(format!("plugin \"{}\": {k}", name.get_ref()));
-    if name.get_ref().is_empty()
-        || !name
-            .get_ref()
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(src.error(
-            Some(name.span()),
-            key("name"),
-            "use letters, digits, '-' and '_' only",
-        ));
-    }
     let Some(path) = raw.path else {
         return Err(src.error(
             Some(span),

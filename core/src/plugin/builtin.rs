@@ -11,7 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use fastgate_sdk::{self as sdk, wire};
 use http::HeaderMap;
 
-use super::{Backend, PluginError, RequestView};
+use super::{Backend, PluginError, RequestView, header_pairs, put_request};
 use crate::cgi::params::Params;
 
 /// A loaded plugin's backend and what it can do.
@@ -47,30 +47,10 @@ fn guard<R>(f: impl FnOnce() -> R) -> Result<R, PluginError> {
     })
 }
 
-fn header_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
-    headers
-        .iter()
-        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
-}
-
 /// The request in the SDK's byte form, which its views read in place.
 fn encode_request(r: &RequestView<'_>, params: Option<&Params>) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    wire::RequestHeadRef {
-        method: r.method,
-        path: r.path,
-        query: r.query,
-        version: r.version,
-        header_count: r.headers.len(),
-        headers: header_pairs(r.headers),
-        client_addr: r.client_addr,
-        server_addr: r.server_addr,
-        app: r.app,
-    }
-    .put(&mut out);
-    if let Some(params) = params {
-        wire::put_pairs(&mut out, params.len(), params.iter());
-    }
+    put_request(&mut out, r, params);
     out
 }
 

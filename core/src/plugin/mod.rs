@@ -97,6 +97,33 @@ impl<'a> RequestView<'a> {
     }
 }
 
+/// Writes a request (and parameters, for `inject-env`) in the SDK's wire
+/// encoding, which the native ABI and the built-ins' views read in place.
+fn put_request(out: &mut Vec<u8>, r: &RequestView<'_>, params: Option<&Params>) {
+    sdk::wire::RequestHeadRef {
+        method: r.method,
+        path: r.path,
+        query: r.query,
+        version: r.version,
+        header_count: r.headers.len(),
+        headers: header_pairs(r.headers),
+        client_addr: r.client_addr,
+        server_addr: r.server_addr,
+        app: r.app,
+    }
+    .put(out);
+    if let Some(params) = params {
+        sdk::wire::put_pairs(out, params.len(), params.iter());
+    }
+}
+
+/// Header names and values as byte pairs.
+fn header_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+}
+
 /// `HTTP/1.1` and friends, as plugins see them.
 pub fn version_text(version: http::Version) -> &'static str {
     match version {

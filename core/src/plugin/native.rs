@@ -24,11 +24,11 @@ use fastgate_sdk::native::{
     ABI_VERSION, Buffer, ENTRY_SYMBOL, HookFn, HostTable, PluginTable, STATUS_BAD_INPUT, STATUS_OK,
     STATUS_PANIC,
 };
-use fastgate_sdk::wire::{self, RequestHeadRef, Wire};
+use fastgate_sdk::wire::{self, Wire};
 use http::HeaderMap;
 use tracing::{debug, error, info, trace, warn};
 
-use super::{Backend, PluginError, RequestView};
+use super::{Backend, PluginError, RequestView, header_pairs, put_request};
 use crate::cgi::params::Params;
 use crate::config::PluginConfig;
 
@@ -231,30 +231,9 @@ fn take_output<O: Wire>(table: &PluginTable, status: i32, out: Buffer) -> Result
     }
 }
 
-fn put_request(out: &mut Vec<u8>, r: &RequestView<'_>) {
-    RequestHeadRef {
-        method: r.method,
-        path: r.path,
-        query: r.query,
-        version: r.version,
-        header_count: r.headers.len(),
-        headers: header_pairs(r.headers),
-        client_addr: r.client_addr,
-        server_addr: r.server_addr,
-        app: r.app,
-    }
-    .put(out);
-}
-
-fn header_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
-    headers
-        .iter()
-        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
-}
-
 impl Backend for NativePlugin {
     fn on_request(&self, request: &RequestView<'_>) -> Result<sdk::Decision, PluginError> {
-        self.call(self.table.on_request, |out| put_request(out, request))
+        self.call(self.table.on_request, |out| put_request(out, request, None))
     }
 
     fn on_response(
@@ -274,8 +253,7 @@ impl Backend for NativePlugin {
     ) -> Result<Vec<sdk::Param>, PluginError> {
         // `EnvInput`: the request head, then the parameters.
         self.call(self.table.inject_env, |out| {
-            put_request(out, request);
-            wire::put_pairs(out, params.len(), params.iter());
+            put_request(out, request, Some(params))
         })
     }
 
