@@ -37,7 +37,7 @@ fi
 #    Built-in plugins (plugins/*) are built on their own: the gateway links
 #    them with their `builtin` feature, which leaves out the exported entry.
 plugins=(-p path-filter -p tenant-env -p misbehave)
-builtins=(-p fastgate-plugin-php -p fastgate-plugin-django)
+builtins=(-p fastgate-plugin-php -p fastgate-plugin-django -p fastgate-plugin-cgi)
 say "building the plugins: native and wasm32-wasip2"
 cargo build "${plugins[@]}" -p bad-abi
 cargo build "${builtins[@]}"

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 
 use crate::body::{BodyError, ResponseBody};
+use crate::cgi::runner::CgiError;
 use crate::plugin::ChainError;
 use crate::pool::PoolError;
 use crate::route::PathError;
@@ -39,6 +40,8 @@ pub enum GatewayError {
     BadRedirect { app: Arc<str>, location: String },
     #[error(transparent)]
     Plugin(#[from] ChainError),
+    #[error(transparent)]
+    Cgi(#[from] CgiError),
     #[error("static file {path}: {source}")]
     Static {
         path: String,
@@ -80,6 +83,7 @@ impl GatewayError {
             GatewayError::Static { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             // fail-closed: the request cannot be trusted to go on.
             GatewayError::Plugin(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::Cgi(e) => e.status(),
         }
     }
 
@@ -101,6 +105,7 @@ impl GatewayError {
                 | UpstreamError::Stderr { app, .. },
             )
             | GatewayError::BadRedirect { app, .. } => Some(app),
+            GatewayError::Cgi(e) => Some(e.app()),
             _ => None,
         }
     }
@@ -115,6 +120,7 @@ impl GatewayError {
                 | UpstreamError::Timeout { pid, .. }
                 | UpstreamError::Stderr { pid, .. },
             ) => Some(*pid),
+            GatewayError::Cgi(e) => e.pid(),
             _ => None,
         }
     }

@@ -364,4 +364,7 @@ pub struct SpawnSpec {
     /// Parameters sent with every request, before the request's own.
     pub params: Vec<(String, String)>,
     pub mapping: MappingDefaults,
+    /// A default for the app's `request_timeout`, in milliseconds; the
+    /// app's own setting wins.
+    pub request_timeout_ms: Option<u64>,
 }

@@ -148,6 +148,7 @@ impl<P: Plugin> bindings::Guest for Adapter<P> {
                 fallback: spec.mapping.fallback,
                 static_dirs: spec.mapping.static_dirs,
             },
+            request_timeout_ms: spec.request_timeout_ms,
         })
     }
 }

@@ -475,6 +475,9 @@ impl Wire for SpawnSpec {
         put_option(out, &self.mapping.resource_type, |out, t| t.put(out));
         put_option(out, &self.mapping.fallback, |out, f| f.put(out));
         put_list(out, &self.mapping.static_dirs);
+        put_option(out, &self.request_timeout_ms, |out, t| {
+            out.extend_from_slice(&t.to_le_bytes())
+        });
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(SpawnSpec {
@@ -495,6 +498,7 @@ impl Wire for SpawnSpec {
                 fallback: r.option(Reader::string)?,
                 static_dirs: r.list()?,
             },
+            request_timeout_ms: r.option(Reader::u64)?,
         })
     }
 }
@@ -634,6 +638,7 @@ mod tests {
                 fallback: Some("/index.php".into()),
                 static_dirs: vec![("/static/".into(), "/srv/static".into())],
             },
+            request_timeout_ms: Some(900_000),
         }));
         round_trip(AppConfig {
             name: "site".into(),

@@ -513,6 +513,7 @@ fn convert_app(
         command_given: raw.command.is_some(),
         handles_given: raw.handles.is_some(),
         resource_type_given: raw.resource_type.is_some(),
+        request_timeout_given: raw.request_timeout.is_some(),
     });
     if raw.options.is_some() && launcher.is_none() {
         return Err(src.error(
@@ -823,6 +824,7 @@ fn convert_app(
         launcher,
         runtime_files: Vec::new(),
         static_dirs: Vec::new(),
+        cgi: None,
     };
     Ok((app, command_line))
 }
@@ -1110,8 +1112,10 @@ pub fn check_commands(config: &Config) -> Vec<ConfigError> {
         .apps
         .iter()
         .enumerate()
-        // A launcher's command may name a file it writes at start-up.
+        // A launcher's command may name a file it writes at start-up; a CGI
+        // app without an interpreter runs its scripts themselves.
         .filter(|(_, app)| !app.command.to_string_lossy().contains("{runtime_dir}"))
+        .filter(|(_, app)| !(app.cgi.is_some() && app.command.as_os_str().is_empty()))
         .filter_map(|(i, app)| {
             resolve_command(&app.command).err().map(|e| ConfigError {
                 file: config.source.clone(),

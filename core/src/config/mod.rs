@@ -185,6 +185,17 @@ pub struct AppConfig {
     /// URL prefix (ending in `/`) → folder the gateway serves itself (from
     /// a launcher, e.g. Django's static files); the app never sees those.
     pub static_dirs: Vec<(String, std::path::PathBuf)>,
+    /// Run as RFC 3875 CGI, one process per request (the `cgi` launcher),
+    /// instead of a FastCGI pool.
+    pub cgi: Option<CgiSettings>,
+}
+
+/// An app run as CGI: each request `execve`s its script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgiSettings {
+    /// Runs the script (`interpreter script`), for scripts without a
+    /// shebang line; `None` executes the script itself.
+    pub interpreter: Option<std::path::PathBuf>,
 }
 
 /// `launcher = "..."` and what the user set themselves (which wins over
@@ -198,6 +209,7 @@ pub struct LauncherRef {
     pub command_given: bool,
     pub handles_given: bool,
     pub resource_type_given: bool,
+    pub request_timeout_given: bool,
 }
 
 /// A file for the app's runtime directory.
@@ -285,7 +297,7 @@ impl Config {
 
 /// Launchers built into the gateway (`launcher = "php"` with no
 /// `[[plugin]]` entry); crates in `plugins/`.
-pub const BUILTIN_LAUNCHERS: &[&str] = &["php", "django"];
+pub const BUILTIN_LAUNCHERS: &[&str] = &["php", "django", "cgi"];
 
 /// The number of CPUs the gateway may use (automatic sizing starts there).
 pub fn cpu_count() -> u32 {

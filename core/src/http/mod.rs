@@ -28,6 +28,7 @@ use crate::access_log::AccessLog;
 use crate::body::{BodyLimits, RequestBody, ResponseBody};
 use crate::cgi::params::{self, RequestInfo};
 use crate::cgi::response::ResponseKind;
+use crate::cgi::runner::CgiApp;
 use crate::config::Config;
 use crate::error::{GatewayError, chain};
 use crate::plugin::{Chain, Flow, Plugins, RequestView, version_text};
@@ -50,6 +51,8 @@ pub struct Gateway {
     server_plugins: Chain,
     /// Each app's `plugins` (same order as `config.apps`).
     app_plugins: Vec<Chain>,
+    /// The CGI runner of each app run as CGI (same order as `config.apps`).
+    cgi_apps: Vec<Option<CgiApp>>,
 }
 
 impl Gateway {
@@ -66,6 +69,31 @@ impl Gateway {
             .iter()
             .map(|a| plugins.chain(&a.plugins))
             .collect();
+        let cgi_apps = config
+            .apps
+            .iter()
+            .map(|a| {
+                a.cgi.as_ref().map(|cgi| {
+                    // What a pool's processes would get: `inherit_env`,
+                    // then `[app.env]`.
+                    let mut env: Vec<(String, String)> = a
+                        .inherit_env
+                        .iter()
+                        .filter_map(|k| Some((k.clone(), std::env::var(k).ok()?)))
+                        .collect();
+                    env.extend(a.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    CgiApp::new(
+                        &a.name,
+                        cgi.interpreter.clone(),
+                        env,
+                        a.max_instances.max(1) as usize,
+                        a.queue_length,
+                        a.request_timeout,
+                        config.server.max_response_header_size,
+                    )
+                })
+            })
+            .collect();
         Gateway {
             config,
             router,
@@ -73,6 +101,7 @@ impl Gateway {
             access_log,
             server_plugins,
             app_plugins,
+            cgi_apps,
         }
     }
 
@@ -210,22 +239,40 @@ impl Gateway {
                 };
                 plugins.inject_env(&view, &mut params)?;
             }
-            let limits = Limits::of(&self.config.apps[app], server.max_response_header_size);
-            let upstream = upstream::forward(
-                pool,
-                params,
-                body.clone(),
-                Arc::from(uri.to_string()),
-                limits,
-            )
-            .await?;
-            *served_by = Some((Arc::from(pool.name()), Some(upstream.pid)));
-            let location = match upstream.head.kind {
+            let (head, pid, body_rx) = match &self.cgi_apps[app] {
+                // RFC 3875 CGI: a process for this request.
+                Some(cgi) => {
+                    let r = cgi
+                        .run(
+                            &target.script_filename,
+                            params,
+                            body.clone(),
+                            &uri.to_string(),
+                        )
+                        .await?;
+                    (r.head, r.pid, r.body)
+                }
+                None => {
+                    let limits =
+                        Limits::of(&self.config.apps[app], server.max_response_header_size);
+                    let r = upstream::forward(
+                        pool,
+                        params,
+                        body.clone(),
+                        Arc::from(uri.to_string()),
+                        limits,
+                    )
+                    .await?;
+                    (r.head, r.pid, r.body)
+                }
+            };
+            *served_by = Some((Arc::from(pool.name()), Some(pid)));
+            let location = match head.kind {
                 ResponseKind::LocalRedirect(location) => location,
                 ResponseKind::Document | ResponseKind::ClientRedirect => {
-                    let mut response = Response::new(ResponseBody::stream(upstream.body));
-                    *response.status_mut() = upstream.head.status;
-                    *response.headers_mut() = upstream.head.headers;
+                    let mut response = Response::new(ResponseBody::stream(body_rx));
+                    *response.status_mut() = head.status;
+                    *response.headers_mut() = head.headers;
                     let plugins = &self.app_plugins[app];
                     if plugins.has_response_filters() {
                         plugins.on_response(response.status(), response.headers_mut())?;

@@ -22,6 +22,7 @@ pub fn load(name: &str) -> Option<Result<Loaded, PluginError>> {
     match name {
         "php" => Some(init::<fastgate_plugin_php::PhpLauncher>()),
         "django" => Some(init::<fastgate_plugin_django::DjangoLauncher>()),
+        "cgi" => Some(init::<fastgate_plugin_cgi::CgiLauncher>()),
         _ => None,
     }
 }

@@ -11,7 +11,7 @@ use fastgate_sdk as sdk;
 
 use super::{PluginError, Plugins};
 use crate::config::{
-    AppConfig, Config, LauncherRef, RuntimeFile, parse_pattern, parse_resource_type,
+    AppConfig, CgiSettings, Config, LauncherRef, RuntimeFile, parse_pattern, parse_resource_type,
     resolve_command,
 };
 
@@ -80,8 +80,11 @@ pub fn apply(config: &mut Config, plugins: &Plugins) -> Result<(), Vec<LaunchErr
         // An app started by a launcher refuses to start without its
         // program (a hand-configured app is served as 503 instead): the
         // launcher was asked for by name, so a missing program is a setup
-        // error, and the message says what to install.
-        if !app.command.to_string_lossy().contains("{runtime_dir}")
+        // error, and the message says what to install. (A CGI app without
+        // an interpreter runs each script itself.)
+        let no_program = app.command.as_os_str().is_empty() && app.cgi.is_some();
+        if !no_program
+            && !app.command.to_string_lossy().contains("{runtime_dir}")
             && let Err(e) = resolve_command(&app.command)
         {
             errors.push(error(e.message));
@@ -96,14 +99,10 @@ pub fn apply(config: &mut Config, plugins: &Plugins) -> Result<(), Vec<LaunchErr
 
 /// Validates a spec and merges it into the app's config.
 fn fold(app: &mut AppConfig, launcher: &LauncherRef, spec: sdk::SpawnSpec) -> Result<(), String> {
-    if spec.command.is_empty() {
+    let cgi = spec.protocol == sdk::AppProtocol::Cgi;
+    // For CGI, the command is the interpreter, or empty: run the script.
+    if spec.command.is_empty() && !cgi {
         return Err("the spawn spec has no command".to_string());
-    }
-    if spec.protocol == sdk::AppProtocol::Cgi {
-        return Err(
-            "protocol `cgi` (one process per request) is not supported by this gateway version"
-                .to_string(),
-        );
     }
     for file in &spec.files {
         if file.name.is_empty()
@@ -137,6 +136,16 @@ fn fold(app: &mut AppConfig, launcher: &LauncherRef, spec: sdk::SpawnSpec) -> Re
         }
     }
 
+    if cgi {
+        app.cgi = Some(CgiSettings {
+            interpreter: (!spec.command.is_empty()).then(|| spec.command.clone().into()),
+        });
+    }
+    if !launcher.request_timeout_given
+        && let Some(ms) = spec.request_timeout_ms
+    {
+        app.request_timeout = std::time::Duration::from_millis(ms.max(1));
+    }
     app.command = spec.command.into();
     app.args = spec.args;
     // The user's [app.env] wins over the launcher's.

@@ -427,6 +427,7 @@ impl Backend for WasmPlugin {
                 fallback: s.mapping.fallback,
                 static_dirs: s.mapping.static_dirs,
             },
+            request_timeout_ms: s.request_timeout_ms,
         }))
     }
 }

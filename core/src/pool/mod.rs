@@ -188,8 +188,13 @@ impl Pool {
     /// a pool: it answers every request with [`PoolError::Unavailable`].
     pub fn new(app: &AppConfig, runtime_dir: &Path) -> Pool {
         let name: Arc<str> = Arc::from(app.name.as_str());
-        let spec = spawn_spec(app, runtime_dir, &name);
-        if let Err(reason) = &spec {
+        let spec = if app.cgi.is_some() {
+            // CGI apps run a process per request (cgi::runner), not a pool.
+            Err("a CGI app has no process pool".to_string())
+        } else {
+            spawn_spec(app, runtime_dir, &name)
+        };
+        if let (Err(reason), None) = (&spec, &app.cgi) {
             error!(app = %name, "{reason}");
         }
         Pool {

@@ -367,6 +367,7 @@ mod tests {
             launcher: None,
             runtime_files: vec![],
             static_dirs: vec![],
+            cgi: None,
         }
     }
 

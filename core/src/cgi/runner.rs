@@ -1,0 +1,376 @@
+//! The RFC 3875 CGI runner: one process per request.
+//!
+//! The script is `execve`d directly (or its configured interpreter with the
+//! script as the only argument), never through a shell, with an explicit
+//! environment made of the request's CGI variables and nothing of the
+//! gateway's own; the query string never becomes argv (CVE-2012-1823). The
+//! request body goes to stdin; stdout is parsed like a FastCGI app's output
+//! (`Status`, `Location`, headers, then the body, streamed); scripts named
+//! `nph-*` write a whole HTTP response head themselves; stderr goes to the
+//! log. Each process runs in its own process group, so a timeout kills the
+//! script and everything it started. The number of scripts running at once
+//! is bounded like a pool (`max_instances`, a FIFO queue of
+//! `queue_length`, 503 beyond it).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::StatusCode;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::params::Params;
+use super::response::{HeadError, ResponseHead, ResponseKind, parse_head};
+use crate::body::RequestBody;
+
+/// Why a CGI request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CgiError {
+    #[error("app {app}: {waiting} requests already wait for one of {max} CGI slots (queue_length)")]
+    QueueFull {
+        app: Arc<str>,
+        max: usize,
+        waiting: usize,
+    },
+    #[error("app {app}: cannot run {script}: {source}")]
+    Spawn {
+        app: Arc<str>,
+        script: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("app {app} (pid {pid}): the script ran longer than {after:?} and was killed")]
+    Timeout {
+        app: Arc<str>,
+        pid: u32,
+        after: Duration,
+    },
+    #[error("app {app} (pid {pid}): {source}")]
+    Head {
+        app: Arc<str>,
+        pid: u32,
+        #[source]
+        source: HeadError,
+    },
+    #[error("app {app} (pid {pid}): the script ended without a response head")]
+    NoHead { app: Arc<str>, pid: u32 },
+}
+
+impl CgiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            CgiError::QueueFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            CgiError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            CgiError::Spawn { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            CgiError::Head { .. } | CgiError::NoHead { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    pub fn app(&self) -> &str {
+        match self {
+            CgiError::QueueFull { app, .. }
+            | CgiError::Spawn { app, .. }
+            | CgiError::Timeout { app, .. }
+            | CgiError::Head { app, .. }
+            | CgiError::NoHead { app, .. } => app,
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            CgiError::Timeout { pid, .. }
+            | CgiError::Head { pid, .. }
+            | CgiError::NoHead { pid, .. } => Some(*pid),
+            _ => None,
+        }
+    }
+}
+
+/// One CGI app: its limits and its interpreter.
+#[derive(Debug)]
+pub struct CgiApp {
+    name: Arc<str>,
+    interpreter: Option<PathBuf>,
+    /// The app's `env` (and `inherit_env`), under the request's variables.
+    env: Vec<(String, String)>,
+    slots: Arc<Semaphore>,
+    max: usize,
+    waiting: AtomicUsize,
+    queue_length: usize,
+    timeout: Duration,
+    max_header_size: usize,
+}
+
+/// A started script: its response head, and its body as it streams.
+#[derive(Debug)]
+pub struct CgiResponse {
+    pub head: ResponseHead,
+    pub pid: u32,
+    pub body: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+}
+
+impl CgiApp {
+    pub fn new(
+        name: &str,
+        interpreter: Option<PathBuf>,
+        env: Vec<(String, String)>,
+        max_instances: usize,
+        queue_length: usize,
+        timeout: Duration,
+        max_header_size: usize,
+    ) -> CgiApp {
+        let max = max_instances.max(1);
+        CgiApp {
+            name: Arc::from(name),
+            interpreter,
+            env,
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+            waiting: AtomicUsize::new(0),
+            queue_length,
+            timeout,
+            max_header_size,
+        }
+    }
+
+    /// Runs `script` for one request and waits for its response head.
+    pub async fn run(
+        &self,
+        script: &Path,
+        params: Params,
+        body: Arc<RequestBody>,
+        uri: &str,
+    ) -> Result<CgiResponse, CgiError> {
+        let permit = self.slot().await?;
+        let deadline = Instant::now() + self.timeout;
+        let mut command = match &self.interpreter {
+            Some(interpreter) => {
+                let mut c = Command::new(interpreter);
+                c.arg(script);
+                c
+            }
+            None => Command::new(script),
+        };
+        command.env_clear();
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        for (name, value) in params.iter() {
+            // Names that cannot be environment variables are left out.
+            if !name.is_empty()
+                && !name.contains(&b'=')
+                && !name.contains(&0)
+                && !value.contains(&0)
+            {
+                command.env(OsStr::from_bytes(name), OsStr::from_bytes(value));
+            }
+        }
+        if let Some(dir) = script.parent() {
+            command.current_dir(dir);
+        }
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|source| CgiError::Spawn {
+            app: self.name.clone(),
+            script: script.to_path_buf(),
+            source,
+        })?;
+        let pid = child.id().unwrap_or(0);
+        debug!(app = %self.name, pid, script = %script.display(), "CGI script started");
+
+        // The body goes in while the response comes out: a script may
+        // answer before it has read everything.
+        if let Some(mut stdin) = child.stdin.take() {
+            tokio::spawn(async move {
+                if let Ok(mut reader) = body.reader().await {
+                    let _ = tokio::io::copy(&mut reader, &mut stdin).await;
+                }
+                let _ = stdin.shutdown().await;
+            });
+        }
+        if let Some(stderr) = child.stderr.take() {
+            let app = self.name.clone();
+            let uri: Arc<str> = Arc::from(uri);
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    info!(app = %app, pid, uri = %uri, stream = "stderr", "{line}");
+                }
+            });
+        }
+        let Some(mut stdout) = child.stdout.take() else {
+            return Err(CgiError::NoHead {
+                app: self.name.clone(),
+                pid,
+            });
+        };
+        let nph = script
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("nph-"));
+
+        let mut buf = BytesMut::with_capacity(8192);
+        let head = loop {
+            let parsed = if nph {
+                parse_nph_head(&buf, self.max_header_size)
+            } else {
+                parse_head(&buf, self.max_header_size)
+            };
+            match parsed {
+                Ok(Some((head, used))) => {
+                    let _ = buf.split_to(used);
+                    break head;
+                }
+                Ok(None) => {}
+                Err(source) => {
+                    kill(&mut child, pid).await;
+                    return Err(CgiError::Head {
+                        app: self.name.clone(),
+                        pid,
+                        source,
+                    });
+                }
+            }
+            match tokio::time::timeout_at(deadline, stdout.read_buf(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    reap(child, permit);
+                    return Err(CgiError::NoHead {
+                        app: self.name.clone(),
+                        pid,
+                    });
+                }
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    kill(&mut child, pid).await;
+                    warn!(app = %self.name, pid, "CGI script killed at its timeout");
+                    return Err(CgiError::Timeout {
+                        app: self.name.clone(),
+                        pid,
+                        after: self.timeout,
+                    });
+                }
+            }
+        };
+
+        let (tx, rx) = mpsc::channel(8);
+        let app = self.name.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if !buf.is_empty() && tx.send(Ok(buf.freeze())).await.is_err() {
+                kill(&mut child, pid).await;
+                return;
+            }
+            loop {
+                let mut chunk = BytesMut::with_capacity(16 * 1024);
+                match tokio::time::timeout_at(deadline, stdout.read_buf(&mut chunk)).await {
+                    Ok(Ok(0)) => break,
+                    Ok(Ok(_)) => {
+                        if tx.send(Ok(chunk.freeze())).await.is_err() {
+                            // The client went away.
+                            kill(&mut child, pid).await;
+                            return;
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        let _ = tx.send(Err(e)).await;
+                        break;
+                    }
+                    Err(_) => {
+                        warn!(app = %app, pid, "CGI script killed at its timeout (response cut off)");
+                        kill(&mut child, pid).await;
+                        let _ = tx.send(Err(std::io::Error::other("CGI timeout"))).await;
+                        return;
+                    }
+                }
+            }
+            let _ = child.wait().await;
+        });
+        Ok(CgiResponse {
+            head,
+            pid,
+            body: rx,
+        })
+    }
+
+    /// Waits for one of the `max_instances` slots, first come first served.
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, CgiError> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
+        if waiting >= self.queue_length {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(CgiError::QueueFull {
+                app: self.name.clone(),
+                max: self.max,
+                waiting,
+            });
+        }
+        let permit = self.slots.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        permit.map_err(|_| CgiError::QueueFull {
+            app: self.name.clone(),
+            max: self.max,
+            waiting,
+        })
+    }
+}
+
+/// Kills the script's whole process group and reaps it.
+async fn kill(child: &mut Child, pid: u32) {
+    if pid != 0 {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = child.kill().await;
+}
+
+/// Reaps a script that ended on its own, in the background.
+fn reap(mut child: Child, permit: OwnedSemaphorePermit) {
+    tokio::spawn(async move {
+        let _ = child.wait().await;
+        drop(permit);
+    });
+}
+
+/// An NPH script's head: `HTTP/1.x NNN reason`, then headers. The gateway
+/// still frames the response itself (keep-alive, chunking); the status
+/// line's code is kept, and no `Location` rewriting happens.
+fn parse_nph_head(buf: &[u8], limit: usize) -> Result<Option<(ResponseHead, usize)>, HeadError> {
+    let Some(line_end) = buf.iter().position(|&b| b == b'\n') else {
+        if buf.len() > limit {
+            return Err(HeadError::TooLarge { limit });
+        }
+        return Ok(None);
+    };
+    let line = String::from_utf8_lossy(&buf[..line_end]);
+    let mut parts = line.trim_end().splitn(3, ' ');
+    let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
+        return Err(HeadError::Malformed(format!("NPH status line {line:?}")));
+    };
+    let status = code
+        .parse::<u16>()
+        .ok()
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .filter(|_| version.starts_with("HTTP/1."))
+        .ok_or_else(|| HeadError::Malformed(format!("NPH status line {line:?}")))?;
+    let rest = &buf[line_end + 1..];
+    Ok(parse_head(rest, limit)?.map(|(mut head, used)| {
+        head.status = status;
+        head.kind = ResponseKind::Document;
+        (head, line_end + 1 + used)
+    }))
+}
