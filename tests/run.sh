@@ -11,6 +11,9 @@ say() { printf '==> %s\n' "$*"; }
 missing=()
 command -v php-cgi >/dev/null 2>&1 || missing+=(php-cgi)
 command -v fcgiwrap >/dev/null 2>&1 || [ -x /usr/sbin/fcgiwrap ] || missing+=(fcgiwrap)
+# nginx + php-fpm: the reference the PHP launcher's $_SERVER is compared with.
+[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+ls /usr/sbin/php-fpm* >/dev/null 2>&1 || missing+=(php-fpm)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     say "installing ${missing[*]} (apt-get)"

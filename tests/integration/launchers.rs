@@ -147,3 +147,221 @@ fn the_php_launcher_works_the_same_as_a_wasm_component() {
         "{env:?}"
     );
 }
+
+/// nginx + php-fpm on loopback over the same document root, for comparing
+/// what PHP sees. Killed (the whole process group) on drop.
+struct NginxPhpFpm {
+    _dir: tempfile::TempDir,
+    children: Vec<std::process::Child>,
+    port: u16,
+}
+
+impl Drop for NginxPhpFpm {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = child.wait();
+        }
+    }
+}
+
+fn find(paths: &[&str], package: &str) -> String {
+    paths
+        .iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or_else(|| panic!("{package} is not installed: run tests/run.sh (it installs it)"))
+        .to_string()
+}
+
+fn nginx_php_fpm(root: &std::path::Path) -> NginxPhpFpm {
+    use std::os::unix::process::CommandExt;
+    let nginx = find(&["/usr/sbin/nginx"], "nginx");
+    let fpm = find(&["/usr/sbin/php-fpm8.2", "/usr/sbin/php-fpm"], "php-fpm");
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        run.join("php-fpm.conf"),
+        format!(
+            "[global]\nerror_log = {r}/fpm.log\ndaemonize = no\n[www]\nlisten = {r}/fpm.sock\npm = static\npm.max_children = 2\nuser = root\ngroup = root\nclear_env = yes\n",
+            r = run.display()
+        ),
+    )
+    .unwrap();
+    // The classic nginx PHP location, with PATH_INFO splitting.
+    std::fs::write(
+        run.join("nginx.conf"),
+        format!(
+            r#"daemon off;
+user root;
+worker_processes 1;
+pid {r}/nginx.pid;
+error_log {r}/nginx.err;
+events {{ }}
+http {{
+  access_log off;
+  client_body_temp_path {r}/body;
+  fastcgi_temp_path {r}/fcgi;
+  proxy_temp_path {r}/proxy;
+  uwsgi_temp_path {r}/uwsgi;
+  scgi_temp_path {r}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    root {root};
+    location ~ [^/]\.php(/|$) {{
+      fastcgi_split_path_info ^(.+?\.php)(/.*)$;
+      if (!-f $document_root$fastcgi_script_name) {{ return 404; }}
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+      fastcgi_param PATH_INFO $fastcgi_path_info;
+      fastcgi_pass unix:{r}/fpm.sock;
+    }}
+  }}
+}}
+"#,
+            r = run.display(),
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    let spawn = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    let fpm_conf = run.join("php-fpm.conf").display().to_string();
+    let nginx_conf = run.join("nginx.conf").display().to_string();
+    let children = vec![
+        spawn(&fpm, &["-R", "-F", "-y", &fpm_conf]),
+        spawn(&nginx, &["-c", &nginx_conf]),
+    ];
+    let peers = NginxPhpFpm {
+        _dir: dir,
+        children,
+        port,
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    loop {
+        if std::net::TcpStream::connect(addr).is_ok()
+            && request(addr, "GET", "/server.php", &[], b"").status == 200
+        {
+            return peers;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nginx + php-fpm did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn php_sees_what_it_sees_behind_nginx_and_php_fpm() {
+    php_cgi();
+    let gw = Gateway::start(&launcher_config("php", "", ""));
+    let peers = nginx_php_fpm(&gw.dir_path().join("www"));
+    let nginx: std::net::SocketAddr = format!("127.0.0.1:{}", peers.port).parse().unwrap();
+    for url in [
+        "/server.php",
+        "/server.php?a=1&b=%20x",
+        "/sub/info.php/x/y?q=1",
+        "/sub/info.php/",
+        "/server.php/%C3%A9t%C3%A9",
+    ] {
+        let ours = gw.get(url).json();
+        let theirs = request(nginx, "GET", url, &[], b"").json();
+        for key in [
+            "SCRIPT_NAME",
+            "PATH_INFO",
+            "REQUEST_URI",
+            "QUERY_STRING",
+            "REQUEST_METHOD",
+            "HTTPS",
+            "GET",
+        ] {
+            assert_eq!(
+                ours[key], theirs[key],
+                "{url}: {key}: fastgate {ours} / nginx {theirs}"
+            );
+        }
+    }
+    // Both refuse to run an image as PHP.
+    assert_eq!(gw.get("/uploads/x.jpg/y.php").status, 404);
+    assert_eq!(
+        request(nginx, "GET", "/uploads/x.jpg/y.php", &[], b"").status,
+        404
+    );
+}
+
+#[test]
+fn php_sessions_cookies_and_uploads_through_the_launcher() {
+    php_cgi();
+    let gw = Gateway::start(&launcher_config("php", "", ""));
+    // Cookies both ways.
+    let r = request(
+        gw.addr(),
+        "GET",
+        "/cookies.php",
+        &[("Cookie", "a=1; b=two")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), r#"cookies={"a":"1","b":"two"}"#);
+    assert_eq!(r.headers_all("set-cookie"), ["first=one", "second=two"]);
+    // A session across requests.
+    let r = gw.get("/session.php");
+    assert_eq!(r.text(), "n=1");
+    let session = r
+        .headers_all("set-cookie")
+        .iter()
+        .find_map(|c| c.split(';').next().filter(|c| c.starts_with("PHPSESSID=")))
+        .expect("a session cookie")
+        .to_string();
+    let r = request(
+        gw.addr(),
+        "GET",
+        "/session.php",
+        &[("Cookie", &session)],
+        b"",
+    );
+    assert_eq!(r.text(), "n=2");
+    // A multipart upload reaches $_FILES intact.
+    let payload = payload(100_000);
+    let boundary = "fastgateBoundary42";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&payload);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = post(
+        gw.addr(),
+        "/upload.php",
+        &format!("multipart/form-data; boundary={boundary}"),
+        &body,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().contains(&payload.len().to_string()),
+        "{}",
+        r.text()
+    );
+    assert!(
+        r.text().contains(&format!("{:08x}", crc32(&payload))),
+        "{}",
+        r.text()
+    );
+}
