@@ -315,6 +315,25 @@ pub struct AppConfig {
     pub root: String,
     /// `instance_max_requests` (0 = unlimited).
     pub instance_max_requests: u64,
+    /// The folder of fastgate.toml: relative paths in `options` resolve
+    /// against it (see [`AppConfig::path`]).
+    pub config_dir: String,
+}
+
+impl AppConfig {
+    /// A path from the options, resolved the way the config file resolves
+    /// its own: relative paths against the config file's folder.
+    pub fn path(&self, path: &str) -> String {
+        if path.starts_with('/') || self.config_dir.is_empty() {
+            path.to_string()
+        } else {
+            format!(
+                "{}/{}",
+                self.config_dir.trim_end_matches('/'),
+                path.trim_start_matches("./")
+            )
+        }
+    }
 }
 
 /// How the gateway talks to the processes a launcher describes.

@@ -121,6 +121,7 @@ impl<P: Plugin> bindings::Guest for Adapter<P> {
             env: app.env,
             root: app.root,
             instance_max_requests: app.instance_max_requests,
+            config_dir: app.config_dir,
         };
         let spec = plugin::<P>().launch(&app)?;
         Ok(wit::SpawnSpec {

@@ -430,6 +430,7 @@ impl Wire for AppConfig {
         put_list(out, &self.env);
         self.root.put(out);
         out.extend_from_slice(&self.instance_max_requests.to_le_bytes());
+        self.config_dir.put(out);
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(AppConfig {
@@ -440,6 +441,7 @@ impl Wire for AppConfig {
             env: r.list()?,
             root: r.string()?,
             instance_max_requests: r.u64()?,
+            config_dir: r.string()?,
         })
     }
 }
@@ -648,6 +650,7 @@ mod tests {
             env: vec![],
             root: "/srv".into(),
             instance_max_requests: 1 << 40,
+            config_dir: "/etc/fastgate".into(),
         });
     }
 

@@ -29,6 +29,16 @@ pub struct LaunchError {
 pub fn apply(config: &mut Config, plugins: &Plugins) -> Result<(), Vec<LaunchError>> {
     let mut errors = Vec::new();
     let root = config.server.root.display().to_string();
+    // Where relative paths in options resolve: the config file's folder.
+    let config_dir = config
+        .source
+        .as_deref()
+        .and_then(std::path::Path::parent)
+        .map(std::path::absolute)
+        .and_then(Result::ok)
+        .or_else(|| std::env::current_dir().ok())
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
     for app in &mut config.apps {
         let Some(launcher) = app.launcher.clone() else {
             continue;
@@ -57,6 +67,7 @@ pub fn apply(config: &mut Config, plugins: &Plugins) -> Result<(), Vec<LaunchErr
                 .collect(),
             root: root.clone(),
             instance_max_requests: app.instance_max_requests,
+            config_dir: config_dir.clone(),
         };
         let spec = match plugin.launch(&input) {
             Ok(Ok(spec)) => spec,

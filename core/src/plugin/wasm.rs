@@ -400,6 +400,7 @@ impl Backend for WasmPlugin {
             env: &env,
             root: &app.root,
             instance_max_requests: app.instance_max_requests,
+            config_dir: &app.config_dir,
         };
         let spec = self.call(|store, b| b.call_launch(store, app))?;
         Ok(spec.map(|s| sdk::SpawnSpec {

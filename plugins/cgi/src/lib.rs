@@ -85,6 +85,7 @@ impl Plugin for CgiLauncher {
             // Empty: each script is executed itself.
             command: options
                 .interpreter
+                .map(|i| if i.contains('/') { app.path(&i) } else { i })
                 .or_else(|| app.command.clone())
                 .unwrap_or_default(),
             protocol: AppProtocol::Cgi,

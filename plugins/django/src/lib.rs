@@ -71,7 +71,8 @@ impl Plugin for DjangoLauncher {
             env.push(("DJANGO_SETTINGS_MODULE".to_string(), settings.clone()));
         }
         if let Some(path) = &options.python_path {
-            env.push(("PYTHONPATH".to_string(), path.clone()));
+            let folders: Vec<String> = path.split(':').map(|p| app.path(p)).collect();
+            env.push(("PYTHONPATH".to_string(), folders.join(":")));
         }
         // Python writes no .pyc next to the app and flushes its output
         // (the gateway logs stdout and stderr line by line).
@@ -80,6 +81,7 @@ impl Plugin for DjangoLauncher {
         let command = match (&app.command, &options.virtualenv) {
             (Some(command), _) => command.clone(),
             (None, Some(venv)) => {
+                let venv = app.path(venv);
                 env.push(("VIRTUAL_ENV".to_string(), venv.clone()));
                 format!("{}/bin/python", venv.trim_end_matches('/'))
             }
@@ -92,7 +94,7 @@ impl Plugin for DjangoLauncher {
                         "static_url must start and end with '/', not {url:?}"
                     ));
                 }
-                vec![(url, root)]
+                vec![(url, app.path(&root))]
             }
             (None, None) => Vec::new(),
             _ => return Err("static_url and static_root go together".to_string()),

@@ -52,7 +52,7 @@ impl Plugin for PhpLauncher {
                 return Err("php_ini must name a file".to_string());
             }
             args.push("-c".to_string());
-            args.push(ini.clone());
+            args.push(app.path(ini));
         }
         // Never lower than the pool's recycling point; 0 (unlimited) stays 0.
         let configured = app
