@@ -180,5 +180,18 @@ mod tests {
                 .launch(&app(r#"{"static_url": "/s/"}"#, &[("WSGI_HANDLER", "a.b")]))
                 .is_err()
         );
+        // Relative paths resolve against the config file's folder.
+        let mut relative = app(
+            r#"{"wsgi_handler": "m.app", "virtualenv": "venv", "python_path": "site:/abs", "static_url": "/s/", "static_root": "./site/static"}"#,
+            &[],
+        );
+        relative.config_dir = "/etc/fg".into();
+        let spec = DjangoLauncher.launch(&relative).unwrap();
+        assert_eq!(spec.command, "/etc/fg/venv/bin/python");
+        assert!(
+            spec.env
+                .contains(&("PYTHONPATH".into(), "/etc/fg/site:/abs".into()))
+        );
+        assert_eq!(spec.mapping.static_dirs[0].1, "/etc/fg/site/static");
     }
 }
