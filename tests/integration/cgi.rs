@@ -94,6 +94,21 @@ fn post_bodies_statuses_redirects_and_nph() {
     let r = gw.get("/cgi-bin/status.sh");
     assert_eq!(r.status, 201);
     assert_eq!(r.header("x-from"), Some("status.sh"));
+    // The script's stderr goes to the log, with the app and the URI.
+    assert!(
+        gw.wait_for_log("status.sh says hello on stderr", Duration::from_secs(5)),
+        "{}",
+        gw.logs()
+    );
+    let logs = gw.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("says hello on stderr"))
+        .unwrap();
+    assert!(
+        line.contains("app=cgi") && line.contains("uri=/cgi-bin/status.sh"),
+        "{line}"
+    );
     // A local redirect is followed inside the gateway (RFC 3875 §6.2.2).
     let r = gw.get("/cgi-bin/redirect.sh");
     assert_eq!(r.status, 200);

@@ -391,3 +391,33 @@ fn django_the_old_way_wsgihandler_class_and_environment_variables() {
     assert_eq!(r.status, 200, "{}\n{}", r.text(), gw.logs());
     assert!(r.text().contains("csrfmiddlewaretoken"));
 }
+
+#[test]
+fn a_django_site_with_a_syntax_error_is_a_500_with_its_traceback_then_offline() {
+    let venv = django_venv();
+    let site = django_site(&venv);
+    let settings = site.path().join("mysite/settings.py");
+    let mut text = std::fs::read_to_string(&settings).unwrap();
+    text.push_str("\ndef broken(:\n");
+    std::fs::write(&settings, text).unwrap();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\n[[app]]\nname = \"site\"\nlauncher = \"django\"\nmax_instances = 1\nrapid_fails_per_minute = 2\n[app.options]\nwsgi_handler = \"mysite.wsgi.application\"\ndjango_settings_module = \"mysite.settings\"\npython_path = {:?}\nvirtualenv = {:?}\n",
+        site.path().display().to_string(),
+        venv.display().to_string()
+    );
+    let gw = Gateway::start(&config);
+    let r = gw.get("/admin/login/");
+    assert_eq!(r.status, 500);
+    assert!(
+        gw.wait_for_log("SyntaxError: invalid syntax", Duration::from_secs(10)),
+        "{}",
+        gw.logs()
+    );
+    let mut last = 0;
+    for _ in 0..6 {
+        last = gw.get("/admin/login/").status;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(last, 503, "{}", gw.logs());
+    gw.assert_no_zombies();
+}
