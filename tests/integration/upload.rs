@@ -18,30 +18,9 @@ const UPLOAD_ARGS: &str = r#"args = ["-d", "upload_max_filesize=64M", "-d", "pos
 fn multipart_upload_of_20_mib_arrives_intact() {
     let gw = Gateway::start(&php_config(UPLOAD_ARGS));
     let file = payload(20 * 1024 * 1024);
-    let boundary = "fastgateBoundary7MA4YWxk";
-    let mut body = Vec::new();
-    body.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"field\"\r\n\r\nvalue\r\n")
-            .as_bytes(),
-    );
-    body.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"data.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
-    );
-    body.extend_from_slice(&file);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let r = post(
-        gw.addr(),
-        "/upload.php",
-        &format!("multipart/form-data; boundary={boundary}"),
-        &body,
-    );
+    let r = post_upload(gw.addr(), &file);
     assert_eq!(r.status, 200, "{}", r.text());
-    let expected = format!(
-        "file error=0 size={} crc={:08x}\nfield=value\n",
-        file.len(),
-        crc32(&file)
-    );
-    assert_eq!(r.text(), expected);
+    assert_eq!(r.text(), upload_report(&file));
 }
 
 #[test]

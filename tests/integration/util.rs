@@ -659,3 +659,34 @@ pub fn check_config(config: &str) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// POSTs a multipart form to upload.php: a `field=value` field and `file`
+/// as the upload `file`.
+pub fn post_upload(addr: SocketAddr, file: &[u8]) -> Response {
+    let boundary = "fastgateBoundary7MA4YWxk";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"field\"\r\n\r\nvalue\r\n")
+            .as_bytes(),
+    );
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"data.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    post(
+        addr,
+        "/upload.php",
+        &format!("multipart/form-data; boundary={boundary}"),
+        &body,
+    )
+}
+
+/// What upload.php answers for [`post_upload`] of `file`.
+pub fn upload_report(file: &[u8]) -> String {
+    format!(
+        "file error=0 size={} crc={:08x}\nfield=value\n",
+        file.len(),
+        crc32(file)
+    )
+}
