@@ -83,7 +83,12 @@ impl GatewayError {
             GatewayError::Static { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             // fail-closed: the request cannot be trusted to go on.
             GatewayError::Plugin(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            GatewayError::Cgi(e) => e.status(),
+            GatewayError::Cgi(e) => match e {
+                CgiError::QueueFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                CgiError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                CgiError::Spawn { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                CgiError::Head { .. } | CgiError::NoHead { .. } => StatusCode::BAD_GATEWAY,
+            },
         }
     }
 

@@ -31,7 +31,9 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::access_log::AccessLog;
+use crate::cgi::runner::CgiApp;
 use crate::config::Config;
+use crate::http::AppRunner;
 use crate::pool::Pool;
 
 /// Why the gateway stopped with an error.
@@ -67,17 +69,32 @@ pub async fn serve(mut config: Config) -> Result<(), RunError> {
     let access_log = AccessLog::open(&config.server.access_log).map_err(RunError::AccessLog)?;
     let listeners = http::bind(&config.server.listen).await?;
 
-    let pools: Vec<Pool> = config
+    // Each app is a pool of processes, or (CGI) a process per request.
+    let runners: Vec<AppRunner> = config
         .apps
         .iter()
-        .map(|app| Pool::new(app, &runtime_dir))
+        .map(|app| match &app.cgi {
+            Some(cgi) => AppRunner::Cgi(CgiApp::new(
+                app,
+                cgi,
+                config.server.max_response_header_size,
+            )),
+            None => AppRunner::Pool(Pool::new(app, &runtime_dir)),
+        })
+        .collect();
+    let pools: Vec<Pool> = runners
+        .iter()
+        .filter_map(|r| match r {
+            AppRunner::Pool(pool) => Some(pool.clone()),
+            AppRunner::Cgi(_) => None,
+        })
         .collect();
     for pool in &pools {
         pool.start();
     }
     let gateway = Arc::new(http::Gateway::new(
         config.clone(),
-        pools.clone(),
+        runners,
         access_log,
         &plugins,
     ));

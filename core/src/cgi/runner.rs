@@ -31,6 +31,7 @@ use tracing::{debug, info, warn};
 use super::params::Params;
 use super::response::{HeadError, ResponseHead, ResponseKind, parse_head};
 use crate::body::RequestBody;
+use crate::config::{AppConfig, CgiSettings};
 
 /// Why a CGI request failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,15 +67,6 @@ pub enum CgiError {
 }
 
 impl CgiError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            CgiError::QueueFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            CgiError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            CgiError::Spawn { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            CgiError::Head { .. } | CgiError::NoHead { .. } => StatusCode::BAD_GATEWAY,
-        }
-    }
-
     pub fn app(&self) -> &str {
         match self {
             CgiError::QueueFull { app, .. }
@@ -119,27 +111,28 @@ pub struct CgiResponse {
 }
 
 impl CgiApp {
-    pub fn new(
-        name: &str,
-        interpreter: Option<PathBuf>,
-        env: Vec<(String, String)>,
-        max_instances: usize,
-        queue_length: usize,
-        timeout: Duration,
-        max_header_size: usize,
-    ) -> CgiApp {
-        let max = max_instances.max(1);
+    /// The runner of `app`: its interpreter, the environment its pool's
+    /// processes would get (`inherit_env`, then `[app.env]`), its
+    /// `max_instances`, `queue_length` and `request_timeout`.
+    pub fn new(app: &AppConfig, cgi: &CgiSettings, max_header_size: usize) -> CgiApp {
+        let max = app.max_instances.max(1) as usize;
+        let mut env = app.inherited_env();
+        env.extend(app.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         CgiApp {
-            name: Arc::from(name),
-            interpreter,
-            env,
+            name: Arc::from(app.name.as_str()),
+            interpreter: cgi.interpreter.clone(),
+            env: env.into_iter().collect(),
             slots: Arc::new(Semaphore::new(max)),
             max,
             waiting: AtomicUsize::new(0),
-            queue_length,
-            timeout,
+            queue_length: app.queue_length,
+            timeout: app.request_timeout,
             max_header_size,
         }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Runs `script` for one request and waits for its response head.

@@ -393,6 +393,7 @@ fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
     }
     Ok(Config {
         source: src.file.map(Path::to_path_buf),
+        base_dir: src.base.clone(),
         server,
         apps,
         plugins,
@@ -1112,18 +1113,16 @@ pub fn check_commands(config: &Config) -> Vec<ConfigError> {
         .apps
         .iter()
         .enumerate()
-        // A launcher's command may name a file it writes at start-up; a CGI
-        // app without an interpreter runs its scripts themselves.
-        .filter(|(_, app)| !app.command.to_string_lossy().contains("{runtime_dir}"))
-        .filter(|(_, app)| !(app.cgi.is_some() && app.command.as_os_str().is_empty()))
         .filter_map(|(i, app)| {
-            resolve_command(&app.command).err().map(|e| ConfigError {
-                file: config.source.clone(),
-                line: config.command_lines.get(i).copied().flatten(),
-                column: None,
-                key: Some(format!("app \"{}\": command", app.name)),
-                message: e.message,
-            })
+            resolve_command(app.command_to_check()?)
+                .err()
+                .map(|e| ConfigError {
+                    file: config.source.clone(),
+                    line: config.command_lines.get(i).copied().flatten(),
+                    column: None,
+                    key: Some(format!("app \"{}\": command", app.name)),
+                    message: e.message,
+                })
         })
         .collect()
 }

@@ -26,6 +26,8 @@ pub use load::{
 pub struct Config {
     /// The file this came from (`None` for the built-in quickstart).
     pub source: Option<PathBuf>,
+    /// Where relative paths resolve: the file's folder, absolute.
+    pub base_dir: PathBuf,
     pub server: ServerConfig,
     pub apps: Vec<AppConfig>,
     /// `[[plugin]]`: every plugin the gateway loads, in file order.
@@ -286,6 +288,26 @@ pub enum Protocol {
     Unix,
     /// A loopback TCP port per instance, passed as fd 0.
     Tcp,
+}
+
+impl AppConfig {
+    /// The values of `inherit_env` in the gateway's own environment (the
+    /// only part of it an app process sees).
+    pub fn inherited_env(&self) -> BTreeMap<String, String> {
+        self.inherit_env
+            .iter()
+            .filter_map(|key| Some((key.clone(), std::env::var(key).ok()?)))
+            .collect()
+    }
+
+    /// The program to check for before starting, if it can be checked: not
+    /// a launcher's file written at start-up (`{runtime_dir}`), nor the
+    /// empty command of a CGI app that runs its scripts themselves.
+    pub fn command_to_check(&self) -> Option<&std::path::Path> {
+        let text = self.command.to_string_lossy();
+        let runs_scripts = self.cgi.is_some() && self.command.as_os_str().is_empty();
+        (!runs_scripts && !text.contains("{runtime_dir}")).then_some(self.command.as_path())
+    }
 }
 
 impl Config {

@@ -31,7 +31,7 @@ use crate::cgi::response::ResponseKind;
 use crate::cgi::runner::CgiApp;
 use crate::config::Config;
 use crate::error::{GatewayError, chain};
-use crate::plugin::{Chain, Flow, Plugins, RequestView, version_text};
+use crate::plugin::{Chain, Flow, Plugins, RequestView};
 use crate::pool::Pool;
 use crate::route::{Route, Router, ScriptTarget};
 use crate::upstream::{self, Limits};
@@ -45,20 +45,36 @@ const MAX_LOCAL_REDIRECTS: usize = 10;
 pub struct Gateway {
     config: Arc<Config>,
     router: Router,
-    pools: Vec<Pool>,
+    /// What serves each app (same order as `config.apps`).
+    runners: Vec<AppRunner>,
     access_log: AccessLog,
     /// `[server] plugins`: every request, before the mapping.
     server_plugins: Chain,
     /// Each app's `plugins` (same order as `config.apps`).
     app_plugins: Vec<Chain>,
-    /// The CGI runner of each app run as CGI (same order as `config.apps`).
-    cgi_apps: Vec<Option<CgiApp>>,
+}
+
+/// What serves an app's requests.
+pub enum AppRunner {
+    /// A pool of FastCGI processes, each serving one request at a time.
+    Pool(Pool),
+    /// RFC 3875 CGI: a process per request.
+    Cgi(CgiApp),
+}
+
+impl AppRunner {
+    pub fn name(&self) -> &str {
+        match self {
+            AppRunner::Pool(pool) => pool.name(),
+            AppRunner::Cgi(cgi) => cgi.name(),
+        }
+    }
 }
 
 impl Gateway {
     pub fn new(
         config: Arc<Config>,
-        pools: Vec<Pool>,
+        runners: Vec<AppRunner>,
         access_log: AccessLog,
         plugins: &Plugins,
     ) -> Gateway {
@@ -69,39 +85,13 @@ impl Gateway {
             .iter()
             .map(|a| plugins.chain(&a.plugins))
             .collect();
-        let cgi_apps = config
-            .apps
-            .iter()
-            .map(|a| {
-                a.cgi.as_ref().map(|cgi| {
-                    // What a pool's processes would get: `inherit_env`,
-                    // then `[app.env]`.
-                    let mut env: Vec<(String, String)> = a
-                        .inherit_env
-                        .iter()
-                        .filter_map(|k| Some((k.clone(), std::env::var(k).ok()?)))
-                        .collect();
-                    env.extend(a.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-                    CgiApp::new(
-                        &a.name,
-                        cgi.interpreter.clone(),
-                        env,
-                        a.max_instances.max(1) as usize,
-                        a.queue_length,
-                        a.request_timeout,
-                        config.server.max_response_header_size,
-                    )
-                })
-            })
-            .collect();
         Gateway {
             config,
             router,
-            pools,
+            runners,
             access_log,
             server_plugins,
             app_plugins,
-            cgi_apps,
         }
     }
 
@@ -175,12 +165,12 @@ impl Gateway {
             Route::App { app, target } => {
                 let plugins = &self.app_plugins[app];
                 if plugins.has_request_filters() {
-                    *served_by = Some((Arc::from(self.pools[app].name()), None));
+                    *served_by = Some((Arc::from(self.runners[app].name()), None));
                     match plugins.on_request(
                         &mut req,
                         &peer.remote_text,
                         &peer.local_text,
-                        self.pools[app].name(),
+                        self.runners[app].name(),
                     )? {
                         Flow::Respond(response) => return Ok(*response),
                         Flow::Continue => {}
@@ -211,8 +201,9 @@ impl Gateway {
         let mut method = parts.method.clone();
         let mut uri = parts.uri.clone();
         for _ in 0..MAX_LOCAL_REDIRECTS {
-            let pool = &self.pools[app];
-            *served_by = Some((Arc::from(pool.name()), None));
+            let runner = &self.runners[app];
+            let name = runner.name();
+            *served_by = Some((Arc::from(name), None));
             let info = RequestInfo {
                 method: &method,
                 uri: &uri,
@@ -227,21 +218,19 @@ impl Gateway {
             let mut params = params::build(&info, &target, &self.config.apps[app].params);
             let plugins = &self.app_plugins[app];
             if plugins.has_env() {
-                let view = RequestView {
-                    method: method.as_str(),
-                    path: uri.path(),
-                    query: uri.query().unwrap_or(""),
-                    version: version_text(parts.version),
-                    headers: &parts.headers,
-                    client_addr: &peer.remote_text,
-                    server_addr: &peer.local_text,
-                    app: pool.name(),
-                };
+                let view = RequestView::new(
+                    &method,
+                    &uri,
+                    parts.version,
+                    &parts.headers,
+                    &peer.remote_text,
+                    &peer.local_text,
+                    name,
+                );
                 plugins.inject_env(&view, &mut params)?;
             }
-            let (head, pid, body_rx) = match &self.cgi_apps[app] {
-                // RFC 3875 CGI: a process for this request.
-                Some(cgi) => {
+            let (head, pid, body_rx) = match runner {
+                AppRunner::Cgi(cgi) => {
                     let r = cgi
                         .run(
                             &target.script_filename,
@@ -252,7 +241,7 @@ impl Gateway {
                         .await?;
                     (r.head, r.pid, r.body)
                 }
-                None => {
+                AppRunner::Pool(pool) => {
                     let limits =
                         Limits::of(&self.config.apps[app], server.max_response_header_size);
                     let r = upstream::forward(
@@ -266,7 +255,7 @@ impl Gateway {
                     (r.head, r.pid, r.body)
                 }
             };
-            *served_by = Some((Arc::from(pool.name()), Some(pid)));
+            *served_by = Some((Arc::from(name), Some(pid)));
             let location = match head.kind {
                 ResponseKind::LocalRedirect(location) => location,
                 ResponseKind::Document | ResponseKind::ClientRedirect => {
@@ -281,9 +270,9 @@ impl Gateway {
                 }
             };
             // RFC 3875 §6.2.2: serve the new location as a fresh GET.
-            debug!(app = pool.name(), location = %location, "CGI local redirect");
+            debug!(app = name, location = %location, "CGI local redirect");
             let bad_redirect = || GatewayError::BadRedirect {
-                app: Arc::from(pool.name()),
+                app: Arc::from(name),
                 location: location.clone(),
             };
             uri = location.parse::<Uri>().map_err(|_| bad_redirect())?;

@@ -27,84 +27,69 @@ pub struct LaunchError {
 /// Asks each app's launcher for its spawn spec and applies it. Every app
 /// is tried, so that `fastgate check` lists every problem at once.
 pub fn apply(config: &mut Config, plugins: &Plugins) -> Result<(), Vec<LaunchError>> {
-    let mut errors = Vec::new();
     let root = config.server.root.display().to_string();
-    // Where relative paths in options resolve: the config file's folder.
-    let config_dir = config
-        .source
-        .as_deref()
-        .and_then(std::path::Path::parent)
-        .map(std::path::absolute)
-        .and_then(Result::ok)
-        .or_else(|| std::env::current_dir().ok())
-        .map(|d| d.display().to_string())
-        .unwrap_or_default();
+    // Relative paths in options resolve like the file's own.
+    let config_dir = config.base_dir.display().to_string();
+    let mut errors = Vec::new();
     for app in &mut config.apps {
         let Some(launcher) = app.launcher.clone() else {
             continue;
         };
-        let app_name = app.name.clone();
-        let error = |reason: String| LaunchError {
-            app: app_name.clone(),
-            launcher: launcher.plugin.clone(),
-            reason,
-        };
-        let Some(plugin) = plugins.get(&launcher.plugin) else {
-            errors.push(error("no such plugin".to_string()));
-            continue;
-        };
-        let input = sdk::AppConfig {
-            name: app.name.clone(),
-            options: launcher.options_json.clone(),
-            command: launcher
-                .command_given
-                .then(|| app.command.display().to_string()),
-            args: app.args.clone(),
-            env: app
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            root: root.clone(),
-            instance_max_requests: app.instance_max_requests,
-            config_dir: config_dir.clone(),
-        };
-        let spec = match plugin.launch(&input) {
-            Ok(Ok(spec)) => spec,
-            Ok(Err(message)) => {
-                errors.push(error(message));
-                continue;
-            }
-            Err(PluginError::Missing(_)) => {
-                errors.push(error("this plugin is not a launcher".to_string()));
-                continue;
-            }
-            Err(e) => {
-                errors.push(error(e.to_string()));
-                continue;
-            }
-        };
-        if let Err(reason) = fold(app, &launcher, spec) {
-            errors.push(error(reason));
-            continue;
-        }
-        // An app started by a launcher refuses to start without its
-        // program (a hand-configured app is served as 503 instead): the
-        // launcher was asked for by name, so a missing program is a setup
-        // error, and the message says what to install. (A CGI app without
-        // an interpreter runs each script itself.)
-        let no_program = app.command.as_os_str().is_empty() && app.cgi.is_some();
-        if !no_program
-            && !app.command.to_string_lossy().contains("{runtime_dir}")
-            && let Err(e) = resolve_command(&app.command)
-        {
-            errors.push(error(e.message));
+        if let Err(reason) = launch(app, &launcher, plugins, &root, &config_dir) {
+            errors.push(LaunchError {
+                app: app.name.clone(),
+                launcher: launcher.plugin,
+                reason,
+            });
         }
     }
     if errors.is_empty() {
         Ok(())
     } else {
         Err(errors)
+    }
+}
+
+/// One app: its launcher's spec, validated and folded in.
+fn launch(
+    app: &mut AppConfig,
+    launcher: &LauncherRef,
+    plugins: &Plugins,
+    root: &str,
+    config_dir: &str,
+) -> Result<(), String> {
+    let plugin = plugins
+        .get(&launcher.plugin)
+        .ok_or_else(|| "no such plugin".to_string())?;
+    let input = sdk::AppConfig {
+        name: app.name.clone(),
+        options: launcher.options_json.clone(),
+        command: launcher
+            .command_given
+            .then(|| app.command.display().to_string()),
+        args: app.args.clone(),
+        env: app
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        root: root.to_string(),
+        instance_max_requests: app.instance_max_requests,
+        config_dir: config_dir.to_string(),
+    };
+    let spec = match plugin.launch(&input) {
+        Ok(answer) => answer?,
+        Err(PluginError::Missing(_)) => return Err("this plugin is not a launcher".to_string()),
+        Err(e) => return Err(e.to_string()),
+    };
+    fold(app, launcher, spec)?;
+    // An app started by a launcher refuses to start without its program (a
+    // hand-configured app is served as 503 instead): the launcher was asked
+    // for by name, so a missing program is a setup error, and the message
+    // says what to install.
+    match app.command_to_check() {
+        Some(command) => resolve_command(command).map(drop).map_err(|e| e.message),
+        None => Ok(()),
     }
 }
 

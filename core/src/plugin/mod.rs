@@ -78,22 +78,44 @@ pub struct RequestView<'a> {
 }
 
 impl<'a> RequestView<'a> {
+    /// The view of a request's head, as the gateway holds it (a local
+    /// redirect changes the method and URI but keeps the rest).
+    pub fn new(
+        method: &'a http::Method,
+        uri: &'a Uri,
+        version: http::Version,
+        headers: &'a HeaderMap,
+        client_addr: &'a str,
+        server_addr: &'a str,
+        app: &'a str,
+    ) -> Self {
+        RequestView {
+            method: method.as_str(),
+            path: uri.path(),
+            query: uri.query().unwrap_or(""),
+            version: version_text(version),
+            headers,
+            client_addr,
+            server_addr,
+            app,
+        }
+    }
+
     fn of<B>(
         request: &'a Request<B>,
         client_addr: &'a str,
         server_addr: &'a str,
         app: &'a str,
     ) -> Self {
-        RequestView {
-            method: request.method().as_str(),
-            path: request.uri().path(),
-            query: request.uri().query().unwrap_or(""),
-            version: version_text(request.version()),
-            headers: request.headers(),
+        Self::new(
+            request.method(),
+            request.uri(),
+            request.version(),
+            request.headers(),
             client_addr,
             server_addr,
             app,
-        }
+        )
     }
 }
 
@@ -125,7 +147,7 @@ fn header_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
 }
 
 /// `HTTP/1.1` and friends, as plugins see them.
-pub fn version_text(version: http::Version) -> &'static str {
+fn version_text(version: http::Version) -> &'static str {
     match version {
         http::Version::HTTP_09 => "HTTP/0.9",
         http::Version::HTTP_10 => "HTTP/1.0",
@@ -193,6 +215,17 @@ impl Plugin {
         })
     }
 
+    /// The built-in plugin called `name` (a crate of `plugins/`), if any.
+    fn builtin(name: &str) -> Option<Result<Plugin, PluginError>> {
+        let loaded = builtin::load(name)?;
+        Some(loaded.map(|(backend, capabilities)| Plugin {
+            name: Arc::from(name),
+            on_error: OnError::FailClosed,
+            capabilities,
+            backend,
+        }))
+    }
+
     /// Describes an app's processes (this plugin must be a launcher).
     pub fn launch(
         &self,
@@ -236,40 +269,19 @@ impl Plugins {
     /// reports every broken plugin at once. Then the built-ins (the
     /// framework launchers), unless a `[[plugin]]` took their name.
     pub fn load(configs: &[PluginConfig]) -> Result<Plugins, Vec<LoadError>> {
+        let builtins = crate::config::BUILTIN_LAUNCHERS
+            .iter()
+            .filter(|&&name| !configs.iter().any(|c| c.name == name))
+            .filter_map(|&name| Some((name.to_string(), Plugin::builtin(name)?)));
+        let configured = configs.iter().map(|c| (c.name.clone(), Plugin::load(c)));
         let mut by_name = HashMap::new();
         let mut errors = Vec::new();
-        for &name in crate::config::BUILTIN_LAUNCHERS {
-            if configs.iter().any(|c| c.name == name) {
-                continue;
-            }
-            match builtin::load(name) {
-                Some(Ok((backend, capabilities))) => {
-                    by_name.insert(
-                        name.to_string(),
-                        Arc::new(Plugin {
-                            name: Arc::from(name),
-                            on_error: OnError::FailClosed,
-                            capabilities,
-                            backend,
-                        }),
-                    );
-                }
-                Some(Err(source)) => errors.push(LoadError {
-                    name: name.to_string(),
-                    source,
-                }),
-                None => {}
-            }
-        }
-        for config in configs {
-            match Plugin::load(config) {
+        for (name, loaded) in builtins.chain(configured) {
+            match loaded {
                 Ok(plugin) => {
-                    by_name.insert(config.name.clone(), Arc::new(plugin));
+                    by_name.insert(name, Arc::new(plugin));
                 }
-                Err(source) => errors.push(LoadError {
-                    name: config.name.clone(),
-                    source,
-                }),
+                Err(source) => errors.push(LoadError { name, source }),
             }
         }
         if errors.is_empty() {
@@ -320,10 +332,6 @@ pub enum Flow {
 }
 
 impl Chain {
-    pub fn is_empty(&self) -> bool {
-        self.plugins.is_empty()
-    }
-
     fn with(&self, pick: fn(&sdk::Capabilities) -> bool) -> impl Iterator<Item = &Arc<Plugin>> {
         self.plugins.iter().filter(move |p| pick(&p.capabilities))
     }

@@ -34,7 +34,7 @@ use tracing::{debug, error, info, trace, warn};
 use wasmtime::component::{Component, ComponentType, HasSelf, Linker, Lower};
 use wasmtime::{Engine, ResourceLimiter, Store};
 
-use super::{Backend, PluginError, RequestView};
+use super::{Backend, PluginError, RequestView, header_pairs};
 use crate::cgi::params::Params;
 use crate::config::PluginConfig;
 use http::HeaderMap;
@@ -457,13 +457,7 @@ fn with_packed<R>(
         };
         h.clear();
         p.clear();
-        fastgate_sdk::wire::put_pairs(
-            h,
-            headers.len(),
-            headers
-                .iter()
-                .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
-        );
+        fastgate_sdk::wire::put_pairs(h, headers.len(), header_pairs(headers));
         if let Some(params) = params {
             // Names are text in the contract; a parameter whose name is not
             // UTF-8 (none the gateway builds) is not shown to plugins.

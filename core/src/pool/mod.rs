@@ -188,13 +188,8 @@ impl Pool {
     /// a pool: it answers every request with [`PoolError::Unavailable`].
     pub fn new(app: &AppConfig, runtime_dir: &Path) -> Pool {
         let name: Arc<str> = Arc::from(app.name.as_str());
-        let spec = if app.cgi.is_some() {
-            // CGI apps run a process per request (cgi::runner), not a pool.
-            Err("a CGI app has no process pool".to_string())
-        } else {
-            spawn_spec(app, runtime_dir, &name)
-        };
-        if let (Err(reason), None) = (&spec, &app.cgi) {
+        let spec = spawn_spec(app, runtime_dir, &name);
+        if let Err(reason) = &spec {
             error!(app = %name, "{reason}");
         }
         Pool {
@@ -1013,12 +1008,7 @@ fn spawn_spec(app: &AppConfig, runtime_dir: &Path, name: &Arc<str>) -> Result<Sp
     }
     let command = PathBuf::from(subst(&app.command.to_string_lossy()));
     let program = config::resolve_command(&command).map_err(|e| e.to_string())?;
-    let mut env = std::collections::BTreeMap::new();
-    for key in &app.inherit_env {
-        if let Some(value) = std::env::var_os(key).and_then(|v| v.into_string().ok()) {
-            env.insert(key.clone(), value);
-        }
-    }
+    let mut env = app.inherited_env();
     env.extend(app.env.iter().map(|(k, v)| (k.clone(), subst(v))));
     let working_dir: PathBuf = app.working_dir.as_ref().map_or_else(
         || app.root.clone(),
