@@ -414,3 +414,29 @@ args = ["--exit-after", "1000"]
         "{stderr}"
     );
 }
+
+#[test]
+fn a_wasm_plugin_has_no_environment_files_or_network() {
+    let gw = Gateway::start(&config_with(&misbehave(PluginBuild::Wasm, ""), "\"m\"", ""));
+    // The gateway runs with PATH, HOME, ... set; the plugin sees none.
+    assert_eq!(gw.get("/misbehave/env").text(), "env=0");
+    for (path, import) in [
+        ("/misbehave/file", "wasi:filesystem"),
+        ("/misbehave/net", "wasi:sockets"),
+    ] {
+        assert_eq!(gw.get(path).status, 500, "{path}");
+        assert!(
+            gw.wait_for_log(import, Duration::from_secs(5)),
+            "{path}: {}",
+            gw.logs()
+        );
+    }
+    let logs = gw.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("wasi:filesystem"))
+        .unwrap();
+    assert!(line.contains("which plugins do not have"), "{line}");
+    // The gateway goes on, with fresh instances.
+    assert_eq!(gw.get("/misbehave/env").text(), "env=0");
+}

@@ -177,7 +177,7 @@ fn record(rtype: u8, id: u16, content: &[u8]) -> Vec<u8> {
 }
 
 #[test]
-fn the_bridge_answers_get_values_and_exits_on_sigterm() {
+fn the_bridge_answers_get_values_and_finishes_a_request_on_sigterm() {
     // Start the bridge by hand on a socket of our own, as the gateway does.
     let dir = tempfile::tempdir().unwrap();
     let bridge = dir.path().join("wsgi_bridge.py");
@@ -227,6 +227,82 @@ fn the_bridge_answers_get_values_and_exits_on_sigterm() {
     assert_eq!(values["FCGI_MAX_CONNS"], "1");
     assert_eq!(values["FCGI_MAX_REQS"], "1");
     assert_eq!(values["FCGI_MPXS_CONNS"], "0");
+    // SIGTERM during a request: the request finishes, then the bridge exits 0.
+    let mut params = Vec::new();
+    for (name, value) in [
+        ("REQUEST_METHOD", "GET"),
+        ("PATH_INFO", "/slow"),
+        ("SCRIPT_NAME", ""),
+    ] {
+        params.extend_from_slice(&[name.len() as u8, value.len() as u8]);
+        params.extend_from_slice(name.as_bytes());
+        params.extend_from_slice(value.as_bytes());
+    }
+    let mut req = record(1, 1, &[0, 1, 1, 0, 0, 0, 0, 0]); // BEGIN_REQUEST, responder, KEEP_CONN
+    req.extend(record(4, 1, &params));
+    req.extend(record(4, 1, b""));
+    req.extend(record(5, 1, b""));
+    conn.write_all(&req).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut stdout = Vec::new();
+    loop {
+        let mut head = [0u8; 8];
+        conn.read_exact(&mut head).unwrap();
+        let len = u16::from_be_bytes([head[4], head[5]]) as usize + head[6] as usize;
+        let mut content = vec![0u8; len];
+        conn.read_exact(&mut content).unwrap();
+        match head[1] {
+            6 => stdout.extend_from_slice(&content[..len - head[6] as usize]),
+            3 => break, // END_REQUEST
+            _ => {}
+        }
+    }
+    let text = String::from_utf8_lossy(&stdout);
+    assert!(
+        text.contains("Status: 200 OK") && text.ends_with("slow done\n"),
+        "{text}"
+    );
+    drop(conn);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bridge did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn the_bridge_exits_on_sigterm_between_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = dir.path().join("wsgi_bridge.py");
+    std::fs::copy(
+        fixtures().join("../../plugins/django/src/wsgi_bridge.py"),
+        &bridge,
+    )
+    .unwrap();
+    let socket = dir.path().join("s");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let mut child = Command::new("python3")
+        .arg(&bridge)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("WSGI_HANDLER", "hello_wsgi.application")
+        .env("PYTHONPATH", wsgi_dir())
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(listener)))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     // SIGTERM between requests: a clean exit.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),

@@ -8,6 +8,8 @@
 //! - `/misbehave/panic`: panics;
 //! - `/misbehave/count`: answers `id=<instance id> count=<requests it saw>`;
 //! - `/misbehave/log`: writes a log line through the host, then continues;
+//! - `/misbehave/env`, `/misbehave/file`, `/misbehave/net`: try the
+//!   environment, a file and a socket, and answer what happened;
 //! - config `fail_init = "..."`: `init` refuses with that message.
 //!
 //! It is also a launcher: it starts the suite's FastCGI test program
@@ -112,6 +114,23 @@ impl Plugin for Misbehave {
                 log(Level::Warn, "misbehave says hello through the host");
                 Decision::Continue
             }
+            // What the sandbox lets through: the environment (empty in a
+            // wasm build), a file, a socket.
+            "/misbehave/env" => Decision::Respond(Response::text(
+                200,
+                format!("env={}", std::env::vars().count()),
+            )),
+            "/misbehave/file" => Decision::Respond(Response::text(
+                200,
+                format!("{:?}", std::fs::read("/etc/hostname").map(|b| b.len())),
+            )),
+            "/misbehave/net" => Decision::Respond(Response::text(
+                200,
+                format!(
+                    "{:?}",
+                    std::net::TcpStream::connect("127.0.0.1:1").map(drop)
+                ),
+            )),
             _ => Decision::Continue,
         }
     }
