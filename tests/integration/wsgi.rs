@@ -176,9 +176,9 @@ fn record(rtype: u8, id: u16, content: &[u8]) -> Vec<u8> {
     out
 }
 
-#[test]
-fn the_bridge_answers_get_values_and_finishes_a_request_on_sigterm() {
-    // Start the bridge by hand on a socket of our own, as the gateway does.
+/// The bridge started by hand on a socket of our own, as the gateway
+/// starts it (the listening socket as fd 0): its folder, socket and process.
+fn start_bridge() -> (tempfile::TempDir, std::path::PathBuf, std::process::Child) {
     let dir = tempfile::tempdir().unwrap();
     let bridge = dir.path().join("wsgi_bridge.py");
     std::fs::copy(
@@ -188,7 +188,7 @@ fn the_bridge_answers_get_values_and_finishes_a_request_on_sigterm() {
     .unwrap();
     let socket = dir.path().join("s");
     let listener = UnixListener::bind(&socket).unwrap();
-    let mut child = Command::new("python3")
+    let child = Command::new("python3")
         .arg(&bridge)
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -197,6 +197,28 @@ fn the_bridge_answers_get_values_and_finishes_a_request_on_sigterm() {
         .stdin(Stdio::from(std::os::fd::OwnedFd::from(listener)))
         .spawn()
         .unwrap();
+    (dir, socket, child)
+}
+
+/// Waits (at most 5 s) for the bridge to exit, and checks it exited 0.
+fn assert_exits_cleanly(child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bridge did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn the_bridge_answers_get_values_and_finishes_a_request_on_sigterm() {
+    let (_dir, socket, mut child) = start_bridge();
     let mut conn = UnixStream::connect(&socket).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -268,40 +290,12 @@ fn the_bridge_answers_get_values_and_finishes_a_request_on_sigterm() {
         "{text}"
     );
     drop(conn);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the bridge did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "{status}");
+    assert_exits_cleanly(&mut child);
 }
 
 #[test]
 fn the_bridge_exits_on_sigterm_between_requests() {
-    let dir = tempfile::tempdir().unwrap();
-    let bridge = dir.path().join("wsgi_bridge.py");
-    std::fs::copy(
-        fixtures().join("../../plugins/django/src/wsgi_bridge.py"),
-        &bridge,
-    )
-    .unwrap();
-    let socket = dir.path().join("s");
-    let listener = UnixListener::bind(&socket).unwrap();
-    let mut child = Command::new("python3")
-        .arg(&bridge)
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("WSGI_HANDLER", "hello_wsgi.application")
-        .env("PYTHONPATH", wsgi_dir())
-        .stdin(Stdio::from(std::os::fd::OwnedFd::from(listener)))
-        .spawn()
-        .unwrap();
+    let (_dir, _socket, mut child) = start_bridge();
     std::thread::sleep(Duration::from_millis(300));
     // SIGTERM between requests: a clean exit.
     nix::sys::signal::kill(
@@ -309,18 +303,7 @@ fn the_bridge_exits_on_sigterm_between_requests() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the bridge ignored SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "{status}");
+    assert_exits_cleanly(&mut child);
 }
 
 /// The Django virtualenv tests/run.sh creates, or a loud failure.
