@@ -75,8 +75,8 @@ impl<P: Plugin> bindings::Guest for Adapter<P> {
         Ok(flags)
     }
 
-    fn on_request(request: wit::RequestHead) -> wit::Decision {
-        match plugin::<P>().on_request(&request_from(&request)) {
+    fn on_request(request: Vec<u8>) -> wit::Decision {
+        match plugin::<P>().on_request(&head(&request)) {
             sdk::Decision::Continue => wit::Decision::Continue,
             sdk::Decision::Deny(status) => wit::Decision::Deny(status),
             sdk::Decision::Respond(r) => wit::Decision::Respond(wit::Response {
@@ -101,9 +101,9 @@ impl<P: Plugin> bindings::Guest for Adapter<P> {
         }
     }
 
-    fn inject_env(request: wit::RequestHead, params: Vec<u8>) -> Vec<wit::Param> {
+    fn inject_env(request: Vec<u8>, params: Vec<u8>) -> Vec<wit::Param> {
         plugin::<P>()
-            .inject_env(&request_from(&request), &unpack(&params))
+            .inject_env(&head(&request), &unpack(&params))
             .into_iter()
             .map(|p| wit::Param {
                 name: p.name,
@@ -154,16 +154,12 @@ impl<P: Plugin> bindings::Guest for Adapter<P> {
     }
 }
 
-fn request_from(r: &wit::RequestHead) -> sdk::RequestHead<'_> {
-    sdk::RequestHead {
-        method: &r.method,
-        path: &r.path,
-        query: &r.query,
-        version: &r.version,
-        headers: unpack(&r.headers),
-        client_addr: &r.client_addr,
-        server_addr: &r.server_addr,
-        app: &r.app,
+/// Reads a `request-head` buffer in place. Like `pairs`, a malformed one
+/// is a host bug, and a trap is the honest answer.
+fn head(bytes: &[u8]) -> sdk::RequestHead<'_> {
+    match crate::wire::decode_request_head(bytes) {
+        Ok(head) => head,
+        Err(e) => panic!("fastgate sent a malformed request head: {e}"),
     }
 }
 

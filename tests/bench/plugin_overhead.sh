@@ -7,12 +7,17 @@
 #
 #   tests/bench/plugin_overhead.sh [rounds] [seconds]
 #
+# Experiments: WASM_PLUGIN=/path/x.wasm and NATIVE_PLUGIN=/path/libx.so
+# replace the two plugins (empty: no plugin, for an A/A run); INSTANCES=8
+# changes the php-cgi pool size (default 4).
+#
 # Needs: php-cgi, wrk, the wasm32-wasip2 target; the peers' www folder for
 # hello.php (../shared/bench/peers/www). Ports 18190-18192 on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-6}
 secs=${2:-5}
+instances=${INSTANCES:-4}
 www=$(cd ../shared/bench/peers/www && pwd)
 cargo build -q --release -p fastgate -p path-filter
 cargo build -q --release --target wasm32-wasip2 -p path-filter
@@ -33,8 +38,8 @@ plugins = [$( [ -n "$3" ] && echo '"guard"')]
 name = "php"
 command = "php-cgi"
 handles = ["*.php"]
-max_instances = 4
-min_instances = 4
+max_instances = $instances
+min_instances = $instances
 instance_max_requests = 1000000
 [app.env]
 PHP_FCGI_CHILDREN = "0"
@@ -45,7 +50,7 @@ TOML
   echo $! > "$work/$1.pid"
 }
 config none 18190 ""
-config wasm 18191 "$PWD/target/wasm32-wasip2/release/path_filter.wasm"
+config wasm 18191 "${WASM_PLUGIN-$PWD/target/wasm32-wasip2/release/path_filter.wasm}"
 config native 18192 "${NATIVE_PLUGIN-$PWD/target/release/libpath_filter.so}"
 sleep 3
 headers=(-H "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
@@ -68,13 +73,23 @@ for round in $(seq "$rounds"); do
     total=$(awk '/requests in/ {print $1}' <<< "$out")
     cpu=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$total" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
     printf '%-7s %6s %10s %14s\n' "$v" "$round" "$rps" "$cpu"
-    echo "$v $rps $cpu" >> "$work/results"
+    echo "$round $v $rps $cpu" >> "$work/results"
   done
 done
+median='{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'
+quartiles='{a[NR]=$1} END {printf "%.3f (middle half %.3f-%.3f)", (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2), a[int(NR/4)+1], a[int(3*NR/4)+1]}'
 echo
 echo "medians over $rounds rounds:"
 for v in none wasm native; do
-  rps=$(awk -v v=$v '$1 == v {print $2}' "$work/results" | sort -n | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}')
-  cpu=$(awk -v v=$v '$1 == v {print $3}' "$work/results" | sort -n | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}')
+  rps=$(awk -v v=$v '$2 == v {print $3}' "$work/results" | sort -n | awk "$median")
+  cpu=$(awk -v v=$v '$2 == v {print $4}' "$work/results" | sort -n | awk "$median")
   echo "$v $rps $cpu"
 done | awk 'NR == 1 {base = $2; cbase = $3} {printf "%-7s %10.0f req/s (%.3f of none)  %6.1f µs/req gateway CPU (%+.1f)\n", $1, $2, $2 / base, $3, $3 - cbase}'
+# The machine's load drifts from one round to the next and moves all three
+# variants together: the ratio within each round, whose variants ran seconds
+# apart, cancels most of that drift.
+echo
+echo "median of the per-round ratios:"
+for v in wasm native; do
+  echo "$v $(awk -v v=$v '$2 == "none" {base[$1] = $3} $2 == v {r[$1] = $3} END {for (k in r) print r[k] / base[k]}' "$work/results" | sort -n | awk "$quartiles") of none"
+done

@@ -170,6 +170,42 @@ config = {{ deny_status = 200 }}
     );
 }
 
+#[test]
+fn a_plugin_sees_every_field_of_the_request_head_in_both_builds() {
+    for build in BOTH {
+        // As a server filter: before mapping, so no app yet.
+        let gw = Gateway::start(&config_with(&misbehave(build, ""), "\"m\"", ""));
+        let r = request(
+            gw.addr(),
+            "POST",
+            "/some/p%41th?a=1&misbehave=head",
+            &[("X-Probe", "one two"), ("Cookie", "k=v")],
+            b"body",
+        );
+        assert_eq!(r.status, 200, "{build:?}: {}", r.text());
+        let seen = r.text();
+        let server = gw.addr().to_string();
+        for line in [
+            "method=POST",
+            "path=/some/p%41th",
+            "query=a=1&misbehave=head",
+            "version=HTTP/1.1",
+            "client=127.0.0.1:",
+            &format!("server={server}"),
+            "app=\n",
+            "x-probe: one two",
+            "cookie: k=v",
+        ] {
+            assert!(seen.contains(line), "{build:?}: {line:?} missing in\n{seen}");
+        }
+        // As the app's filter: after mapping, with the app's name.
+        let gw = Gateway::start(&config_with(&misbehave(build, ""), "", "plugins = [\"m\"]\n"));
+        let seen = gw.get("/index.php?misbehave=head").text();
+        assert!(seen.contains("app=php\n"), "{build:?}: {seen}");
+        assert!(seen.contains("path=/index.php\n"), "{build:?}: {seen}");
+    }
+}
+
 fn misbehave(build: PluginBuild, extra: &str) -> String {
     format!(
         "[[plugin]]\nname = \"m\"\npath = \"{}\"\n{extra}\n",

@@ -120,7 +120,8 @@ impl<'a> RequestView<'a> {
 }
 
 /// Writes a request (and parameters, for `inject-env`) in the SDK's wire
-/// encoding, which the native ABI and the built-ins' views read in place.
+/// encoding, which the native ABI, the wasm contract's `request-head` and
+/// the built-ins' views read in place.
 fn put_request(out: &mut Vec<u8>, r: &RequestView<'_>, params: Option<&Params>) {
     sdk::wire::RequestHeadRef {
         method: r.method,

@@ -10,6 +10,8 @@
 //! - `/misbehave/log`: writes a log line through the host, then continues;
 //! - `/misbehave/env`, `/misbehave/file`, `/misbehave/net`: try the
 //!   environment, a file and a socket, and answer what happened;
+//! - any path with `misbehave=head` in its query: answers with every field
+//!   of the request head as the plugin saw it, one per line;
 //! - config `fail_init = "..."`: `init` refuses with that message.
 //!
 //! It is also a launcher: it starts the suite's FastCGI test program
@@ -88,6 +90,9 @@ impl Plugin for Misbehave {
 
     fn on_request(&self, request: &RequestHead<'_>) -> Decision {
         let seen = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
+        if request.query.split('&').any(|p| p == "misbehave=head") {
+            return Decision::Respond(Response::text(200, describe(request)));
+        }
         match request.path {
             "/misbehave/loop" => {
                 let mut n: u64 = 0;
@@ -144,6 +149,25 @@ fn trap() -> Decision {
 #[cfg(not(target_arch = "wasm32"))]
 fn trap() -> Decision {
     panic!("trap requested (native build: a panic)")
+}
+
+/// Every field of `request`, one per line; header values escaped.
+fn describe(request: &RequestHead<'_>) -> String {
+    let mut out = format!(
+        "method={}\npath={}\nquery={}\nversion={}\nclient={}\nserver={}\napp={}\nheaders={}\n",
+        request.method,
+        request.path,
+        request.query,
+        request.version,
+        request.client_addr,
+        request.server_addr,
+        request.app,
+        request.headers.len(),
+    );
+    for (name, value) in request.headers {
+        out.push_str(&format!("{name}: {}\n", value.escape_ascii()));
+    }
+    out
 }
 
 export_plugin!(Misbehave);
