@@ -196,10 +196,17 @@ fn a_plugin_sees_every_field_of_the_request_head_in_both_builds() {
             "x-probe: one two",
             "cookie: k=v",
         ] {
-            assert!(seen.contains(line), "{build:?}: {line:?} missing in\n{seen}");
+            assert!(
+                seen.contains(line),
+                "{build:?}: {line:?} missing in\n{seen}"
+            );
         }
         // As the app's filter: after mapping, with the app's name.
-        let gw = Gateway::start(&config_with(&misbehave(build, ""), "", "plugins = [\"m\"]\n"));
+        let gw = Gateway::start(&config_with(
+            &misbehave(build, ""),
+            "",
+            "plugins = [\"m\"]\n",
+        ));
         let seen = gw.get("/index.php?misbehave=head").text();
         assert!(seen.contains("app=php\n"), "{build:?}: {seen}");
         assert!(seen.contains("path=/index.php\n"), "{build:?}: {seen}");
