@@ -8,8 +8,12 @@
 #   tests/bench/plugin_overhead.sh [rounds] [seconds]
 #
 # Experiments: WASM_PLUGIN=/path/x.wasm and NATIVE_PLUGIN=/path/libx.so
-# replace the two plugins (empty: no plugin, for an A/A run); INSTANCES=8
-# changes the php-cgi pool size (default 4).
+# replace the two plugins (empty: no plugin, for an A/A run), WASM_CONFIG
+# and NATIVE_CONFIG their config tables (TOML inline tables); INSTANCES=8
+# changes the php-cgi pool size (default 4). Calibration, a native plugin
+# that only burns 2 µs per request:
+#   NATIVE_PLUGIN=$PWD/target/release/libmisbehave.so \
+#   NATIVE_CONFIG='{ busy_ns = 2000 }' tests/bench/plugin_overhead.sh 40 1
 #
 # Needs: php-cgi, wrk, the wasm32-wasip2 target; the peers' www folder for
 # hello.php (../shared/bench/peers/www). Ports 18190-18192 on 127.0.0.1.
@@ -19,14 +23,14 @@ rounds=${1:-6}
 secs=${2:-5}
 instances=${INSTANCES:-4}
 www=$(cd ../shared/bench/peers/www && pwd)
-cargo build -q --release -p fastgate -p path-filter
-cargo build -q --release --target wasm32-wasip2 -p path-filter
+cargo build -q --release -p fastgate -p path-filter -p misbehave
+cargo build -q --release --target wasm32-wasip2 -p path-filter -p misbehave
 work=$(mktemp -d)
 trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
-config() { # name port plugin-path-or-empty
+config() { # name port plugin-path-or-empty plugin-config
   local plugin_lines=""
   if [ -n "$3" ]; then
-    plugin_lines=$(printf '[[plugin]]\nname = "guard"\npath = "%s"\nconfig = { deny_user_agents = ["BadBot", "sqlmap"], deny_header_values = ["<script", "../"] }\n' "$3")
+    plugin_lines=$(printf '[[plugin]]\nname = "guard"\npath = "%s"\nconfig = %s\n' "$3" "$4")
   fi
   cat > "$work/$1.toml" <<TOML
 [server]
@@ -49,9 +53,10 @@ TOML
   target/release/fastgate serve "$work/$1.toml" > "$work/$1.log" 2>&1 &
   echo $! > "$work/$1.pid"
 }
-config none 18190 ""
-config wasm 18191 "${WASM_PLUGIN-$PWD/target/wasm32-wasip2/release/path_filter.wasm}"
-config native 18192 "${NATIVE_PLUGIN-$PWD/target/release/libpath_filter.so}"
+guard='{ deny_user_agents = ["BadBot", "sqlmap"], deny_header_values = ["<script", "../"] }'
+config none 18190 "" ""
+config wasm 18191 "${WASM_PLUGIN-$PWD/target/wasm32-wasip2/release/path_filter.wasm}" "${WASM_CONFIG:-$guard}"
+config native 18192 "${NATIVE_PLUGIN-$PWD/target/release/libpath_filter.so}" "${NATIVE_CONFIG:-$guard}"
 sleep 3
 headers=(-H "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
   -H "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8" -H "Accept-Language: en-US,en;q=0.9"

@@ -12,7 +12,9 @@
 //!   environment, a file and a socket, and answer what happened;
 //! - any path with `misbehave=head` in its query: answers with every field
 //!   of the request head as the plugin saw it, one per line;
-//! - config `fail_init = "..."`: `init` refuses with that message.
+//! - config `fail_init = "..."`: `init` refuses with that message;
+//! - config `busy_ns = N`: every request first costs N ns of busy CPU
+//!   (tests/bench/plugin_overhead.sh's calibration).
 //!
 //! It is also a launcher: it starts the suite's FastCGI test program
 //! (tests/fixtures/fcgi_app.py, shipped inside the plugin and written to the
@@ -30,12 +32,17 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 struct Config {
     fail_init: Option<String>,
+    /// Busy-waits this long in every `on_request` (benchmark calibration:
+    /// what a given amount of plugin work costs the gateway).
+    #[serde(default)]
+    busy_ns: u64,
 }
 
 struct Misbehave {
     /// A random id, to tell instances apart.
     id: u64,
     seen: AtomicU64,
+    busy: std::time::Duration,
 }
 
 impl Plugin for Misbehave {
@@ -50,6 +57,7 @@ impl Plugin for Misbehave {
         Ok(Misbehave {
             id: hasher.finish(),
             seen: AtomicU64::new(0),
+            busy: std::time::Duration::from_nanos(config.busy_ns),
         })
     }
 
@@ -90,6 +98,12 @@ impl Plugin for Misbehave {
 
     fn on_request(&self, request: &RequestHead<'_>) -> Decision {
         let seen = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
+        if !self.busy.is_zero() {
+            let start = std::time::Instant::now();
+            while start.elapsed() < self.busy {
+                std::hint::spin_loop();
+            }
+        }
         if request.query.split('&').any(|p| p == "misbehave=head") {
             return Decision::Respond(Response::text(200, describe(request)));
         }
