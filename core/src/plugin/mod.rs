@@ -136,8 +136,17 @@ fn put_request(out: &mut Vec<u8>, r: &RequestView<'_>, params: Option<&Params>) 
     }
     .put(out);
     if let Some(params) = params {
-        sdk::wire::put_pairs(out, params.len(), params.iter());
+        put_params(out, params);
     }
+}
+
+/// Writes CGI parameters as the contract's `pairs`. Names are text in the
+/// contract: a parameter whose name is not UTF-8 (none the gateway builds)
+/// is not shown to plugins.
+fn put_params(out: &mut Vec<u8>, params: &Params) {
+    let shown = |(name, _): &(&[u8], &[u8])| std::str::from_utf8(name).is_ok();
+    let count = params.iter().filter(shown).count();
+    sdk::wire::put_pairs(out, count, params.iter().filter(shown));
 }
 
 /// Header names and values as byte pairs.

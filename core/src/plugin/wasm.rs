@@ -34,7 +34,7 @@ use tracing::{debug, error, info, trace, warn};
 use wasmtime::component::{Component, ComponentType, HasSelf, Linker, Lower};
 use wasmtime::{Engine, ResourceLimiter, Store};
 
-use super::{Backend, PluginError, RequestView, header_pairs, put_request};
+use super::{Backend, PluginError, RequestView, header_pairs, put_params, put_request};
 use crate::cgi::params::Params;
 use crate::config::PluginConfig;
 use http::HeaderMap;
@@ -376,11 +376,7 @@ impl Backend for WasmPlugin {
         let extra = with_packed(
             |head, packed| {
                 put_request(head, request, None);
-                // Names are text in the contract; a parameter whose name is
-                // not UTF-8 (none the gateway builds) is not shown to plugins.
-                let shown = |(name, _): &(&[u8], &[u8])| std::str::from_utf8(name).is_ok();
-                let count = params.iter().filter(shown).count();
-                sdk::wire::put_pairs(packed, count, params.iter().filter(shown));
+                put_params(packed, params);
             },
             |head, params| self.call(|store, b| b.call_inject_env(store, head, params)),
         )?;
