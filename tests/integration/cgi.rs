@@ -6,21 +6,8 @@ use std::time::{Duration, Instant};
 use crate::util::*;
 
 fn cgi_config(app_extra: &str, options: &str) -> String {
-    format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-root = "www"
-
-[[app]]
-name = "cgi"
-launcher = "cgi"
-handles = ["*.sh"]
-inherit_env = ["PATH"]
-{app_extra}
-[app.options]
-{options}
-"#
-    )
+    let app_lines = format!("handles = [\"*.sh\"]\ninherit_env = [\"PATH\"]\n{app_extra}");
+    launcher_site("cgi", "cgi", &app_lines, options)
 }
 
 /// `NAME=value` lines → value of `name`.

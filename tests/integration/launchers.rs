@@ -8,19 +8,11 @@ use crate::util::*;
 /// A site whose one app is started by `launcher`, with extra app lines and
 /// `[app.options]` lines.
 fn launcher_config(launcher: &str, app_extra: &str, options: &str) -> String {
-    format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-root = "www"
-
-[[app]]
-name = "php"
-launcher = "{launcher}"
-max_instances = 2
-{app_extra}
-[app.options]
-{options}
-"#
+    launcher_site(
+        "php",
+        launcher,
+        &format!("max_instances = 2\n{app_extra}"),
+        options,
     )
 }
 

@@ -68,6 +68,24 @@ PHP_FCGI_MAX_REQUESTS = "10000"
     )
 }
 
+/// A site whose one app `name` is started by `launcher`: `app_lines` go
+/// into its `[[app]]` table, `options` into `[app.options]`.
+pub fn launcher_site(name: &str, launcher: &str, app_lines: &str, options: &str) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+root = "www"
+
+[[app]]
+name = "{name}"
+launcher = "{launcher}"
+{app_lines}
+[app.options]
+{options}
+"#
+    )
+}
+
 /// A config running the project's FastCGI test program
 /// (tests/fixtures/fcgi_app.py, with `args`) for every path under `/py/`.
 pub fn test_app_config(args: &[&str], app_extra: &str) -> String {

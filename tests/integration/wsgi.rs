@@ -19,19 +19,11 @@ fn wsgi_dir() -> String {
 
 /// A site whose one app is a WSGI app started by the django launcher.
 fn wsgi_config(app_extra: &str, options: &str) -> String {
-    format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-root = "www"
-
-[[app]]
-name = "py"
-launcher = "django"
-max_instances = 1
-{app_extra}
-[app.options]
-{options}
-"#
+    launcher_site(
+        "py",
+        "django",
+        &format!("max_instances = 1\n{app_extra}"),
+        options,
     )
 }
 
