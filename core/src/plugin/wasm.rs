@@ -21,9 +21,11 @@
 //! cannot block (it has no blocking import), so burning instructions is the
 //! only way it can take time, and a budget stops a runaway loop with no
 //! timer thread at all. Epoch interruption was measured too: a warm call
-//! is about 10 % cheaper with it, but its ticker thread (even at one tick
-//! per 5 ms) cost the gateway 10 µs of CPU per request under load on the
-//! 2-core benchmark machine, fuel about 5 µs in all (docs/benchmarks.md).
+//! is about 10 % cheaper with it, but an always-running ticker thread (even
+//! at one tick per 5 ms) cost the gateway more CPU per request under load
+//! on the 2-core benchmark machine than fuel did, and a ticker that only
+//! runs while calls are in progress measured the same as fuel
+//! (docs/benchmarks.md); fuel needs no thread.
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
