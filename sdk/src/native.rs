@@ -137,7 +137,9 @@ pub(crate) fn log(level: Level, message: &str) {
     }
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// What a caught panic is reported as (the gateway uses it for the
+/// built-in plugins it links in, too).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         format!("plugin panicked: {s}")
     } else if let Some(s) = payload.downcast_ref::<String>() {

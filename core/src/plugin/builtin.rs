@@ -38,14 +38,8 @@ struct Builtin<P>(P);
 /// Runs plugin code with panics caught: a bug in a built-in is a failed
 /// request, like any plugin's, never a crashed gateway.
 fn guard<R>(f: impl FnOnce() -> R) -> Result<R, PluginError> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        PluginError::Panic(format!("plugin panicked: {message}"))
-    })
+    catch_unwind(AssertUnwindSafe(f))
+        .map_err(|payload| PluginError::Panic(sdk::native::panic_message(&*payload)))
 }
 
 /// The request in the SDK's byte form, which its views read in place.

@@ -124,7 +124,7 @@ fn fold(app: &mut AppConfig, launcher: &LauncherRef, spec: sdk::SpawnSpec) -> Re
             || prefix.split('/').any(|s| s == "..")
         {
             return Err(format!(
-                "static URL prefix {prefix:?} must start and end with '/'"
+                "static URL prefix {prefix:?} must start and end with '/' and have no '..'"
             ));
         }
         if !std::path::Path::new(dir).is_absolute() {

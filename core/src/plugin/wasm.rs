@@ -149,7 +149,8 @@ thread_local! {
 }
 
 pub struct WasmPlugin {
-    /// Unique in the process (names may repeat across reloads).
+    /// Unique in the process: keys this plugin's warm instance in each
+    /// thread's `LOCAL` (two loads of one file get different ids).
     id: u64,
     name: Arc<str>,
     pre: bindings::PluginPre<InstanceState>,
