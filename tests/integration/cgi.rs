@@ -151,6 +151,44 @@ fn a_script_past_cgi_timeout_is_killed_with_its_children() {
 }
 
 #[test]
+fn a_script_lingering_after_its_answer_is_killed_at_cgi_timeout() {
+    // One slot: the lingering script must not hold it past its timeout.
+    let pid_file = tempfile::NamedTempFile::new().unwrap();
+    let gw = Gateway::start(&cgi_config(
+        &format!(
+            "max_instances = 1\n[app.env]\nPID_FILE = {:?}",
+            pid_file.path().display().to_string()
+        ),
+        "cgi_timeout = \"1s\"",
+    ));
+    // The answer ends when the script's output does, not when it exits;
+    // the next request gets the slot at the lingering script's timeout.
+    let started = Instant::now();
+    let r = gw.get("/cgi-bin/linger.sh");
+    assert_eq!((r.status, r.text().as_str()), (200, "answered\n"));
+    let r = gw.get("/cgi-bin/hello.sh");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "two requests took {:?}",
+        started.elapsed()
+    );
+    let text = std::fs::read_to_string(pid_file.path()).unwrap();
+    let pid: u32 = text.trim().trim_start_matches("pid=").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while process_alive(pid) {
+        assert!(Instant::now() < deadline, "the script {pid} survived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        gw.wait_for_log("output ended", Duration::from_secs(5)),
+        "{}",
+        gw.logs()
+    );
+    gw.assert_no_zombies();
+}
+
+#[test]
 fn the_same_scripts_run_unchanged_under_fcgiwrap() {
     let cgi = Gateway::start(&cgi_config("", ""));
     let fcgi = Gateway::start(&format!(

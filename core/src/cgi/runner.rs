@@ -237,7 +237,11 @@ impl CgiApp {
             }
             match tokio::time::timeout_at(deadline, stdout.read_buf(&mut buf)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => {
-                    reap(child, permit);
+                    let app = self.name.clone();
+                    tokio::spawn(async move {
+                        finish(&mut child, pid, deadline, &app).await;
+                        drop(permit);
+                    });
                     return Err(CgiError::NoHead {
                         app: self.name.clone(),
                         pid,
@@ -287,7 +291,10 @@ impl CgiApp {
                     }
                 }
             }
-            let _ = child.wait().await;
+            // The response ends with the output, whether or not the
+            // script has exited yet.
+            drop(tx);
+            finish(&mut child, pid, deadline, &app).await;
         });
         Ok(CgiResponse {
             head,
@@ -331,12 +338,20 @@ async fn kill(child: &mut Child, pid: u32) {
     let _ = child.kill().await;
 }
 
-/// Reaps a script that ended on its own, in the background.
-fn reap(mut child: Child, permit: OwnedSemaphorePermit) {
-    tokio::spawn(async move {
-        let _ = child.wait().await;
-        drop(permit);
-    });
+/// Waits for a script whose output has ended to exit, until its deadline:
+/// a script that closes its output and lingers is killed then (with its
+/// process group), so it holds its slot no longer than `cgi_timeout`.
+async fn finish(child: &mut Child, pid: u32, deadline: Instant, app: &str) {
+    if tokio::time::timeout_at(deadline, child.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            app,
+            pid, "CGI script still running at its timeout after its output ended: killed"
+        );
+        kill(child, pid).await;
+    }
 }
 
 /// An NPH script's head: `HTTP/1.x NNN reason`, then headers. The gateway
