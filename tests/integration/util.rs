@@ -130,10 +130,8 @@ impl Gateway {
 
     /// Like `start`, after `prepare` has added files to the temp dir.
     pub fn start_with(config: &str, prepare: impl FnOnce(&Path)) -> Gateway {
-        let dir = tempfile::tempdir().expect("temp dir");
-        copy_dir(&fixtures().join("www"), &dir.path().join("www"));
+        let dir = site(config);
         prepare(dir.path());
-        std::fs::write(dir.path().join("fastgate.toml"), config).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_fastgate"))
             .arg("serve")
             .arg(dir.path().join("fastgate.toml"))
@@ -660,15 +658,21 @@ pub fn serve_must_fail(config: &str) -> String {
     stderr
 }
 
+/// A temp dir with the fixtures copied to `www/` and `config` as
+/// `fastgate.toml`.
+pub fn site(config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_dir(&fixtures().join("www"), &dir.path().join("www"));
+    std::fs::write(dir.path().join("fastgate.toml"), config).expect("write config");
+    dir
+}
+
 /// `fastgate check` on a config in a temp dir with the fixtures.
 pub fn check_config(config: &str) -> (bool, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixtures().join("www"), &dir.path().join("www"));
-    let path = dir.path().join("fastgate.toml");
-    std::fs::write(&path, config).unwrap();
+    let dir = site(config);
     let out = Command::new(env!("CARGO_BIN_EXE_fastgate"))
         .arg("check")
-        .arg(&path)
+        .arg(dir.path().join("fastgate.toml"))
         .output()
         .unwrap();
     (
