@@ -14,7 +14,7 @@ use crate::cgi::runner::CgiError;
 use crate::plugin::ChainError;
 use crate::pool::PoolError;
 use crate::route::PathError;
-use crate::upstream::UpstreamError;
+use crate::pool::exchange::UpstreamError;
 
 /// Seconds a client is told to wait after a 503.
 const RETRY_AFTER_SECS: u32 = 5;

@@ -3,7 +3,7 @@
 //! A request travels one way through the modules:
 //! [`http`] (listeners, framing, limits) → [`route`] (handler mappings) → a
 //! static file, or an app [`pool`] that leases one process for the request
-//! and speaks [`fcgi`] to it through [`upstream`]. The CGI variables are
+//! and speaks [`fcgi`] to it ([`pool::exchange`]). The CGI variables are
 //! built once per request by [`cgi`]. [`config`] is parsed and validated
 //! once, before anything starts; [`error`] maps every failure to a status.
 //! [`plugin`] runs the filters and launchers users add.
@@ -22,7 +22,6 @@ pub mod http;
 pub mod plugin;
 pub mod pool;
 pub mod route;
-pub mod upstream;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

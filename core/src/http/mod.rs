@@ -2,7 +2,7 @@
 //! static files, and the graceful drain on shutdown.
 //!
 //! A request goes: framing checks → [`Router`] → a static file, or the
-//! app's pool through [`upstream::forward`]; a CGI local redirect sends it
+//! app's pool through [`exchange::forward`]; a CGI local redirect sends it
 //! round again. Errors from every layer come back as [`GatewayError`] and
 //! become a response in one place. This module owns no process and no
 //! FastCGI detail.
@@ -33,8 +33,9 @@ use crate::config::Config;
 use crate::error::{GatewayError, chain};
 use crate::plugin::{Chain, Flow, Plugins, RequestView};
 use crate::pool::Pool;
-use crate::route::{Route, Router, ScriptTarget};
-use crate::upstream::{self, Limits};
+use crate::cgi::ScriptTarget;
+use crate::route::{Route, Router};
+use crate::pool::exchange::{self, Limits};
 
 /// `SERVER_SOFTWARE`.
 pub const SERVER_SOFTWARE: &str = concat!("fastgate/", env!("CARGO_PKG_VERSION"));
@@ -244,7 +245,7 @@ impl Gateway {
                 AppRunner::Pool(pool) => {
                     let limits =
                         Limits::of(&self.config.apps[app], server.max_response_header_size);
-                    let r = upstream::forward(
+                    let r = exchange::forward(
                         pool,
                         params,
                         body.clone(),

@@ -13,6 +13,7 @@
 //!
 //! This module does not know HTTP or CGI: it hands out connections.
 
+pub mod exchange;
 mod process;
 
 use std::collections::{HashMap, VecDeque};

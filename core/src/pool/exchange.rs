@@ -25,7 +25,7 @@ use crate::cgi::params::Params;
 use crate::cgi::response::{HeadError, ResponseHead, parse_head};
 use crate::config::StderrMode;
 use crate::fcgi::client::{ClientError, Event, Exchange};
-use crate::pool::{Lease, Pool, PoolError};
+use super::{Lease, Pool, PoolError};
 
 /// How many times a request is retried on a fresh instance when the one it
 /// got turned out to be dead before reading anything.
