@@ -8,3 +8,6 @@
 pub mod params;
 pub mod response;
 pub mod runner;
+mod target;
+
+pub use target::ScriptTarget;

@@ -15,7 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use http::{HeaderMap, Method, Uri, Version, header};
 
-use crate::route::ScriptTarget;
+use super::ScriptTarget;
 
 /// The CGI variables of one request, in order. Names and values are bytes:
 /// header values need not be UTF-8.
