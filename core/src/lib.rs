@@ -2,17 +2,18 @@
 //!
 //! A request travels one way through the modules:
 //! [`http`] (listeners, framing, limits) → [`route`] (handler mappings) → a
-//! static file, or an app [`pool`] that leases one process for the request
-//! and speaks [`fcgi`] to it ([`pool::exchange`]). The CGI variables are
-//! built once per request by [`cgi`]. [`config`] is parsed and validated
-//! once, before anything starts; [`error`] maps every failure to a status.
-//! [`plugin`] runs the filters and launchers users add.
+//! static file, or an [`app`], which builds the CGI variables ([`cgi`])
+//! and runs the request on its runner: a [`pool`] that leases one process
+//! for it and speaks [`fcgi`] to it, or the CGI runner. [`config`] is
+//! parsed and validated once, before anything starts; [`http`] maps every
+//! failure to a status. [`plugin`] runs the filters and launchers users add.
 //!
 //! `unsafe` is denied everywhere but in `plugin::native`, the loader of
 //! native plugin libraries.
 #![deny(unsafe_code)]
 
 pub mod access_log;
+pub mod app;
 pub mod body;
 pub mod cgi;
 pub mod config;
@@ -30,10 +31,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::access_log::AccessLog;
-use crate::cgi::runner::CgiApp;
+use crate::app::Apps;
 use crate::config::Config;
-use crate::http::AppRunner;
-use crate::pool::Pool;
 
 /// Why the gateway stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -69,31 +68,11 @@ pub async fn serve(mut config: Config) -> Result<(), RunError> {
     let listeners = http::bind(&config.server.listen).await?;
 
     // Each app is a pool of processes, or (CGI) a process per request.
-    let runners: Vec<AppRunner> = config
-        .apps
-        .iter()
-        .map(|app| match &app.cgi {
-            Some(cgi) => AppRunner::Cgi(CgiApp::new(
-                app,
-                cgi,
-                config.server.max_response_header_size,
-            )),
-            None => AppRunner::Pool(Pool::new(app, &runtime_dir)),
-        })
-        .collect();
-    let pools: Vec<Pool> = runners
-        .iter()
-        .filter_map(|r| match r {
-            AppRunner::Pool(pool) => Some(pool.clone()),
-            AppRunner::Cgi(_) => None,
-        })
-        .collect();
-    for pool in &pools {
-        pool.start();
-    }
+    let apps = Arc::new(Apps::new(&config, &runtime_dir, &plugins));
+    apps.start();
     let gateway = Arc::new(http::Gateway::new(
         config.clone(),
-        runners,
+        apps.clone(),
         access_log,
         &plugins,
     ));
@@ -104,9 +83,7 @@ pub async fn serve(mut config: Config) -> Result<(), RunError> {
     signals.abort();
 
     info!("stopping app processes");
-    for pool in &pools {
-        pool.shutdown().await;
-    }
+    apps.shutdown().await;
     info!("stopped");
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! answer with the same response format, so this module serves both; the
 //! per-request CGI runner (one process per request) is [`runner`].
 
+pub mod answer;
 pub mod params;
 pub mod response;
 pub mod runner;

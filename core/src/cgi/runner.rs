@@ -23,69 +23,16 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::answer::{Answer, AnswerError};
 use super::params::Params;
 use super::response::{HeadError, ResponseHead, ResponseKind, parse_head};
 use crate::body::RequestBody;
 use crate::config::{AppConfig, CgiSettings};
-
-/// Why a CGI request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CgiError {
-    #[error("app {app}: {waiting} requests already wait for one of {max} CGI slots (queue_length)")]
-    QueueFull {
-        app: Arc<str>,
-        max: usize,
-        waiting: usize,
-    },
-    #[error("app {app}: cannot run {script}: {source}")]
-    Spawn {
-        app: Arc<str>,
-        script: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("app {app} (pid {pid}): the script ran longer than {after:?} and was killed")]
-    Timeout {
-        app: Arc<str>,
-        pid: u32,
-        after: Duration,
-    },
-    #[error("app {app} (pid {pid}): {source}")]
-    Head {
-        app: Arc<str>,
-        pid: u32,
-        #[source]
-        source: HeadError,
-    },
-    #[error("app {app} (pid {pid}): the script ended without a response head")]
-    NoHead { app: Arc<str>, pid: u32 },
-}
-
-impl CgiError {
-    pub fn app(&self) -> &str {
-        match self {
-            CgiError::QueueFull { app, .. }
-            | CgiError::Spawn { app, .. }
-            | CgiError::Timeout { app, .. }
-            | CgiError::Head { app, .. }
-            | CgiError::NoHead { app, .. } => app,
-        }
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        match self {
-            CgiError::Timeout { pid, .. }
-            | CgiError::Head { pid, .. }
-            | CgiError::NoHead { pid, .. } => Some(*pid),
-            _ => None,
-        }
-    }
-}
 
 /// One CGI app: its limits and its interpreter.
 #[derive(Debug)]
@@ -100,14 +47,6 @@ pub struct CgiApp {
     queue_length: usize,
     timeout: Duration,
     max_header_size: usize,
-}
-
-/// A started script: its response head, and its body as it streams.
-#[derive(Debug)]
-pub struct CgiResponse {
-    pub head: ResponseHead,
-    pub pid: u32,
-    pub body: mpsc::Receiver<Result<Bytes, std::io::Error>>,
 }
 
 impl CgiApp {
@@ -142,9 +81,72 @@ impl CgiApp {
         params: Params,
         body: Arc<RequestBody>,
         uri: &str,
-    ) -> Result<CgiResponse, CgiError> {
+    ) -> Result<Answer, AnswerError> {
         let permit = self.slot().await?;
         let deadline = Instant::now() + self.timeout;
+        let mut child = self
+            .command(script, &params)
+            .spawn()
+            .map_err(|source| AnswerError::exec(script.to_path_buf(), source))?;
+        let pid = child.id().unwrap_or(0);
+        debug!(app = %self.name, pid, script = %script.display(), "CGI script started");
+
+        // The body goes in while the response comes out: a script may
+        // answer before it has read everything.
+        if let Some(mut stdin) = child.stdin.take() {
+            tokio::spawn(async move {
+                if let Ok(mut reader) = body.reader().await {
+                    let _ = tokio::io::copy(&mut reader, &mut stdin).await;
+                }
+                let _ = stdin.shutdown().await;
+            });
+        }
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(log_stderr(stderr, self.name.clone(), pid, Arc::from(uri)));
+        }
+        let Some(stdout) = child.stdout.take() else {
+            return Err(AnswerError::no_head(pid));
+        };
+        let mut script_run = Script {
+            app: self.name.clone(),
+            child,
+            pid,
+            deadline,
+            stdout,
+            permit,
+        };
+        let nph = script
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("nph-"));
+        let (head, rest) = match script_run.read_head(nph, self.max_header_size).await {
+            Ok(read) => read,
+            Err(HeadFailure::Head(source)) => {
+                script_run.kill().await;
+                return Err(AnswerError::head(pid, source));
+            }
+            Err(HeadFailure::Ended) => {
+                tokio::spawn(script_run.finish());
+                return Err(AnswerError::no_head(pid));
+            }
+            Err(HeadFailure::Timeout) => {
+                script_run.kill().await;
+                warn!(app = %self.name, pid, "CGI script killed at its timeout");
+                return Err(AnswerError::timeout(pid, "cgi_timeout", self.timeout));
+            }
+        };
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(script_run.stream_body(rest, tx));
+        Ok(Answer {
+            head,
+            pid,
+            body: rx,
+        })
+    }
+
+    /// The script's command: `execve`d directly (or through the
+    /// interpreter) with an explicit environment, in its own process group.
+    fn command(&self, script: &Path, params: &Params) -> Command {
         let mut command = match &self.interpreter {
             Some(interpreter) => {
                 let mut c = Command::new(interpreter);
@@ -174,158 +176,144 @@ impl CgiApp {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = command.spawn().map_err(|source| CgiError::Spawn {
-            app: self.name.clone(),
-            script: script.to_path_buf(),
-            source,
-        })?;
-        let pid = child.id().unwrap_or(0);
-        debug!(app = %self.name, pid, script = %script.display(), "CGI script started");
-
-        // The body goes in while the response comes out: a script may
-        // answer before it has read everything.
-        if let Some(mut stdin) = child.stdin.take() {
-            tokio::spawn(async move {
-                if let Ok(mut reader) = body.reader().await {
-                    let _ = tokio::io::copy(&mut reader, &mut stdin).await;
-                }
-                let _ = stdin.shutdown().await;
-            });
-        }
-        if let Some(stderr) = child.stderr.take() {
-            let app = self.name.clone();
-            let uri: Arc<str> = Arc::from(uri);
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    info!(app = %app, pid, uri = %uri, stream = "stderr", "{line}");
-                }
-            });
-        }
-        let Some(mut stdout) = child.stdout.take() else {
-            return Err(CgiError::NoHead {
-                app: self.name.clone(),
-                pid,
-            });
-        };
-        let nph = script
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("nph-"));
-
-        let mut buf = BytesMut::with_capacity(8192);
-        let head = loop {
-            let parsed = if nph {
-                parse_nph_head(&buf, self.max_header_size)
-            } else {
-                parse_head(&buf, self.max_header_size)
-            };
-            match parsed {
-                Ok(Some((head, used))) => {
-                    let _ = buf.split_to(used);
-                    break head;
-                }
-                Ok(None) => {}
-                Err(source) => {
-                    kill(&mut child, pid).await;
-                    return Err(CgiError::Head {
-                        app: self.name.clone(),
-                        pid,
-                        source,
-                    });
-                }
-            }
-            match tokio::time::timeout_at(deadline, stdout.read_buf(&mut buf)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => {
-                    let app = self.name.clone();
-                    tokio::spawn(async move {
-                        finish(&mut child, pid, deadline, &app).await;
-                        drop(permit);
-                    });
-                    return Err(CgiError::NoHead {
-                        app: self.name.clone(),
-                        pid,
-                    });
-                }
-                Ok(Ok(_)) => {}
-                Err(_) => {
-                    kill(&mut child, pid).await;
-                    warn!(app = %self.name, pid, "CGI script killed at its timeout");
-                    return Err(CgiError::Timeout {
-                        app: self.name.clone(),
-                        pid,
-                        after: self.timeout,
-                    });
-                }
-            }
-        };
-
-        let (tx, rx) = mpsc::channel(8);
-        let app = self.name.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            if !buf.is_empty() && tx.send(Ok(buf.freeze())).await.is_err() {
-                kill(&mut child, pid).await;
-                return;
-            }
-            loop {
-                let mut chunk = BytesMut::with_capacity(16 * 1024);
-                match tokio::time::timeout_at(deadline, stdout.read_buf(&mut chunk)).await {
-                    Ok(Ok(0)) => break,
-                    Ok(Ok(_)) => {
-                        if tx.send(Ok(chunk.freeze())).await.is_err() {
-                            // The client went away.
-                            kill(&mut child, pid).await;
-                            return;
-                        }
-                    }
-                    Ok(Err(e)) => {
-                        let _ = tx.send(Err(e)).await;
-                        break;
-                    }
-                    Err(_) => {
-                        warn!(app = %app, pid, "CGI script killed at its timeout (response cut off)");
-                        kill(&mut child, pid).await;
-                        let _ = tx.send(Err(std::io::Error::other("CGI timeout"))).await;
-                        return;
-                    }
-                }
-            }
-            // The response ends with the output, whether or not the
-            // script has exited yet.
-            drop(tx);
-            finish(&mut child, pid, deadline, &app).await;
-        });
-        Ok(CgiResponse {
-            head,
-            pid,
-            body: rx,
-        })
+        command
     }
 
     /// Waits for one of the `max_instances` slots, first come first served.
-    async fn slot(&self) -> Result<OwnedSemaphorePermit, CgiError> {
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, AnswerError> {
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
             return Ok(permit);
         }
         let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
         if waiting >= self.queue_length {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
-            return Err(CgiError::QueueFull {
-                app: self.name.clone(),
-                max: self.max,
-                waiting,
-            });
+            return Err(AnswerError::queue_full(self.max, waiting));
         }
         let permit = self.slots.clone().acquire_owned().await;
         self.waiting.fetch_sub(1, Ordering::SeqCst);
-        permit.map_err(|_| CgiError::QueueFull {
-            app: self.name.clone(),
-            max: self.max,
-            waiting,
-        })
+        permit.map_err(|_| AnswerError::queue_full(self.max, waiting))
     }
 }
+
+/// Logs a script's stderr line by line, tagged with app, pid and URI.
+async fn log_stderr(stderr: ChildStderr, app: Arc<str>, pid: u32, uri: Arc<str>) {
+    let mut lines = BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        info!(app = %app, pid, uri = %uri, stream = "stderr", "{line}");
+    }
+}
+
+/// Why no response head came from a script.
+enum HeadFailure {
+    Head(HeadError),
+    /// Its output ended (or failed) first.
+    Ended,
+    Timeout,
+}
+
+/// A running script: its process, its output and the slot it holds, which
+/// is given back when this is dropped.
+struct Script {
+    app: Arc<str>,
+    child: Child,
+    pid: u32,
+    deadline: Instant,
+    stdout: ChildStdout,
+    permit: OwnedSemaphorePermit,
+}
+
+impl Script {
+    /// Reads until a whole response head is parsed; returns it with the
+    /// body bytes that came along.
+    async fn read_head(
+        &mut self,
+        nph: bool,
+        limit: usize,
+    ) -> Result<(ResponseHead, BytesMut), HeadFailure> {
+        let mut buf = BytesMut::with_capacity(8192);
+        loop {
+            let parsed = if nph {
+                parse_nph_head(&buf, limit)
+            } else {
+                parse_head(&buf, limit)
+            };
+            match parsed {
+                Ok(Some((head, used))) => {
+                    let _ = buf.split_to(used);
+                    return Ok((head, buf));
+                }
+                Ok(None) => {}
+                Err(source) => return Err(HeadFailure::Head(source)),
+            }
+            match tokio::time::timeout_at(self.deadline, self.stdout.read_buf(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return Err(HeadFailure::Ended),
+                Ok(Ok(_)) => {}
+                Err(_) => return Err(HeadFailure::Timeout),
+            }
+        }
+    }
+
+    /// Streams the rest of the output to `tx`, until it ends, the client
+    /// goes away (the script is killed) or the deadline passes.
+    async fn stream_body(mut self, first: BytesMut, tx: BodySender) {
+        if !first.is_empty() && tx.send(Ok(first.freeze())).await.is_err() {
+            self.kill().await;
+            return;
+        }
+        loop {
+            let mut chunk = BytesMut::with_capacity(16 * 1024);
+            match tokio::time::timeout_at(self.deadline, self.stdout.read_buf(&mut chunk)).await {
+                Ok(Ok(0)) => break,
+                Ok(Ok(_)) => {
+                    if tx.send(Ok(chunk.freeze())).await.is_err() {
+                        // The client went away.
+                        self.kill().await;
+                        return;
+                    }
+                }
+                Ok(Err(e)) => {
+                    let _ = tx.send(Err(e)).await;
+                    break;
+                }
+                Err(_) => {
+                    warn!(app = %self.app, pid = self.pid, "CGI script killed at its timeout (response cut off)");
+                    self.kill().await;
+                    let _ = tx.send(Err(std::io::Error::other("CGI timeout"))).await;
+                    return;
+                }
+            }
+        }
+        // The response ends with the output, whether or not the script has
+        // exited yet.
+        drop(tx);
+        self.finish().await;
+    }
+
+    async fn kill(&mut self) {
+        kill(&mut self.child, self.pid).await;
+    }
+
+    /// Waits for a script whose output has ended to exit, until its
+    /// deadline: a script that closes its output and lingers is killed then
+    /// (with its process group), so it holds its slot no longer than
+    /// `cgi_timeout`.
+    async fn finish(mut self) {
+        if tokio::time::timeout_at(self.deadline, self.child.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                app = %self.app,
+                pid = self.pid,
+                "CGI script still running at its timeout after its output ended: killed"
+            );
+            self.kill().await;
+        }
+        drop(self.permit);
+    }
+}
+
+type BodySender = mpsc::Sender<Result<Bytes, std::io::Error>>;
 
 /// Kills the script's whole process group and reaps it.
 async fn kill(child: &mut Child, pid: u32) {
@@ -336,22 +324,6 @@ async fn kill(child: &mut Child, pid: u32) {
         );
     }
     let _ = child.kill().await;
-}
-
-/// Waits for a script whose output has ended to exit, until its deadline:
-/// a script that closes its output and lingers is killed then (with its
-/// process group), so it holds its slot no longer than `cgi_timeout`.
-async fn finish(child: &mut Child, pid: u32, deadline: Instant, app: &str) {
-    if tokio::time::timeout_at(deadline, child.wait())
-        .await
-        .is_err()
-    {
-        warn!(
-            app,
-            pid, "CGI script still running at its timeout after its output ended: killed"
-        );
-        kill(child, pid).await;
-    }
 }
 
 /// An NPH script's head: `HTTP/1.x NNN reason`, then headers. The gateway

@@ -22,7 +22,7 @@ use http::{Request, Version, header};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::info;
 
-use crate::error::GatewayError;
+use super::error::GatewayError;
 
 /// Request heads larger than this are passed through unchecked: hyper
 /// refuses them itself (431).

@@ -20,12 +20,13 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
+use super::{Lease, Pool, PoolError};
 use crate::body::RequestBody;
+use crate::cgi::answer::{Answer, AnswerError};
 use crate::cgi::params::Params;
-use crate::cgi::response::{HeadError, ResponseHead, parse_head};
+use crate::cgi::response::{ResponseHead, parse_head};
 use crate::config::StderrMode;
 use crate::fcgi::client::{ClientError, Event, Exchange};
-use super::{Lease, Pool, PoolError};
 
 /// How many times a request is retried on a fresh instance when the one it
 /// got turned out to be dead before reading anything.
@@ -35,43 +36,14 @@ const BODY_CHANNEL: usize = 8;
 /// Most stderr text kept per request for the log.
 const STDERR_KEEP: usize = 16 * 1024;
 
-/// Why forwarding failed. Mapped to a status in [`crate::error`].
+/// Why forwarding failed: no instance could be had, or the one that ran
+/// the request gave no usable answer.
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
+pub enum ExchangeError {
     #[error(transparent)]
     Pool(#[from] PoolError),
-    #[error("app {app} (pid {pid}): {source}")]
-    Connection {
-        app: Arc<str>,
-        pid: u32,
-        #[source]
-        source: ClientError,
-    },
-    #[error("app {app} (pid {pid}): {source}")]
-    Head {
-        app: Arc<str>,
-        pid: u32,
-        #[source]
-        source: HeadError,
-    },
-    #[error("app {app} (pid {pid}) ended the request without a complete response header")]
-    NoHead { app: Arc<str>, pid: u32 },
-    #[error("reading the buffered request body failed: {0}")]
-    Body(#[source] std::io::Error),
-    #[error("app {app} (pid {pid}): no answer within {after:?} ({which}); instance terminated")]
-    Timeout {
-        app: Arc<str>,
-        pid: u32,
-        which: &'static str,
-        after: Duration,
-    },
-    #[error("app {app} (pid {pid}) wrote to FCGI_STDERR (stderr_mode)")]
-    Stderr {
-        app: Arc<str>,
-        pid: u32,
-        /// The text for the response body (return-stderr-in-500), else none.
-        text: Option<String>,
-    },
+    #[error(transparent)]
+    Answer(#[from] AnswerError),
 }
 
 /// Limits applied to one exchange (per app).
@@ -96,16 +68,6 @@ impl Limits {
     }
 }
 
-/// A response whose head has arrived; the body keeps streaming in.
-#[derive(Debug)]
-pub struct UpstreamResponse {
-    pub head: ResponseHead,
-    pub pid: u32,
-    /// Body chunks; an `Err` means the app failed mid-body (the HTTP
-    /// response must then be aborted, not ended cleanly).
-    pub body: mpsc::Receiver<Result<Bytes, std::io::Error>>,
-}
-
 /// Sends one request to `pool` and waits for the response head.
 pub async fn forward(
     pool: &Pool,
@@ -113,7 +75,7 @@ pub async fn forward(
     body: Arc<RequestBody>,
     uri: Arc<str>,
     limits: Limits,
-) -> Result<UpstreamResponse, UpstreamError> {
+) -> Result<Answer, ExchangeError> {
     let (head_tx, head_rx) = oneshot::channel();
     let (body_tx, body_rx) = mpsc::channel(BODY_CHANNEL);
     let task = ExchangeTask {
@@ -125,20 +87,20 @@ pub async fn forward(
     };
     tokio::spawn(task.run(head_tx, body_tx));
     match head_rx.await {
-        Ok(Ok((head, pid))) => Ok(UpstreamResponse {
+        Ok(Ok((head, pid))) => Ok(Answer {
             head,
             pid,
             body: body_rx,
         }),
         Ok(Err(e)) => Err(e),
         // The task ends without answering only if the runtime is going away.
-        Err(_) => Err(UpstreamError::Pool(PoolError::ShuttingDown {
+        Err(_) => Err(ExchangeError::Pool(PoolError::ShuttingDown {
             app: Arc::from(pool.name()),
         })),
     }
 }
 
-type HeadSender = oneshot::Sender<Result<(ResponseHead, u32), UpstreamError>>;
+type HeadSender = oneshot::Sender<Result<(ResponseHead, u32), ExchangeError>>;
 type BodySender = mpsc::Sender<Result<Bytes, std::io::Error>>;
 
 struct ExchangeTask {
@@ -147,6 +109,63 @@ struct ExchangeTask {
     body: Arc<RequestBody>,
     uri: Arc<str>,
     limits: Limits,
+}
+
+/// What becomes of the instance when an exchange ends: applied to the
+/// lease in one place, after the connection is let go and stderr logged.
+enum Release {
+    /// END_REQUEST arrived; `clean`: the request was fully written too.
+    Finish { clean: bool },
+    /// It broke the protocol or crashed (counts for rapid-fail).
+    Fail(String),
+    /// A timeout or `stderr_mode = terminate-process`.
+    Terminate(&'static str),
+}
+
+impl Release {
+    fn apply(self, lease: Lease) {
+        match self {
+            Release::Finish { clean } => lease.finish(clean),
+            Release::Fail(what) => lease.fail(&what),
+            Release::Terminate(why) => lease.terminate(why),
+        }
+    }
+}
+
+/// How the first phase of an exchange (until the response is committed)
+/// ended.
+enum Uncommitted {
+    /// The whole response arrived (END_REQUEST) before it was committed.
+    Ended {
+        head: Option<ResponseHead>,
+        buffered: Vec<Bytes>,
+        /// `stderr_mode` turns this response into a 500.
+        stderr_fails: bool,
+        clean: bool,
+    },
+    /// The head is parsed and `response_buffer_limit` bytes are buffered:
+    /// the head goes out and the rest streams.
+    Committed {
+        head: ResponseHead,
+        buffered: Vec<Bytes>,
+    },
+    /// The request failed before the client saw anything.
+    Failed {
+        release: Release,
+        error: AnswerError,
+    },
+    /// The reused instance was gone before it read anything.
+    Stale,
+}
+
+/// The state of one exchange that its phases share.
+struct Conversation<'e, 'c, B> {
+    exchange: &'e mut Exchange<'c, B>,
+    stderr: StderrLog,
+    deadline: Instant,
+    limits: Limits,
+    pid: u32,
+    reused: bool,
 }
 
 impl ExchangeTask {
@@ -172,7 +191,7 @@ impl ExchangeTask {
                     head_tx = returned;
                 }
                 Outcome::Stale(returned) => {
-                    let _ = returned.send(Err(UpstreamError::Pool(PoolError::Unavailable {
+                    let _ = returned.send(Err(ExchangeError::Pool(PoolError::Unavailable {
                         app: Arc::from(self.pool.name()),
                         reason: "instances keep closing their connections".into(),
                     })));
@@ -183,7 +202,10 @@ impl ExchangeTask {
     }
 
     /// Runs the request on one instance, from the first byte written to
-    /// END_REQUEST.
+    /// END_REQUEST. Whatever happens, the connection is let go, stderr
+    /// logged and the lease released in one place, before the client hears
+    /// of the outcome: a finished instance is free before its client can
+    /// send the next request.
     async fn exchange(
         &self,
         mut lease: Lease,
@@ -192,40 +214,129 @@ impl ExchangeTask {
     ) -> Outcome {
         let app = lease.app().clone();
         let pid = lease.pid();
-        let reused = lease.is_reused();
-        let limits = self.limits;
         let reader = match self.body.reader().await {
             Ok(reader) => reader,
             Err(e) => {
                 lease.finish(true);
-                let _ = head_tx.send(Err(UpstreamError::Body(e)));
+                let _ = head_tx.send(Err(AnswerError::body(pid, e).into()));
                 return Outcome::Done;
             }
         };
-        let mut stderr = StderrLog::default();
-        let deadline = Instant::now() + limits.request_timeout;
+        let reused = lease.is_reused();
         let mut exchange = Exchange::start(
             lease.connection(),
             self.params.iter(),
             reader,
             self.body.len(),
         );
+        let mut talk = Conversation {
+            exchange: &mut exchange,
+            stderr: StderrLog::default(),
+            deadline: Instant::now() + self.limits.request_timeout,
+            limits: self.limits,
+            pid,
+            reused,
+        };
+        let first = talk.until_committed().await;
+        let (head, buffered) = match first {
+            Uncommitted::Committed { head, buffered } => (head, buffered),
+            Uncommitted::Stale => {
+                debug!(app = %app, pid, "instance was gone before the request; retrying on another");
+                drop(exchange);
+                lease.discard();
+                return Outcome::Stale(head_tx);
+            }
+            Uncommitted::Failed { release, error } => {
+                let mut stderr = std::mem::take(&mut talk.stderr);
+                drop(exchange);
+                stderr.flush(&app, pid, &self.uri);
+                release.apply(lease);
+                let _ = head_tx.send(Err(error.into()));
+                return Outcome::Done;
+            }
+            Uncommitted::Ended {
+                head,
+                buffered,
+                stderr_fails,
+                clean,
+            } => {
+                let mut stderr = std::mem::take(&mut talk.stderr);
+                drop(exchange);
+                let text = (stderr_fails
+                    && self.limits.stderr_mode == StderrMode::ReturnStderrIn500)
+                    .then(|| stderr.text());
+                stderr.flush(&app, pid, &self.uri);
+                lease.finish(clean);
+                let result = match head {
+                    _ if stderr_fails => Err(AnswerError::stderr(pid, text)),
+                    Some(head) => Ok((head, pid)),
+                    None => Err(AnswerError::no_head(pid)),
+                };
+                deliver(result, buffered, head_tx, body_tx).await;
+                return Outcome::Done;
+            }
+        };
 
-        // Phase 1: until the response is committed, i.e. its head is parsed
-        // and `response_buffer_limit` bytes of body are buffered (or the
-        // response ended). Until then every failure is a clean error response.
+        // Committed: the head goes out, then the body streams with
+        // backpressure from the client; failures can only abort it now.
+        let client_gone = head_tx.send(Ok((head, pid))).is_err();
+        let (release, abort) = talk.stream(buffered, body_tx, client_gone, &app).await;
+        let mut stderr = std::mem::take(&mut talk.stderr);
+        drop(exchange);
+        stderr.flush(&app, pid, &self.uri);
+        release.apply(lease);
+        if let Some(abort) = abort {
+            warn!(app = %app, pid, uri = %self.uri, "aborting a response in the middle: {abort}");
+            let _ = body_tx
+                .send(Err(std::io::Error::other(format!(
+                    "app {app} (pid {pid}): {abort}"
+                ))))
+                .await;
+        }
+        Outcome::Done
+    }
+}
+
+/// Hands a response that ended before it was committed to the client: the
+/// head (or the error), then the buffered body.
+async fn deliver(
+    result: Result<(ResponseHead, u32), AnswerError>,
+    buffered: Vec<Bytes>,
+    head_tx: HeadSender,
+    body_tx: &BodySender,
+) {
+    let delivered = result.is_ok();
+    if head_tx.send(result.map_err(Into::into)).is_ok() && delivered {
+        for chunk in buffered {
+            if body_tx.send(Ok(chunk)).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+impl<B: tokio::io::AsyncRead + Unpin> Conversation<'_, '_, B> {
+    /// Phase 1: until the response is committed, i.e. its head is parsed
+    /// and `response_buffer_limit` bytes of body are buffered (or the
+    /// response ended). Until then every failure is a clean error response.
+    async fn until_committed(&mut self) -> Uncommitted {
+        let pid = self.pid;
         let mut head_buf = BytesMut::new();
         let mut head: Option<ResponseHead> = None;
         let mut buffered: Vec<Bytes> = Vec::new();
         let mut buffered_len = 0u64;
         // stderr_mode asks for a 500: drain to END_REQUEST, then answer.
         let mut stderr_fails = false;
-        let ended = loop {
-            if head.is_some() && !stderr_fails && buffered_len >= limits.response_buffer_limit {
-                break false;
+        loop {
+            if let Some(committed) =
+                head.take_if(|_| !stderr_fails && buffered_len >= self.limits.response_buffer_limit)
+            {
+                return Uncommitted::Committed {
+                    head: committed,
+                    buffered,
+                };
             }
-            let event = next_event(&mut exchange, deadline, &limits).await;
-            match event {
+            match self.next_event().await {
                 Ok(Event::Stdout(_)) if stderr_fails => {}
                 Ok(Event::Stdout(data)) if head.is_some() => {
                     buffered_len += data.len() as u64;
@@ -233,7 +344,7 @@ impl ExchangeTask {
                 }
                 Ok(Event::Stdout(data)) => {
                     head_buf.extend_from_slice(&data);
-                    match parse_head(&head_buf, limits.max_header_size) {
+                    match parse_head(&head_buf, self.limits.max_header_size) {
                         Ok(Some((parsed, body_start))) => {
                             let rest = head_buf.split_off(body_start).freeze();
                             if !rest.is_empty() {
@@ -244,153 +355,134 @@ impl ExchangeTask {
                         }
                         Ok(None) => {}
                         Err(source) => {
-                            drop(exchange);
-                            stderr.flush(&app, pid, &self.uri);
-                            lease.fail("malformed response head");
-                            let _ = head_tx.send(Err(UpstreamError::Head { app, pid, source }));
-                            return Outcome::Done;
+                            return Uncommitted::Failed {
+                                release: Release::Fail("malformed response head".into()),
+                                error: AnswerError::head(pid, source),
+                            };
                         }
                     }
                 }
                 Ok(Event::Stderr(data)) => {
-                    stderr.push(&data);
-                    match limits.stderr_mode {
+                    self.stderr.push(&data);
+                    match self.limits.stderr_mode {
                         StderrMode::IgnoreAndReturn200 => {}
                         StderrMode::ReturnStderrIn500 | StderrMode::ReturnGeneric500 => {
                             stderr_fails = true
                         }
                         StderrMode::TerminateProcess => {
-                            drop(exchange);
-                            stderr.flush(&app, pid, &self.uri);
-                            lease.terminate(
-                                "it wrote to FCGI_STDERR (stderr_mode = terminate-process)",
-                            );
-                            let _ = head_tx.send(Err(UpstreamError::Stderr {
-                                app,
-                                pid,
-                                text: None,
-                            }));
-                            return Outcome::Done;
+                            return Uncommitted::Failed {
+                                release: Release::Terminate(STDERR_TERMINATES),
+                                error: AnswerError::stderr(pid, None),
+                            };
                         }
                     }
                 }
-                Ok(Event::End { .. }) => break true,
+                Ok(Event::End { .. }) => {
+                    return Uncommitted::Ended {
+                        head,
+                        buffered,
+                        stderr_fails,
+                        clean: self.exchange.stdin_complete(),
+                    };
+                }
                 Err(Failure::Timeout { which, after }) => {
-                    drop(exchange);
-                    stderr.flush(&app, pid, &self.uri);
-                    lease.terminate(which);
-                    let _ = head_tx.send(Err(UpstreamError::Timeout {
-                        app,
-                        pid,
-                        which,
-                        after,
-                    }));
-                    return Outcome::Done;
+                    return Uncommitted::Failed {
+                        release: Release::Terminate(which),
+                        error: AnswerError::timeout(pid, which, after),
+                    };
                 }
                 Err(Failure::Client(e))
-                    if reused
+                    if self.reused
                         && head_buf.is_empty()
                         && head.is_none()
-                        && stderr.is_empty()
+                        && self.stderr.is_empty()
                         && e.is_peer_gone() =>
                 {
-                    debug!(app = %app, pid, error = %e, "instance was gone before the request; retrying on another");
-                    drop(exchange);
-                    lease.discard();
-                    return Outcome::Stale(head_tx);
+                    return Uncommitted::Stale;
                 }
                 Err(Failure::Client(source)) => {
-                    drop(exchange);
-                    stderr.flush(&app, pid, &self.uri);
-                    lease.fail(&source.to_string());
-                    let _ = head_tx.send(Err(UpstreamError::Connection { app, pid, source }));
-                    return Outcome::Done;
+                    return Uncommitted::Failed {
+                        release: Release::Fail(source.to_string()),
+                        error: AnswerError::connection(pid, source),
+                    };
                 }
             }
-        };
-        if ended {
-            let clean = exchange.stdin_complete();
-            drop(exchange);
-            let text = (stderr_fails && limits.stderr_mode == StderrMode::ReturnStderrIn500)
-                .then(|| stderr.text());
-            stderr.flush(&app, pid, &self.uri);
-            lease.finish(clean);
-            let result = match head {
-                _ if stderr_fails => Err(UpstreamError::Stderr { app, pid, text }),
-                Some(head) => Ok((head, pid)),
-                None => Err(UpstreamError::NoHead { app, pid }),
-            };
-            let delivered = result.is_ok();
-            if head_tx.send(result).is_ok() && delivered {
-                for chunk in buffered {
-                    if body_tx.send(Ok(chunk)).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            return Outcome::Done;
         }
+    }
 
-        // Phase 2: committed. The head goes out, then the body streams with
-        // backpressure from the client; failures can only abort it now.
-        let Some(head) = head else {
-            return Outcome::Done;
-        };
-        let mut client_gone = head_tx.send(Ok((head, pid))).is_err();
+    /// Phase 2: the head is out; the buffered chunks and the rest of the
+    /// body go to the client with backpressure. Returns what becomes of the
+    /// instance, and why the response must be aborted, if it must.
+    async fn stream(
+        &mut self,
+        buffered: Vec<Bytes>,
+        body_tx: &BodySender,
+        mut client_gone: bool,
+        app: &str,
+    ) -> (Release, Option<String>) {
         for chunk in buffered {
             if !client_gone && body_tx.send(Ok(chunk)).await.is_err() {
                 client_gone = true;
             }
         }
         loop {
-            let abort = match next_event(&mut exchange, deadline, &limits).await {
+            match self.next_event().await {
                 Ok(Event::Stdout(data)) => {
                     if !client_gone && body_tx.send(Ok(data)).await.is_err() {
-                        debug!(app = %app, pid, "client went away; draining the rest of the response");
+                        debug!(app = %app, pid = self.pid, "client went away; draining the rest of the response");
                         client_gone = true;
                     }
-                    continue;
                 }
                 Ok(Event::Stderr(data)) => {
-                    stderr.push(&data);
-                    if limits.stderr_mode != StderrMode::TerminateProcess {
-                        continue;
+                    self.stderr.push(&data);
+                    if self.limits.stderr_mode == StderrMode::TerminateProcess {
+                        return (
+                            Release::Terminate(STDERR_TERMINATES),
+                            Some("it wrote to FCGI_STDERR after the response head was sent".into()),
+                        );
                     }
-                    drop(exchange);
-                    stderr.flush(&app, pid, &self.uri);
-                    lease.terminate("it wrote to FCGI_STDERR (stderr_mode = terminate-process)");
-                    "it wrote to FCGI_STDERR after the response head was sent".to_string()
                 }
                 Ok(Event::End { .. }) => {
-                    let clean = exchange.stdin_complete();
-                    drop(exchange);
-                    stderr.flush(&app, pid, &self.uri);
-                    lease.finish(clean);
-                    return Outcome::Done;
+                    let clean = self.exchange.stdin_complete();
+                    return (Release::Finish { clean }, None);
                 }
                 Err(Failure::Timeout { which, after }) => {
-                    drop(exchange);
-                    stderr.flush(&app, pid, &self.uri);
-                    lease.terminate(which);
-                    format!("no answer within {after:?} ({which})")
+                    return (
+                        Release::Terminate(which),
+                        Some(format!("no answer within {after:?} ({which})")),
+                    );
                 }
                 Err(Failure::Client(source)) => {
-                    drop(exchange);
-                    stderr.flush(&app, pid, &self.uri);
-                    lease.fail(&source.to_string());
-                    source.to_string()
+                    let text = source.to_string();
+                    return (Release::Fail(text.clone()), Some(text));
                 }
-            };
-            warn!(app = %app, pid, uri = %self.uri, "aborting a response in the middle: {abort}");
-            let _ = body_tx
-                .send(Err(std::io::Error::other(format!(
-                    "app {app} (pid {pid}): {abort}"
-                ))))
-                .await;
-            return Outcome::Done;
+            }
+        }
+    }
+
+    /// The next event of the exchange, within `activity_timeout` and what
+    /// is left of `request_timeout`.
+    async fn next_event(&mut self) -> Result<Event, Failure> {
+        let limits = &self.limits;
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let (wait, which, after) = if remaining <= limits.activity_timeout {
+            (remaining, "request_timeout", limits.request_timeout)
+        } else {
+            (
+                limits.activity_timeout,
+                "activity_timeout",
+                limits.activity_timeout,
+            )
+        };
+        match tokio::time::timeout(wait, self.exchange.next_event()).await {
+            Ok(result) => result.map_err(Failure::Client),
+            Err(_) => Err(Failure::Timeout { which, after }),
         }
     }
 }
+
+/// Why an instance is stopped after writing to FCGI_STDERR.
+const STDERR_TERMINATES: &str = "it wrote to FCGI_STDERR (stderr_mode = terminate-process)";
 
 /// Why waiting for the app's next event failed.
 enum Failure {
@@ -401,29 +493,6 @@ enum Failure {
     },
 }
 
-/// The next event of the exchange, within `activity_timeout` and what is
-/// left of `request_timeout`.
-async fn next_event<B: tokio::io::AsyncRead + Unpin>(
-    exchange: &mut Exchange<'_, B>,
-    deadline: Instant,
-    limits: &Limits,
-) -> Result<Event, Failure> {
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    let (wait, which, after) = if remaining <= limits.activity_timeout {
-        (remaining, "request_timeout", limits.request_timeout)
-    } else {
-        (
-            limits.activity_timeout,
-            "activity_timeout",
-            limits.activity_timeout,
-        )
-    };
-    match tokio::time::timeout(wait, exchange.next_event()).await {
-        Ok(result) => result.map_err(Failure::Client),
-        Err(_) => Err(Failure::Timeout { which, after }),
-    }
-}
-
 enum Outcome {
     Done,
     /// The instance was dead before the request reached it: try another.
@@ -431,7 +500,7 @@ enum Outcome {
 }
 
 /// FCGI_STDERR text of one request, logged once at the end of it.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct StderrLog {
     text: Vec<u8>,
     dropped: usize,

@@ -12,6 +12,7 @@
 mod path;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use http::Method;
 
@@ -32,9 +33,9 @@ pub enum Route {
     AddSlash {
         location: String,
     },
-    /// Run a script of app number `app` (index in the config's apps).
+    /// Run a script of the app named `app`.
     App {
-        app: usize,
+        app: Arc<str>,
         target: ScriptTarget,
     },
     /// A mapping matches the path but not the method. Never falls through
@@ -47,7 +48,7 @@ pub enum Route {
 
 #[derive(Debug)]
 struct Mapping {
-    app: usize,
+    app: Arc<str>,
     handles: Vec<HandlerPattern>,
     verbs: Verbs,
     resource_type: ResourceType,
@@ -68,7 +69,7 @@ pub struct Router {
 
 /// What matching a path against the mappings found.
 enum Matched {
-    App(usize, ScriptTarget),
+    App(Arc<str>, ScriptTarget),
     NotFound,
     MethodNotAllowed(Vec<Method>),
     /// No mapping's pattern matches.
@@ -84,9 +85,8 @@ impl Router {
                 .collect(),
             mappings: apps
                 .iter()
-                .enumerate()
-                .map(|(app, a)| Mapping {
-                    app,
+                .map(|a| Mapping {
+                    app: Arc::from(a.name.as_str()),
                     handles: a.handles.clone(),
                     verbs: a.verbs.clone(),
                     resource_type: a.resource_type,
@@ -195,7 +195,7 @@ impl Router {
             };
             if exists {
                 return Matched::App(
-                    mapping.app,
+                    mapping.app.clone(),
                     ScriptTarget {
                         script_name: script_name.to_string(),
                         path_info: path_info.to_string(),
@@ -206,7 +206,7 @@ impl Router {
                 );
             }
             return match mapping.fallback_target(method) {
-                Some(target) => Matched::App(mapping.app, target),
+                Some(target) => Matched::App(mapping.app.clone(), target),
                 None => Matched::NotFound,
             };
         }
@@ -220,8 +220,10 @@ impl Router {
     /// The first app's front controller that takes this method.
     fn fallback(&self, method: &Method) -> Option<Route> {
         self.mappings.iter().find_map(|m| {
-            m.fallback_target(method)
-                .map(|target| Route::App { app: m.app, target })
+            m.fallback_target(method).map(|target| Route::App {
+                app: m.app.clone(),
+                target,
+            })
         })
     }
 }
@@ -381,7 +383,7 @@ mod tests {
         dir
     }
 
-    fn app_route(route: Route) -> (usize, ScriptTarget) {
+    fn app_route(route: Route) -> (Arc<str>, ScriptTarget) {
         match route {
             Route::App { app, target } => (app, target),
             other => panic!("expected an app route, got {other:?}"),
@@ -393,7 +395,7 @@ mod tests {
         let dir = site();
         let router = Router::new(&server(dir.path()), &[app(dir.path(), php())]);
         let (app, t) = app_route(router.route(&Method::GET, "/sub/info.php/x/y").unwrap());
-        assert_eq!(app, 0);
+        assert_eq!(&*app, "php");
         assert_eq!(t.script_name, "/sub/info.php");
         assert_eq!(t.path_info, "/x/y");
         assert_eq!(t.script_filename, dir.path().join("sub/info.php"));
@@ -467,15 +469,17 @@ mod tests {
 
         let mut exact = app(dir.path(), vec![HandlerPattern::Exact("/status".into())]);
         exact.resource_type = ResourceType::Unspecified;
+        exact.name = "exact".into();
         let mut any = app(dir.path(), vec![HandlerPattern::Any]);
         any.resource_type = ResourceType::Unspecified;
+        any.name = "any".into();
         let router = Router::new(&server(dir.path()), &[exact, any]);
         assert_eq!(
-            app_route(router.route(&Method::GET, "/status").unwrap()).0,
-            0
+            &*app_route(router.route(&Method::GET, "/status").unwrap()).0,
+            "exact"
         );
-        let (app_idx, t) = app_route(router.route(&Method::GET, "/status/x").unwrap());
-        assert_eq!(app_idx, 1);
+        let (app_name, t) = app_route(router.route(&Method::GET, "/status/x").unwrap());
+        assert_eq!(&*app_name, "any");
         assert_eq!(t.script_name, "/status/x");
     }
 
@@ -485,14 +489,15 @@ mod tests {
         let first = app(dir.path(), php());
         let mut second = app(dir.path(), vec![HandlerPattern::Any]);
         second.resource_type = ResourceType::Unspecified;
+        second.name = "second".into();
         let router = Router::new(&server(dir.path()), &[first, second]);
         assert_eq!(
-            app_route(router.route(&Method::GET, "/index.php").unwrap()).0,
-            0
+            &*app_route(router.route(&Method::GET, "/index.php").unwrap()).0,
+            "php"
         );
         assert_eq!(
-            app_route(router.route(&Method::GET, "/static.css").unwrap()).0,
-            1
+            &*app_route(router.route(&Method::GET, "/static.css").unwrap()).0,
+            "second"
         );
     }
 
@@ -515,11 +520,12 @@ mod tests {
         // A later app that takes the method wins.
         let mut post_only = app(dir.path(), php());
         post_only.verbs = Verbs::List(vec![Method::POST]);
-        let get_app = app(dir.path(), php());
+        let mut get_app = app(dir.path(), php());
+        get_app.name = "get".into();
         let router = Router::new(&server(dir.path()), &[post_only, get_app]);
         assert_eq!(
-            app_route(router.route(&Method::GET, "/index.php").unwrap()).0,
-            1
+            &*app_route(router.route(&Method::GET, "/index.php").unwrap()).0,
+            "get"
         );
     }
 

@@ -1,0 +1,142 @@
+//! [`AppError`]: why an app could not answer a request.
+//!
+//! Hyper style: a public type over a private kind, asked with `is_*`
+//! queries, so that the HTTP side maps it to a status without matching on
+//! the layers below. It names the app and, when a process was reached, its
+//! pid, once; `Display` shows one level and the cause is `source()`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cgi::answer::AnswerError;
+use crate::plugin::ChainError;
+use crate::pool::PoolError;
+use crate::pool::exchange::ExchangeError;
+
+/// Why an app could not answer a request.
+#[derive(Debug)]
+pub struct AppError {
+    app: Arc<str>,
+    pid: Option<u32>,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// No instance could be had (queue full, offline, cannot start, ...).
+    Pool(PoolError),
+    /// The process gave no usable answer.
+    Answer(AnswerError),
+    /// One of the app's plugins failed closed.
+    Plugin(ChainError),
+}
+
+impl AppError {
+    pub(super) fn answer(app: &Arc<str>, error: AnswerError) -> AppError {
+        AppError {
+            app: app.clone(),
+            pid: error.pid(),
+            kind: Kind::Answer(error),
+        }
+    }
+
+    pub(super) fn exchange(app: &Arc<str>, error: ExchangeError) -> AppError {
+        match error {
+            ExchangeError::Answer(e) => Self::answer(app, e),
+            ExchangeError::Pool(e) => AppError {
+                app: app.clone(),
+                pid: None,
+                kind: Kind::Pool(e),
+            },
+        }
+    }
+
+    pub(super) fn plugin(app: &Arc<str>, error: ChainError) -> AppError {
+        AppError {
+            app: app.clone(),
+            pid: None,
+            kind: Kind::Plugin(error),
+        }
+    }
+
+    pub(super) fn with_pid(mut self, pid: u32) -> AppError {
+        self.pid = Some(pid);
+        self
+    }
+
+    /// The app's name.
+    pub fn app(&self) -> &Arc<str> {
+        &self.app
+    }
+
+    /// The process the request ran on, if one was reached.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// The app cannot take the request now (no instance, the queue is full,
+    /// it is offline or stopping): the client may try again later.
+    pub fn is_unavailable(&self) -> bool {
+        match &self.kind {
+            Kind::Pool(_) => true,
+            Kind::Answer(e) => e.is_queue_full(),
+            Kind::Plugin(_) => false,
+        }
+    }
+
+    /// Offline after repeated failures (`rapid_fails_per_minute`).
+    pub fn is_offline(&self) -> bool {
+        matches!(self.kind, Kind::Pool(PoolError::Offline { .. }))
+    }
+
+    /// The app took too long and its process was stopped.
+    pub fn is_timeout(&self) -> bool {
+        matches!(&self.kind, Kind::Answer(e) if e.is_timeout())
+    }
+
+    /// The process crashed, broke the protocol or sent a bad head.
+    pub fn is_bad_answer(&self) -> bool {
+        matches!(&self.kind, Kind::Answer(e) if e.is_bad_answer())
+    }
+
+    /// How long a client should wait before trying again, when known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match &self.kind {
+            Kind::Pool(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+
+    /// The app's stderr text for a return-stderr-in-500 response.
+    pub fn stderr_text(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Answer(e) => e.stderr_text(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            // Pool errors name the app themselves.
+            Kind::Pool(e) => fmt::Display::fmt(e, f),
+            Kind::Answer(e) => match self.pid {
+                Some(pid) => write!(f, "app {} (pid {pid}): {e}", self.app),
+                None => write!(f, "app {}: {e}", self.app),
+            },
+            Kind::Plugin(e) => write!(f, "app {}: {e}", self.app),
+        }
+    }
+}
+
+impl std::error::Error for AppError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            Kind::Pool(e) => e.source(),
+            Kind::Answer(e) => e.source(),
+            Kind::Plugin(e) => std::error::Error::source(e),
+        }
+    }
+}

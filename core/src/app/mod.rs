@@ -1,0 +1,284 @@
+//! Apps: each `[[app]]` with what runs it and the plugins it has.
+//!
+//! An [`App`] holds its settings, its runner (a [`Pool`] of FastCGI
+//! processes, or a [`CgiApp`] that starts a process per request) and its
+//! plugin chain. [`App::run`] takes one request whose body is already
+//! buffered and the script the router chose, builds the CGI parameters,
+//! lets the app's env injectors add to them, runs the request, and applies
+//! the app's response filters: it answers with a response or a CGI local
+//! redirect, or fails with an [`AppError`] naming the app and the pid.
+//!
+//! [`Apps`] is the set of apps keyed by name. This module does not route
+//! (the HTTP side asks the router, and sends a local redirect round
+//! again), knows nothing of the HTTP connection, and owns no process
+//! itself: pools and the CGI runner do.
+
+mod error;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+
+pub use error::AppError;
+
+use crate::body::{RequestBody, ResponseBody};
+use crate::cgi::ScriptTarget;
+use crate::cgi::answer::Answer;
+use crate::cgi::params::{self, RequestInfo};
+use crate::cgi::response::ResponseKind;
+use crate::cgi::runner::CgiApp;
+use crate::config::{AppConfig, Config};
+use crate::plugin::{Chain, Flow, Plugins, RequestView};
+use crate::pool::Pool;
+use crate::pool::exchange::{self, Limits};
+
+/// `SERVER_SOFTWARE`.
+pub const SERVER_SOFTWARE: &str = concat!("fastgate/", env!("CARGO_PKG_VERSION"));
+
+/// The two ends of a client connection, with their text forms made once
+/// per connection (plugins see them as text).
+#[derive(Debug)]
+pub struct Peer {
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    pub remote_text: String,
+    pub local_text: String,
+}
+
+impl Peer {
+    pub fn new(remote: SocketAddr, local: SocketAddr) -> Peer {
+        Peer {
+            remote,
+            local,
+            remote_text: remote.to_string(),
+            local_text: local.to_string(),
+        }
+    }
+}
+
+/// What runs an app's requests.
+#[derive(Debug)]
+pub enum Runner {
+    /// A pool of FastCGI processes, each serving one request at a time.
+    Pool(Pool),
+    /// RFC 3875 CGI: a process per request.
+    Cgi(CgiApp),
+}
+
+/// One app: its settings, its runner and its plugins.
+#[derive(Debug)]
+pub struct App {
+    name: Arc<str>,
+    config: AppConfig,
+    runner: Runner,
+    plugins: Chain,
+    /// The exchange limits of a pool app, made once.
+    limits: Limits,
+}
+
+/// One request as an app runs it: the head (after any local redirect) and
+/// the buffered body.
+#[derive(Debug, Clone, Copy)]
+pub struct AppRequest<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub version: Version,
+    pub headers: &'a HeaderMap,
+    pub peer: &'a Peer,
+    pub body: &'a Arc<RequestBody>,
+}
+
+/// How an app answered.
+// Moved once per request: boxing the response would cost an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Outcome {
+    /// A response for the client (the app's response filters applied).
+    Response {
+        response: Response<ResponseBody>,
+        pid: u32,
+    },
+    /// A CGI local redirect (RFC 3875 §6.2.2): serve `location` instead, as
+    /// a fresh GET.
+    LocalRedirect { location: String, pid: u32 },
+}
+
+impl App {
+    /// The app of `config`, with the runner it asks for; nothing starts yet.
+    pub fn new(
+        config: AppConfig,
+        runtime_dir: &Path,
+        max_header_size: usize,
+        plugins: &Plugins,
+    ) -> App {
+        let runner = match &config.cgi {
+            Some(cgi) => Runner::Cgi(CgiApp::new(&config, cgi, max_header_size)),
+            None => Runner::Pool(Pool::new(&config, runtime_dir)),
+        };
+        App {
+            name: Arc::from(config.name.as_str()),
+            limits: Limits::of(&config, max_header_size),
+            plugins: plugins.chain(&config.plugins),
+            runner,
+            config,
+        }
+    }
+
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    pub fn config(&self) -> &AppConfig {
+        &self.config
+    }
+
+    pub fn runner(&self) -> &Runner {
+        &self.runner
+    }
+
+    /// Runs the app's request filters (before the body is read): a filter
+    /// may rewrite the request or answer it.
+    pub fn filter<B>(&self, request: &mut Request<B>, peer: &Peer) -> Result<Flow, AppError> {
+        if !self.plugins.has_request_filters() {
+            return Ok(Flow::Continue);
+        }
+        self.plugins
+            .on_request(request, &peer.remote_text, &peer.local_text, &self.name)
+            .map_err(|e| AppError::plugin(&self.name, e))
+    }
+
+    /// Runs one request on `target`: CGI parameters, env injection, the
+    /// runner, and the response filters.
+    pub async fn run(
+        &self,
+        request: &AppRequest<'_>,
+        target: &ScriptTarget,
+    ) -> Result<Outcome, AppError> {
+        let params = self.params(request, target)?;
+        let uri = request.uri.to_string();
+        let answer = match &self.runner {
+            Runner::Cgi(cgi) => cgi
+                .run(&target.script_filename, params, request.body.clone(), &uri)
+                .await
+                .map_err(|e| AppError::answer(&self.name, e))?,
+            Runner::Pool(pool) => exchange::forward(
+                pool,
+                params,
+                request.body.clone(),
+                Arc::from(uri),
+                self.limits,
+            )
+            .await
+            .map_err(|e| AppError::exchange(&self.name, e))?,
+        };
+        self.respond(answer)
+    }
+
+    /// The request's CGI/1.1 variables, with the app's `[app.params]` and
+    /// what its env injectors add.
+    fn params(
+        &self,
+        request: &AppRequest<'_>,
+        target: &ScriptTarget,
+    ) -> Result<params::Params, AppError> {
+        let info = RequestInfo {
+            method: request.method,
+            uri: request.uri,
+            version: request.version,
+            headers: request.headers,
+            remote_addr: request.peer.remote,
+            local_addr: request.peer.local,
+            content_length: request.body.len(),
+            https: false,
+            server_software: SERVER_SOFTWARE,
+        };
+        let mut params = params::build(&info, target, &self.config.params);
+        if self.plugins.has_env() {
+            let view = RequestView::new(
+                request.method,
+                request.uri,
+                request.version,
+                request.headers,
+                &request.peer.remote_text,
+                &request.peer.local_text,
+                &self.name,
+            );
+            self.plugins
+                .inject_env(&view, &mut params)
+                .map_err(|e| AppError::plugin(&self.name, e))?;
+        }
+        Ok(params)
+    }
+
+    /// The client's response for an answer, or the local redirect it asks for.
+    fn respond(&self, answer: Answer) -> Result<Outcome, AppError> {
+        let Answer { head, pid, body } = answer;
+        if let ResponseKind::LocalRedirect(location) = head.kind {
+            return Ok(Outcome::LocalRedirect { location, pid });
+        }
+        let mut response = Response::new(ResponseBody::stream(body));
+        *response.status_mut() = head.status;
+        *response.headers_mut() = head.headers;
+        if self.plugins.has_response_filters() {
+            self.plugins
+                .on_response(response.status(), response.headers_mut())
+                .map_err(|e| AppError::plugin(&self.name, e).with_pid(pid))?;
+        }
+        Ok(Outcome::Response { response, pid })
+    }
+}
+
+/// Every app of the gateway, keyed by name.
+#[derive(Debug, Default)]
+pub struct Apps {
+    by_name: BTreeMap<Arc<str>, App>,
+}
+
+impl Apps {
+    /// The apps of `config`, their pools not started yet.
+    pub fn new(config: &Config, runtime_dir: &Path, plugins: &Plugins) -> Apps {
+        let max_header_size = config.server.max_response_header_size;
+        let by_name = config
+            .apps
+            .iter()
+            .map(|app| {
+                let app = App::new(app.clone(), runtime_dir, max_header_size, plugins);
+                (app.name.clone(), app)
+            })
+            .collect();
+        Apps { by_name }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&App> {
+        self.by_name.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &App> {
+        self.by_name.values()
+    }
+
+    /// The pools among the apps' runners.
+    pub fn pools(&self) -> impl Iterator<Item = &Pool> {
+        self.iter().filter_map(|app| match &app.runner {
+            Runner::Pool(pool) => Some(pool),
+            Runner::Cgi(_) => None,
+        })
+    }
+
+    /// Starts every pool's `min_instances` and background tasks.
+    pub fn start(&self) {
+        for pool in self.pools() {
+            pool.start();
+        }
+    }
+
+    /// Stops every pool's processes and waits until they are reaped.
+    pub async fn shutdown(&self) {
+        for pool in self.pools() {
+            pool.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The gateway's errors and the one place where they become HTTP statuses.
+//!
+//! Each layer has its own error type (routing, bodies, apps, plugins);
+//! [`GatewayError`] gathers them, and [`GatewayError::status`] is the
+//! single mapping from cause to status. Responses name the status and, for
+//! app errors, the app; the cause itself goes to the log.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, Response, StatusCode, header};
+
+use crate::app::AppError;
+use crate::body::{BodyError, ResponseBody};
+use crate::plugin::ChainError;
+use crate::route::PathError;
+
+/// Seconds a client is told to wait after a 503.
+const RETRY_AFTER_SECS: u32 = 5;
+
+/// Everything that can stop a request from being served.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("bad request path: {0}")]
+    Path(#[from] PathError),
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("no file or mapping for this path")]
+    NotFound,
+    #[error("method not allowed here")]
+    MethodNotAllowed { allow: Vec<Method> },
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error("more than {0} local redirects (CGI Location loop)")]
+    RedirectLoop(usize),
+    #[error("app {app} sent an invalid local redirect: {location:?}")]
+    BadRedirect { app: Arc<str>, location: String },
+    #[error(transparent)]
+    Plugin(#[from] ChainError),
+    #[error("static file {path}: {source}")]
+    Static {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl GatewayError {
+    /// The HTTP status for this error: the one mapping in the gateway.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::Path(_) | GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::NotFound => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::Body(e) => match e {
+                BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+                BodyError::Client(_) => StatusCode::BAD_REQUEST,
+                BodyError::Spill(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            GatewayError::App(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::App(e) if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::App(e) if e.is_bad_answer() => StatusCode::BAD_GATEWAY,
+            // stderr_mode, a process that could not be run, a plugin of the
+            // app failing closed, the buffered body lost.
+            GatewayError::App(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::RedirectLoop(_) | GatewayError::BadRedirect { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            GatewayError::Static { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                StatusCode::FORBIDDEN
+            }
+            GatewayError::Static { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            // fail-closed: the request cannot be trusted to go on.
+            GatewayError::Plugin(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The app this error concerns, if any (for the body and the access log).
+    pub fn app(&self) -> Option<&str> {
+        match self {
+            GatewayError::App(e) => Some(e.app()),
+            GatewayError::BadRedirect { app, .. } => Some(app),
+            _ => None,
+        }
+    }
+
+    /// The pid of the instance this error happened on, if any.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            GatewayError::App(e) => e.pid(),
+            _ => None,
+        }
+    }
+
+    /// The response a client gets: the status, a short text naming it (and
+    /// the app), `Allow` for 405 and `Retry-After` for 503.
+    pub fn to_response(&self) -> Response<ResponseBody> {
+        let status = self.status();
+        let reason = status.canonical_reason().unwrap_or("Error");
+        let detail = match (self.app(), status.is_client_error()) {
+            // Client errors say what was wrong with the request.
+            (_, true) => format!(": {self}"),
+            (Some(app), false) => match self {
+                GatewayError::App(e) if e.is_offline() => {
+                    format!(": app \"{app}\" is offline after repeated failures")
+                }
+                _ => format!(" (app \"{app}\")"),
+            },
+            (None, false) => String::new(),
+        };
+        let stderr = match self {
+            GatewayError::App(e) => e.stderr_text(),
+            _ => None,
+        };
+        let (text, content_type) = match stderr {
+            // stderr_mode = return-stderr-in-500: the app's own words, escaped.
+            Some(stderr) => (
+                format!(
+                    "<!doctype html>\n<title>500 Internal Server Error</title>\n<h1>500 Internal Server Error</h1>\n<pre>{}</pre>\n",
+                    html_escape(stderr)
+                ),
+                "text/html; charset=utf-8",
+            ),
+            _ => (
+                format!("{} {reason}{detail}\n", status.as_u16()),
+                "text/plain; charset=utf-8",
+            ),
+        };
+        let mut response = Response::new(ResponseBody::full(text));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            let secs = match self {
+                GatewayError::App(e) => e
+                    .retry_after()
+                    .map_or(RETRY_AFTER_SECS, |d| d.as_secs_f64().ceil().max(1.0) as u32),
+                _ => RETRY_AFTER_SECS,
+            };
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let GatewayError::MethodNotAllowed { allow } = self {
+            let list = allow
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let Ok(value) = HeaderValue::from_str(&list) {
+                headers.insert(header::ALLOW, value);
+            }
+        }
+        if matches!(self, GatewayError::BadRequest(_) | GatewayError::Body(_)) {
+            // The rest of the connection's input cannot be trusted.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}
+
+/// Escapes text for HTML element content.
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

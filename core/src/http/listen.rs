@@ -1,0 +1,152 @@
+//! Listeners: binding the listen addresses, accepting connections and
+//! serving each with hyper (HTTP/1.1 keep-alive and h2c) behind the framing
+//! guard, and the graceful drain on shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use super::Gateway;
+use super::framing;
+use crate::app::Peer;
+
+/// Why the gateway could not start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Binds every listen address (all or nothing).
+pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServeError> {
+    let mut listeners = Vec::with_capacity(addrs.len());
+    for &addr in addrs {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Serves connections on `listeners` until `stop` turns true, then lets
+/// in-flight requests finish for at most `drain_timeout`.
+pub async fn run(
+    gateway: Arc<Gateway>,
+    listeners: Vec<TcpListener>,
+    mut stop: watch::Receiver<bool>,
+    drain_timeout: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let header_read_timeout = gateway.config().server.header_read_timeout;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true);
+
+    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(64);
+    let accept_tasks: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| tokio::spawn(accept(listener, conn_tx.clone())))
+        .collect();
+    drop(conn_tx);
+
+    loop {
+        tokio::select! {
+            accepted = conn_rx.recv() => {
+                let Some((stream, remote)) = accepted else { break };
+                serve_connection(&gateway, &builder, &graceful, stream, remote, header_read_timeout);
+            }
+            _ = stop.wait_for(|stop| *stop) => break,
+        }
+    }
+    for task in accept_tasks {
+        task.abort();
+    }
+    info!(
+        connections = graceful.count(),
+        "no longer accepting; draining in-flight requests"
+    );
+    if tokio::time::timeout(drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(
+            ?drain_timeout,
+            "requests still running after shutdown_timeout; stopping anyway"
+        );
+    }
+}
+
+/// Accepts connections on one listener and hands them to the serving loop.
+async fn accept(
+    listener: TcpListener,
+    tx: tokio::sync::mpsc::Sender<(tokio::net::TcpStream, SocketAddr)>,
+) {
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "listening");
+    }
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => {
+                if tx.send(accepted).await.is_err() {
+                    return;
+                }
+            }
+            // Usually EMFILE: back off rather than spin.
+            Err(e) => {
+                error!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Serves one client connection in its own task, behind the framing guard,
+/// watched by the graceful drain.
+fn serve_connection(
+    gateway: &Arc<Gateway>,
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    stream: tokio::net::TcpStream,
+    remote: SocketAddr,
+    header_read_timeout: Duration,
+) {
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let gateway = gateway.clone();
+    let peer = Arc::new(Peer::new(remote, local));
+    let service = service_fn(move |req| {
+        let gateway = gateway.clone();
+        let peer = peer.clone();
+        let span = info_span!("request", method = %req.method(), uri = %req.uri(), %remote);
+        async move { Ok::<_, Infallible>(gateway.handle(req, &peer).await) }.instrument(span)
+    });
+    let io = framing::Guarded::new(stream, header_read_timeout);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .into_owned();
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            debug!(%remote, error = %e, "connection ended with an error");
+        }
+    });
+}
