@@ -2,7 +2,6 @@
 //! ephemeral loopback port, plus a small raw HTTP/1.1 client (the tests need
 //! to send malformed requests no HTTP library would).
 
-use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -15,11 +14,13 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 mod client;
+mod data;
 mod plugins;
 mod procs;
 mod programs;
 
 pub use client::{Response, connect, post, read_response, request, send_raw};
+pub use data::{crc32, distinct_pids, payload, pid_of, post_upload, upload_report};
 pub use plugins::{PluginBuild, plugin_file};
 pub use procs::{children_of, process_alive};
 pub use programs::{fcgiwrap, php_cgi};
@@ -317,54 +318,6 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// The distinct values of a PHP `pid=NNN` marker in responses.
-pub fn distinct_pids(responses: &[Response]) -> HashSet<u32> {
-    responses.iter().filter_map(|r| pid_of(&r.text())).collect()
-}
-
-pub fn pid_of(text: &str) -> Option<u32> {
-    text.split("pid=")
-        .nth(1)?
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// CRC-32 (IEEE), to compare with PHP's `hash('crc32b', ...)`.
-pub fn crc32(data: &[u8]) -> u32 {
-    let mut table = [0u32; 256];
-    for (i, slot) in table.iter_mut().enumerate() {
-        let mut c = i as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-        }
-        *slot = c;
-    }
-    let mut crc = !0u32;
-    for &b in data {
-        crc = table[((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
-}
-
-/// Deterministic test data.
-pub fn payload(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x1234_5678;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// Runs `fastgate serve` on a config that must not start; returns stderr.
 pub fn serve_must_fail(config: &str) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -428,33 +381,3 @@ pub fn check_config(config: &str) -> (bool, String, String) {
     )
 }
 
-/// POSTs a multipart form to upload.php: a `field=value` field and `file`
-/// as the upload `file`.
-pub fn post_upload(addr: SocketAddr, file: &[u8]) -> Response {
-    let boundary = "fastgateBoundary7MA4YWxk";
-    let mut body = Vec::new();
-    body.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"field\"\r\n\r\nvalue\r\n")
-            .as_bytes(),
-    );
-    body.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"data.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
-    );
-    body.extend_from_slice(file);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    post(
-        addr,
-        "/upload.php",
-        &format!("multipart/form-data; boundary={boundary}"),
-        &body,
-    )
-}
-
-/// What upload.php answers for [`post_upload`] of `file`.
-pub fn upload_report(file: &[u8]) -> String {
-    format!(
-        "file error=0 size={} crc={:08x}\nfield=value\n",
-        file.len(),
-        crc32(file)
-    )
-}
