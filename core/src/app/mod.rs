@@ -33,7 +33,7 @@ use crate::cgi::runner::CgiApp;
 use crate::config::{AppConfig, Config};
 use crate::plugin::{Chain, Flow, Plugins, RequestView};
 use crate::pool::Pool;
-use crate::pool::exchange::{self, Limits};
+use crate::pool::exchange::{self, ExchangeLimits};
 
 /// `SERVER_SOFTWARE`.
 pub const SERVER_SOFTWARE: &str = concat!("fastgate/", env!("CARGO_PKG_VERSION"));
@@ -76,7 +76,7 @@ pub struct App {
     runner: Runner,
     plugins: Chain,
     /// The exchange limits of a pool app, made once.
-    limits: Limits,
+    limits: ExchangeLimits,
 }
 
 /// One request as an app runs it: the head (after any local redirect) and
@@ -120,7 +120,7 @@ impl App {
         };
         App {
             name: Arc::from(config.name.as_str()),
-            limits: Limits::of(&config, max_header_size),
+            limits: ExchangeLimits::of(&config, max_header_size),
             plugins: plugins.chain(&config.plugins),
             runner,
             config,

@@ -8,8 +8,8 @@
 use bytes::{Buf, BytesMut};
 
 use super::proto::{
-    HEADER_LEN, Header, MANAGEMENT_REQUEST_ID, ProtocolError, Record, VERSION_1, decode_pairs,
-    record_type,
+    HEADER_LEN, MANAGEMENT_REQUEST_ID, ProtocolError, Record, RecordHeader, VERSION_1,
+    decode_pairs, record_type,
 };
 
 /// Decodes FastCGI records from a byte buffer.
@@ -29,7 +29,7 @@ impl Decoder {
         };
         let mut bytes = [0u8; HEADER_LEN];
         bytes.copy_from_slice(head);
-        let header = Header::parse(&bytes);
+        let header = RecordHeader::parse(&bytes);
         if header.version != VERSION_1 {
             return Err(ProtocolError::UnsupportedVersion(header.version));
         }
@@ -56,7 +56,7 @@ fn fixed_body<const N: usize>(record_type: u8, content: &[u8]) -> Result<[u8; N]
         })
 }
 
-fn record_of(header: Header, content: bytes::Bytes) -> Result<Record, ProtocolError> {
+fn record_of(header: RecordHeader, content: bytes::Bytes) -> Result<Record, ProtocolError> {
     use record_type::*;
     let request_id = header.request_id;
     let t = header.record_type;

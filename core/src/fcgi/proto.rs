@@ -73,7 +73,7 @@ pub enum ProtocolError {
 
 /// The 8-byte record header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header {
+pub struct RecordHeader {
     pub version: u8,
     pub record_type: u8,
     pub request_id: u16,
@@ -81,9 +81,9 @@ pub struct Header {
     pub padding_length: u8,
 }
 
-impl Header {
-    pub fn parse(bytes: &[u8; HEADER_LEN]) -> Header {
-        Header {
+impl RecordHeader {
+    pub fn parse(bytes: &[u8; HEADER_LEN]) -> RecordHeader {
+        RecordHeader {
             version: bytes[0],
             record_type: bytes[1],
             request_id: u16::from_be_bytes([bytes[2], bytes[3]]),
@@ -271,7 +271,7 @@ fn encode_record(record_type: u8, request_id: u16, content: &[u8], out: &mut Byt
     debug_assert!(content.len() <= MAX_CONTENT_LEN);
     let padding = padding_for(content.len());
     out.reserve(HEADER_LEN + content.len() + padding as usize);
-    Header {
+    RecordHeader {
         version: VERSION_1,
         record_type,
         request_id,

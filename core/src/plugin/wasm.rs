@@ -88,17 +88,17 @@ fn fuel_for(d: Duration) -> u64 {
 /// The state of one instance's store.
 struct InstanceState {
     plugin: Arc<str>,
-    limits: Limits,
+    limits: MemoryCap,
 }
 
 /// Caps linear memory and remembers whether the cap was hit, so that the
 /// trap that follows can be reported as what it is.
-struct Limits {
+struct MemoryCap {
     memory: u64,
     hit: bool,
 }
 
-impl ResourceLimiter for Limits {
+impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
         _current: usize,
@@ -138,14 +138,14 @@ impl host::Host for InstanceState {
 impl wit::Host for InstanceState {}
 
 /// A warm instance.
-struct Instance {
+struct WarmInstance {
     store: Store<InstanceState>,
     bindings: bindings::Plugin,
 }
 
 thread_local! {
     /// Each thread's warm instances, by plugin id.
-    static LOCAL: std::cell::RefCell<Vec<(u64, Instance)>> = const { std::cell::RefCell::new(Vec::new()) };
+    static LOCAL: std::cell::RefCell<Vec<(u64, WarmInstance)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 pub struct WasmPlugin {
@@ -158,7 +158,7 @@ pub struct WasmPlugin {
     deadline: Duration,
     fuel: u64,
     memory_limit: u64,
-    idle: Mutex<Vec<Instance>>,
+    idle: Mutex<Vec<WarmInstance>>,
     max_idle: usize,
 }
 
@@ -214,10 +214,10 @@ impl WasmPlugin {
         Ok((plugin, capabilities))
     }
 
-    fn instantiate(&self) -> Result<(Instance, sdk::Capabilities), PluginError> {
+    fn instantiate(&self) -> Result<(WarmInstance, sdk::Capabilities), PluginError> {
         let state = InstanceState {
             plugin: self.name.clone(),
-            limits: Limits {
+            limits: MemoryCap {
                 memory: self.memory_limit,
                 hit: false,
             },
@@ -241,14 +241,14 @@ impl WasmPlugin {
             Ok(Err(message)) => return Err(PluginError::Init(message)),
             Err(e) => return Err(self.trap(&store, e)),
         };
-        Ok((Instance { store, bindings }, capabilities))
+        Ok((WarmInstance { store, bindings }, capabilities))
     }
 
     /// This thread's warm instance of this plugin, if it has one. Keeping
     /// an instance on the thread that last used it keeps its memory in that
     /// core's cache: handing instances between threads cost the gateway
     /// several microseconds per request in the benchmark.
-    fn take_local(&self) -> Option<Instance> {
+    fn take_local(&self) -> Option<WarmInstance> {
         LOCAL.with(|local| {
             let mut local = local.try_borrow_mut().ok()?;
             let at = local.iter().position(|(id, _)| *id == self.id)?;
@@ -258,7 +258,7 @@ impl WasmPlugin {
 
     /// Keeps `instance` as this thread's, unless it already has one (then
     /// it is handed back).
-    fn keep_local(&self, instance: Instance) -> Option<Instance> {
+    fn keep_local(&self, instance: WarmInstance) -> Option<WarmInstance> {
         LOCAL.with(|local| match local.try_borrow_mut() {
             Ok(mut local) if !local.iter().any(|(id, _)| *id == self.id) => {
                 local.push((self.id, instance));
@@ -268,7 +268,7 @@ impl WasmPlugin {
         })
     }
 
-    fn give_back(&self, instance: Instance) {
+    fn give_back(&self, instance: WarmInstance) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.max_idle {
             idle.push(instance);

@@ -46,9 +46,9 @@ pub enum ExchangeError {
     Answer(#[from] AnswerError),
 }
 
-/// Limits applied to one exchange (per app).
+/// ExchangeLimits applied to one exchange (per app).
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct ExchangeLimits {
     pub max_header_size: usize,
     pub request_timeout: Duration,
     pub activity_timeout: Duration,
@@ -56,9 +56,9 @@ pub struct Limits {
     pub response_buffer_limit: u64,
 }
 
-impl Limits {
-    pub fn of(app: &crate::config::AppConfig, max_header_size: usize) -> Limits {
-        Limits {
+impl ExchangeLimits {
+    pub fn of(app: &crate::config::AppConfig, max_header_size: usize) -> ExchangeLimits {
+        ExchangeLimits {
             max_header_size,
             request_timeout: app.request_timeout,
             activity_timeout: app.activity_timeout,
@@ -74,7 +74,7 @@ pub async fn forward(
     params: Params,
     body: Arc<RequestBody>,
     uri: Arc<str>,
-    limits: Limits,
+    limits: ExchangeLimits,
 ) -> Result<Answer, ExchangeError> {
     let (head_tx, head_rx) = oneshot::channel();
     let (body_tx, body_rx) = mpsc::channel(BODY_CHANNEL);
@@ -108,7 +108,7 @@ struct ExchangeTask {
     params: Params,
     body: Arc<RequestBody>,
     uri: Arc<str>,
-    limits: Limits,
+    limits: ExchangeLimits,
 }
 
 /// What becomes of the instance when an exchange ends: applied to the
@@ -163,7 +163,7 @@ struct Conversation<'e, 'c, B> {
     exchange: &'e mut Exchange<'c, B>,
     stderr: StderrLog,
     deadline: Instant,
-    limits: Limits,
+    limits: ExchangeLimits,
     pid: u32,
     reused: bool,
 }
