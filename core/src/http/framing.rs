@@ -351,101 +351,137 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            match &mut this.state {
+            match &this.state {
                 State::Passthrough => return Pin::new(&mut this.inner).poll_read(cx, buf),
                 State::Closed => return Poll::Ready(Ok(())),
-                State::Release { pos, upto, next } => {
-                    let n = (*upto - *pos).min(buf.remaining());
-                    buf.put_slice(&this.held[*pos..*pos + n]);
-                    *pos += n;
-                    if *pos == *upto {
-                        let upto = *upto;
-                        this.state = std::mem::replace(next, State::Passthrough);
-                        this.held.drain(..upto);
-                        if matches!(this.state, State::Head) && !this.held.is_empty() {
-                            this.examine();
-                        }
-                    }
+                State::Release { .. } => {
+                    this.release(buf);
                     return Poll::Ready(Ok(()));
                 }
-                State::Fixed(left) => {
-                    // Read no further than the body, so the next head can be held.
-                    let mut chunk = [0u8; 16 * 1024];
-                    let want = buf
-                        .remaining()
-                        .min(chunk.len())
-                        .min(usize::try_from(*left).unwrap_or(usize::MAX));
-                    let mut limited = ReadBuf::new(&mut chunk[..want]);
-                    let polled = Pin::new(&mut this.inner).poll_read(cx, &mut limited);
-                    if let Poll::Ready(Ok(())) = polled {
-                        let n = limited.filled().len();
-                        buf.put_slice(limited.filled());
-                        *left -= n as u64;
-                        if *left == 0 {
-                            this.state = State::Head;
-                        }
-                    }
-                    return polled;
-                }
-                State::Chunked(chunk) => {
-                    let before = buf.filled().len();
-                    let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-                    if let Poll::Ready(Ok(())) = polled {
-                        let (used, next) = chunk.advance(&buf.filled()[before..]);
-                        match next {
-                            Some(next) => *chunk = next,
-                            // The next head started in this read and is
-                            // already handed over: stop checking.
-                            None if before + used < buf.filled().len() => {
-                                this.state = State::Passthrough
-                            }
-                            None => this.state = State::Head,
-                        }
-                    }
-                    return polled;
-                }
+                State::Fixed(_) => return this.poll_fixed(cx, buf),
+                State::Chunked(_) => return this.poll_chunked(cx, buf),
                 State::Head => {
-                    let mut chunk = [0u8; 8192];
-                    let mut read = ReadBuf::new(&mut chunk);
-                    match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
-                        Poll::Ready(Ok(())) if read.filled().is_empty() => {
-                            // End of input: hand over whatever partial head there is.
-                            if this.held.is_empty() {
-                                return Poll::Ready(Ok(()));
-                            }
-                            this.give_up();
-                        }
-                        Poll::Ready(Ok(())) => {
-                            this.held.extend_from_slice(read.filled());
-                            this.examine();
-                            if matches!(this.state, State::Head) && this.head_deadline.is_none() {
-                                let timeout = this.head_timeout;
-                                this.head_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
-                            }
-                            if !matches!(this.state, State::Head) {
-                                this.head_deadline = None;
-                            }
-                        }
-                        Poll::Pending => {
-                            if let Some(deadline) = this.head_deadline.as_mut()
-                                && deadline.as_mut().poll(cx).is_ready()
-                            {
-                                info!(timeout = ?this.head_timeout, "client did not send a complete request head in time; closing (header_read_timeout)");
-                                this.head_deadline = None;
-                                this.held.clear();
-                                this.state = State::Closed;
-                                return Poll::Ready(Err(io::Error::new(
-                                    io::ErrorKind::TimedOut,
-                                    "header_read_timeout",
-                                )));
-                            }
-                            return Poll::Pending;
-                        }
-                        other => return other,
+                    if let Some(done) = this.poll_head(cx) {
+                        return done;
                     }
                 }
             }
         }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Guarded<S> {
+    /// Hands over held bytes (a checked head, or a refusal).
+    fn release(&mut self, buf: &mut ReadBuf<'_>) {
+        let State::Release { pos, upto, next } = &mut self.state else {
+            return;
+        };
+        let n = (*upto - *pos).min(buf.remaining());
+        buf.put_slice(&self.held[*pos..*pos + n]);
+        *pos += n;
+        if *pos == *upto {
+            let upto = *upto;
+            self.state = std::mem::replace(next, State::Passthrough);
+            self.held.drain(..upto);
+            if matches!(self.state, State::Head) && !self.held.is_empty() {
+                self.examine();
+            }
+        }
+    }
+
+    /// A body of known length: read no further than it, so the next head
+    /// can be held.
+    fn poll_fixed(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let State::Fixed(left) = &mut self.state else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut chunk = [0u8; 16 * 1024];
+        let want = buf
+            .remaining()
+            .min(chunk.len())
+            .min(usize::try_from(*left).unwrap_or(usize::MAX));
+        let mut limited = ReadBuf::new(&mut chunk[..want]);
+        let polled = Pin::new(&mut self.inner).poll_read(cx, &mut limited);
+        if let Poll::Ready(Ok(())) = polled {
+            let n = limited.filled().len();
+            buf.put_slice(limited.filled());
+            *left -= n as u64;
+            if *left == 0 {
+                self.state = State::Head;
+            }
+        }
+        polled
+    }
+
+    /// A chunked body: follow its framing to find where the next head starts.
+    fn poll_chunked(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled
+            && let State::Chunked(chunk) = &mut self.state
+        {
+            let (used, next) = chunk.advance(&buf.filled()[before..]);
+            match next {
+                Some(next) => *chunk = next,
+                // The next head started in this read and is already handed
+                // over: stop checking.
+                None if before + used < buf.filled().len() => self.state = State::Passthrough,
+                None => self.state = State::Head,
+            }
+        }
+        polled
+    }
+
+    /// Reads more of a request head and examines it; `None`: go round again
+    /// (the state has moved on).
+    fn poll_head(&mut self, cx: &mut Context<'_>) -> Option<Poll<io::Result<()>>> {
+        let mut chunk = [0u8; 8192];
+        let mut read = ReadBuf::new(&mut chunk);
+        match Pin::new(&mut self.inner).poll_read(cx, &mut read) {
+            Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                // End of input: hand over whatever partial head there is.
+                if self.held.is_empty() {
+                    return Some(Poll::Ready(Ok(())));
+                }
+                self.give_up();
+            }
+            Poll::Ready(Ok(())) => {
+                self.held.extend_from_slice(read.filled());
+                self.examine();
+                if matches!(self.state, State::Head) && self.head_deadline.is_none() {
+                    let timeout = self.head_timeout;
+                    self.head_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+                }
+                if !matches!(self.state, State::Head) {
+                    self.head_deadline = None;
+                }
+            }
+            Poll::Pending => return Some(self.poll_head_deadline(cx)),
+            other => return Some(other),
+        }
+        None
+    }
+
+    /// No more input yet: the head must still arrive within
+    /// `header_read_timeout`.
+    fn poll_head_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(deadline) = self.head_deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            info!(timeout = ?self.head_timeout, "client did not send a complete request head in time; closing (header_read_timeout)");
+            self.head_deadline = None;
+            self.held.clear();
+            self.state = State::Closed;
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "header_read_timeout",
+            )));
+        }
+        Poll::Pending
     }
 }
 

@@ -95,6 +95,15 @@ fn launch(
 
 /// Validates a spec and merges it into the app's config.
 fn fold(app: &mut AppConfig, launcher: &LauncherRef, spec: sdk::SpawnSpec) -> Result<(), String> {
+    validate(&spec)?;
+    merge_process(app, launcher, &spec);
+    merge_mapping(app, launcher, spec)
+}
+
+/// Refuses what a launcher must not propose: no command (outside CGI),
+/// runtime file names that are paths, bad environment names, static
+/// prefixes or folders that could escape.
+fn validate(spec: &sdk::SpawnSpec) -> Result<(), String> {
     let cgi = spec.protocol == sdk::AppProtocol::Cgi;
     // For CGI, the command is the interpreter, or empty: run the script.
     if spec.command.is_empty() && !cgi {
@@ -131,8 +140,13 @@ fn fold(app: &mut AppConfig, launcher: &LauncherRef, spec: sdk::SpawnSpec) -> Re
             return Err(format!("static folder {dir:?} must be an absolute path"));
         }
     }
+    Ok(())
+}
 
-    if cgi {
+/// The process side of a spec: what runs, with which environment and
+/// files. The user's settings win.
+fn merge_process(app: &mut AppConfig, launcher: &LauncherRef, spec: &sdk::SpawnSpec) {
+    if spec.protocol == sdk::AppProtocol::Cgi {
         app.cgi = Some(CgiSettings {
             interpreter: (!spec.command.is_empty()).then(|| spec.command.clone().into()),
         });
@@ -142,14 +156,14 @@ fn fold(app: &mut AppConfig, launcher: &LauncherRef, spec: sdk::SpawnSpec) -> Re
     {
         app.request_timeout = std::time::Duration::from_millis(ms.max(1));
     }
-    app.command = spec.command.into();
-    app.args = spec.args;
+    app.command = spec.command.clone().into();
+    app.args = spec.args.clone();
     // The user's [app.env] wins over the launcher's.
-    for (name, value) in spec.env {
-        app.env.entry(name).or_insert(value);
+    for (name, value) in &spec.env {
+        app.env.entry(name.clone()).or_insert_with(|| value.clone());
     }
     if app.working_dir.is_none() {
-        app.working_dir = spec.working_dir.map(Into::into);
+        app.working_dir = spec.working_dir.clone().map(Into::into);
     }
     app.static_dirs = spec
         .mapping
@@ -159,13 +173,22 @@ fn fold(app: &mut AppConfig, launcher: &LauncherRef, spec: sdk::SpawnSpec) -> Re
         .collect();
     app.runtime_files = spec
         .files
-        .into_iter()
+        .iter()
         .map(|f| RuntimeFile {
-            name: f.name,
-            contents: f.contents,
+            name: f.name.clone(),
+            contents: f.contents.clone(),
             executable: f.executable,
         })
         .collect();
+}
+
+/// The mapping side of a spec: parameters, handles, resource type,
+/// fallback. The user's settings win.
+fn merge_mapping(
+    app: &mut AppConfig,
+    launcher: &LauncherRef,
+    spec: sdk::SpawnSpec,
+) -> Result<(), String> {
     // Launcher params first: the user's [app.params] come later and win.
     let mut params = spec.params;
     params.append(&mut app.params);

@@ -90,58 +90,64 @@ pub struct NativePlugin {
     instance: InstancePtr,
 }
 
-impl NativePlugin {
-    pub fn load(config: &PluginConfig) -> Result<(NativePlugin, sdk::Capabilities), PluginError> {
-        let path = config.path.display().to_string();
-        let load_error = |reason: String| PluginError::Load {
-            path: path.clone(),
-            reason,
-        };
-        // SAFETY: opening a library runs its initialisers. That is the
-        // trust an operator gives a native plugin by configuring it; the
-        // docs say so.
-        let library = unsafe { libloading::Library::new(&config.path) }
-            .map_err(|e| load_error(e.to_string()))?;
-        let table: *const PluginTable = {
-            // SAFETY: the SDK's `export_plugin!` defines this symbol as
-            // `extern "C" fn() -> *const PluginTable`; a library without it
-            // fails the lookup instead.
-            let entry = unsafe {
-                library.get::<extern "C" fn() -> *const PluginTable>(ENTRY_SYMBOL.as_bytes())
-            }
-            .map_err(|_| {
-                load_error(format!(
-                    "no `{ENTRY_SYMBOL}` symbol: not a fastgate plugin (use fastgate_sdk::export_plugin!)"
-                ))
-            })?;
-            entry()
-        };
-        if table.is_null() {
-            return Err(load_error("the plugin table is null".to_string()));
+/// Opens a plugin library for good and returns its table once its ABI
+/// version and size are checked.
+fn open_table(config: &PluginConfig) -> Result<&'static PluginTable, PluginError> {
+    let path = config.path.display().to_string();
+    let load_error = |reason: String| PluginError::Load {
+        path: path.clone(),
+        reason,
+    };
+    // SAFETY: opening a library runs its initialisers. That is the trust an
+    // operator gives a native plugin by configuring it; the docs say so.
+    let library =
+        unsafe { libloading::Library::new(&config.path) }.map_err(|e| load_error(e.to_string()))?;
+    let table: *const PluginTable = {
+        // SAFETY: the SDK's `export_plugin!` defines this symbol as
+        // `extern "C" fn() -> *const PluginTable`; a library without it
+        // fails the lookup instead.
+        let entry = unsafe {
+            library.get::<extern "C" fn() -> *const PluginTable>(ENTRY_SYMBOL.as_bytes())
         }
-        // SAFETY: every table version starts with the two u32 fields of
-        // `TableHeader` (the SDK only ever appends fields), so reading them
-        // is valid before the version is known.
-        let header = unsafe { &*(table as *const TableHeader) };
-        if header.abi_version != ABI_VERSION {
-            return Err(PluginError::AbiVersion {
-                path,
-                found: header.abi_version,
-                expected: ABI_VERSION,
-            });
-        }
-        if (header.size as usize) < std::mem::size_of::<PluginTable>() {
-            return Err(load_error(format!(
-                "its plugin table is {} bytes, smaller than ABI {ABI_VERSION}'s {}",
-                header.size,
-                std::mem::size_of::<PluginTable>()
-            )));
-        }
-        // SAFETY: version and size match this ABI, and the table is a
-        // static in a library that is never unloaded (forgotten below).
-        let table: &'static PluginTable = unsafe { &*table };
-        std::mem::forget(library);
+        .map_err(|_| {
+            load_error(format!(
+                "no `{ENTRY_SYMBOL}` symbol: not a fastgate plugin (use fastgate_sdk::export_plugin!)"
+            ))
+        })?;
+        entry()
+    };
+    if table.is_null() {
+        return Err(load_error("the plugin table is null".to_string()));
+    }
+    // SAFETY: every table version starts with the two u32 fields of
+    // `TableHeader` (the SDK only ever appends fields), so reading them is
+    // valid before the version is known.
+    let header = unsafe { &*(table as *const TableHeader) };
+    if header.abi_version != ABI_VERSION {
+        return Err(PluginError::AbiVersion {
+            path,
+            found: header.abi_version,
+            expected: ABI_VERSION,
+        });
+    }
+    if (header.size as usize) < std::mem::size_of::<PluginTable>() {
+        return Err(load_error(format!(
+            "its plugin table is {} bytes, smaller than ABI {ABI_VERSION}'s {}",
+            header.size,
+            std::mem::size_of::<PluginTable>()
+        )));
+    }
+    // SAFETY: version and size match this ABI, and the table is a static in
+    // a library that is never unloaded (forgotten here).
+    let table: &'static PluginTable = unsafe { &*table };
+    std::mem::forget(library);
+    Ok(table)
+}
 
+impl NativePlugin {
+    /// Opens the library, checks its table and runs its `init`.
+    pub fn load(config: &PluginConfig) -> Result<(NativePlugin, sdk::Capabilities), PluginError> {
+        let table = open_table(config)?;
         let name: Arc<str> = Arc::from(config.name.as_str());
         let mut instance: *const c_void = std::ptr::null();
         let config_bytes = config.config_json.as_bytes();

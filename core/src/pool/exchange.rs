@@ -24,7 +24,7 @@ use super::{Lease, Pool, PoolError};
 use crate::body::RequestBody;
 use crate::cgi::answer::{Answer, AnswerError};
 use crate::cgi::params::Params;
-use crate::cgi::response::{ResponseHead, parse_head};
+use crate::cgi::response::{HeadError, ResponseHead, parse_head};
 use crate::config::StderrMode;
 use crate::fcgi::client::{ClientError, Event, Exchange};
 
@@ -120,6 +120,8 @@ enum Release {
     Fail(String),
     /// A timeout or `stderr_mode = terminate-process`.
     Terminate(&'static str),
+    /// It was gone before the request reached it.
+    Discard,
 }
 
 impl Release {
@@ -128,6 +130,7 @@ impl Release {
             Release::Finish { clean } => lease.finish(clean),
             Release::Fail(what) => lease.fail(&what),
             Release::Terminate(why) => lease.terminate(why),
+            Release::Discard => lease.discard(),
         }
     }
 }
@@ -156,6 +159,46 @@ enum Uncommitted {
     },
     /// The reused instance was gone before it read anything.
     Stale,
+}
+
+/// The response as it arrives before it is committed: the head being
+/// parsed, then the body chunks after it.
+#[derive(Default)]
+struct Building {
+    head_buf: BytesMut,
+    head: Option<ResponseHead>,
+    buffered: Vec<Bytes>,
+    buffered_len: u64,
+}
+
+impl Building {
+    /// Takes FCGI_STDOUT bytes: into the head until it is complete, then
+    /// into the buffered body.
+    fn push(&mut self, data: Bytes, max_header_size: usize) -> Result<(), HeadError> {
+        if self.head.is_some() {
+            self.buffer(data);
+            return Ok(());
+        }
+        self.head_buf.extend_from_slice(&data);
+        if let Some((head, body_start)) = parse_head(&self.head_buf, max_header_size)? {
+            let rest = self.head_buf.split_off(body_start).freeze();
+            if !rest.is_empty() {
+                self.buffer(rest);
+            }
+            self.head = Some(head);
+        }
+        Ok(())
+    }
+
+    fn buffer(&mut self, data: Bytes) {
+        self.buffered_len += data.len() as u64;
+        self.buffered.push(data);
+    }
+
+    /// Nothing of a response has arrived.
+    fn is_empty(&self) -> bool {
+        self.head_buf.is_empty() && self.head.is_none()
+    }
 }
 
 /// The state of one exchange that its phases share.
@@ -237,64 +280,47 @@ impl ExchangeTask {
             pid,
             reused,
         };
-        let first = talk.until_committed().await;
-        let (head, buffered) = match first {
-            Uncommitted::Committed { head, buffered } => (head, buffered),
-            Uncommitted::Stale => {
-                debug!(app = %app, pid, "instance was gone before the request; retrying on another");
-                drop(exchange);
-                lease.discard();
-                return Outcome::Stale(head_tx);
-            }
-            Uncommitted::Failed { release, error } => {
-                let mut stderr = std::mem::take(&mut talk.stderr);
-                drop(exchange);
-                stderr.flush(&app, pid, &self.uri);
-                release.apply(lease);
-                let _ = head_tx.send(Err(error.into()));
-                return Outcome::Done;
-            }
-            Uncommitted::Ended {
-                head,
-                buffered,
-                stderr_fails,
-                clean,
-            } => {
-                let mut stderr = std::mem::take(&mut talk.stderr);
-                drop(exchange);
-                let text = (stderr_fails
-                    && self.limits.stderr_mode == StderrMode::ReturnStderrIn500)
-                    .then(|| stderr.text());
-                stderr.flush(&app, pid, &self.uri);
-                lease.finish(clean);
-                let result = match head {
-                    _ if stderr_fails => Err(AnswerError::stderr(pid, text)),
-                    Some(head) => Ok((head, pid)),
-                    None => Err(AnswerError::no_head(pid)),
-                };
-                deliver(result, buffered, head_tx, body_tx).await;
-                return Outcome::Done;
-            }
-        };
-
-        // Committed: the head goes out, then the body streams with
-        // backpressure from the client; failures can only abort it now.
-        let client_gone = head_tx.send(Ok((head, pid))).is_err();
-        let (release, abort) = talk.stream(buffered, body_tx, client_gone, &app).await;
+        let (release, after) = talk.converse(head_tx, body_tx, &app).await;
         let mut stderr = std::mem::take(&mut talk.stderr);
         drop(exchange);
         stderr.flush(&app, pid, &self.uri);
+        if matches!(release, Release::Discard) {
+            debug!(app = %app, pid, "instance was gone before the request; retrying on another");
+        }
         release.apply(lease);
-        if let Some(abort) = abort {
-            warn!(app = %app, pid, uri = %self.uri, "aborting a response in the middle: {abort}");
-            let _ = body_tx
-                .send(Err(std::io::Error::other(format!(
-                    "app {app} (pid {pid}): {abort}"
-                ))))
-                .await;
+        match after {
+            After::Retry(head_tx) => return Outcome::Stale(head_tx),
+            After::Answer {
+                result,
+                buffered,
+                head_tx,
+            } => deliver(result, buffered, head_tx, body_tx).await,
+            After::Streamed { abort: Some(abort) } => {
+                warn!(app = %app, pid, uri = %self.uri, "aborting a response in the middle: {abort}");
+                let _ = body_tx
+                    .send(Err(std::io::Error::other(format!(
+                        "app {app} (pid {pid}): {abort}"
+                    ))))
+                    .await;
+            }
+            After::Streamed { abort: None } => {}
         }
         Outcome::Done
     }
+}
+
+/// What is left to do once the instance is released.
+enum After {
+    /// Retry on another instance: the request never reached this one.
+    Retry(HeadSender),
+    /// Tell the client: the head (or the error), then the buffered body.
+    Answer {
+        result: Result<(ResponseHead, u32), AnswerError>,
+        buffered: Vec<Bytes>,
+        head_tx: HeadSender,
+    },
+    /// The head went out and the body streamed; abort it for this reason.
+    Streamed { abort: Option<String> },
 }
 
 /// Hands a response that ended before it was committed to the client: the
@@ -316,50 +342,84 @@ async fn deliver(
 }
 
 impl<B: tokio::io::AsyncRead + Unpin> Conversation<'_, '_, B> {
+    /// Both phases: what becomes of the instance, and what is left to
+    /// tell the client once it is released.
+    async fn converse(
+        &mut self,
+        head_tx: HeadSender,
+        body_tx: &BodySender,
+        app: &str,
+    ) -> (Release, After) {
+        let pid = self.pid;
+        match self.until_committed().await {
+            Uncommitted::Stale => (Release::Discard, After::Retry(head_tx)),
+            Uncommitted::Failed { release, error } => (
+                release,
+                After::Answer {
+                    result: Err(error),
+                    buffered: Vec::new(),
+                    head_tx,
+                },
+            ),
+            Uncommitted::Ended {
+                head,
+                buffered,
+                stderr_fails,
+                clean,
+            } => {
+                let result = if stderr_fails {
+                    let text = (self.limits.stderr_mode == StderrMode::ReturnStderrIn500)
+                        .then(|| self.stderr.text());
+                    Err(AnswerError::stderr(pid, text))
+                } else {
+                    head.map(|head| (head, pid))
+                        .ok_or_else(|| AnswerError::no_head(pid))
+                };
+                (
+                    Release::Finish { clean },
+                    After::Answer {
+                        result,
+                        buffered,
+                        head_tx,
+                    },
+                )
+            }
+            // Committed: the head goes out, then the body streams with
+            // backpressure from the client; failures can only abort it now.
+            Uncommitted::Committed { head, buffered } => {
+                let client_gone = head_tx.send(Ok((head, pid))).is_err();
+                let (release, abort) = self.stream(buffered, body_tx, client_gone, app).await;
+                (release, After::Streamed { abort })
+            }
+        }
+    }
+
     /// Phase 1: until the response is committed, i.e. its head is parsed
     /// and `response_buffer_limit` bytes of body are buffered (or the
     /// response ended). Until then every failure is a clean error response.
     async fn until_committed(&mut self) -> Uncommitted {
         let pid = self.pid;
-        let mut head_buf = BytesMut::new();
-        let mut head: Option<ResponseHead> = None;
-        let mut buffered: Vec<Bytes> = Vec::new();
-        let mut buffered_len = 0u64;
+        let mut response = Building::default();
         // stderr_mode asks for a 500: drain to END_REQUEST, then answer.
         let mut stderr_fails = false;
         loop {
-            if let Some(committed) =
-                head.take_if(|_| !stderr_fails && buffered_len >= self.limits.response_buffer_limit)
+            if !stderr_fails
+                && response.buffered_len >= self.limits.response_buffer_limit
+                && let Some(head) = response.head.take()
             {
                 return Uncommitted::Committed {
-                    head: committed,
-                    buffered,
+                    head,
+                    buffered: response.buffered,
                 };
             }
             match self.next_event().await {
                 Ok(Event::Stdout(_)) if stderr_fails => {}
-                Ok(Event::Stdout(data)) if head.is_some() => {
-                    buffered_len += data.len() as u64;
-                    buffered.push(data);
-                }
                 Ok(Event::Stdout(data)) => {
-                    head_buf.extend_from_slice(&data);
-                    match parse_head(&head_buf, self.limits.max_header_size) {
-                        Ok(Some((parsed, body_start))) => {
-                            let rest = head_buf.split_off(body_start).freeze();
-                            if !rest.is_empty() {
-                                buffered_len += rest.len() as u64;
-                                buffered.push(rest);
-                            }
-                            head = Some(parsed);
-                        }
-                        Ok(None) => {}
-                        Err(source) => {
-                            return Uncommitted::Failed {
-                                release: Release::Fail("malformed response head".into()),
-                                error: AnswerError::head(pid, source),
-                            };
-                        }
+                    if let Err(source) = response.push(data, self.limits.max_header_size) {
+                        return Uncommitted::Failed {
+                            release: Release::Fail("malformed response head".into()),
+                            error: AnswerError::head(pid, source),
+                        };
                     }
                 }
                 Ok(Event::Stderr(data)) => {
@@ -379,8 +439,8 @@ impl<B: tokio::io::AsyncRead + Unpin> Conversation<'_, '_, B> {
                 }
                 Ok(Event::End { .. }) => {
                     return Uncommitted::Ended {
-                        head,
-                        buffered,
+                        head: response.head,
+                        buffered: response.buffered,
                         stderr_fails,
                         clean: self.exchange.stdin_complete(),
                     };
@@ -393,8 +453,7 @@ impl<B: tokio::io::AsyncRead + Unpin> Conversation<'_, '_, B> {
                 }
                 Err(Failure::Client(e))
                     if self.reused
-                        && head_buf.is_empty()
-                        && head.is_none()
+                        && response.is_empty()
                         && self.stderr.is_empty()
                         && e.is_peer_gone() =>
                 {
