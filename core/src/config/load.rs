@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::Method;
-use serde::Deserialize;
 use toml::Spanned;
 
+use super::raw::{OneOrMany, RawApp, RawConfig, RawPlugin, RawServer, Scalar};
 use super::{
     AccessLog, AppConfig, Config, HandlerPattern, LauncherRef, OnError, PluginConfig, PluginKind,
     Protocol, ResourceType, ServerConfig, StderrMode, Verbs, cpu_count, defaults,
@@ -130,123 +130,6 @@ fn clean(path: &Path) -> PathBuf {
         }
     }
     out
-}
-
-// ---- the raw, spanned file format ----
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    server: Option<RawServer>,
-    #[serde(default)]
-    app: Vec<Spanned<RawApp>>,
-    #[serde(default)]
-    plugin: Vec<Spanned<RawPlugin>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPlugin {
-    name: Option<Spanned<String>>,
-    path: Option<Spanned<String>>,
-    config: Option<toml::Table>,
-    on_error: Option<Spanned<String>>,
-    timeout: Option<Spanned<Scalar>>,
-    memory_limit: Option<Spanned<Scalar>>,
-    instances: Option<Spanned<i64>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    listen: Option<Spanned<OneOrMany>>,
-    root: Option<String>,
-    index: Option<Vec<String>>,
-    max_body_size: Option<Spanned<Scalar>>,
-    body_buffer_size: Option<Spanned<Scalar>>,
-    max_response_header_size: Option<Spanned<Scalar>>,
-    header_read_timeout: Option<Spanned<Scalar>>,
-    body_read_timeout: Option<Spanned<Scalar>>,
-    shutdown_timeout: Option<Spanned<Scalar>>,
-    access_log: Option<String>,
-    runtime_dir: Option<String>,
-    plugins: Option<Vec<Spanned<String>>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawApp {
-    name: Option<Spanned<String>>,
-    command: Option<Spanned<String>>,
-    #[serde(default)]
-    args: Vec<String>,
-    working_dir: Option<String>,
-    root: Option<String>,
-    handles: Option<Spanned<Vec<Spanned<String>>>>,
-    verbs: Option<Vec<Spanned<String>>>,
-    resource_type: Option<Spanned<String>>,
-    fallback: Option<Spanned<String>>,
-    max_instances: Option<Spanned<i64>>,
-    max_instances_auto_ceiling: Option<Spanned<i64>>,
-    min_instances: Option<Spanned<i64>>,
-    instance_max_requests: Option<Spanned<i64>>,
-    queue_length: Option<Spanned<i64>>,
-    protocol: Option<Spanned<String>>,
-    #[serde(default)]
-    inherit_env: Vec<String>,
-    signal_before_terminate: Option<Spanned<Scalar>>,
-    request_timeout: Option<Spanned<Scalar>>,
-    activity_timeout: Option<Spanned<Scalar>>,
-    idle_timeout: Option<Spanned<Scalar>>,
-    rapid_fails_per_minute: Option<Spanned<i64>>,
-    stderr_mode: Option<Spanned<String>>,
-    #[serde(default)]
-    monitor_changes_to: Vec<String>,
-    response_buffer_limit: Option<Spanned<Scalar>>,
-    #[serde(default)]
-    env: BTreeMap<String, EnvValue>,
-    #[serde(default)]
-    params: BTreeMap<String, EnvValue>,
-    plugins: Option<Vec<Spanned<String>>>,
-    launcher: Option<Spanned<String>>,
-    options: Option<toml::Table>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-/// A size or duration: a bare integer or a string with a unit.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Scalar {
-    Int(i64),
-    Str(String),
-}
-
-/// `[app.env]` / `[app.params]` values: strings, or numbers and booleans
-/// written without quotes.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum EnvValue {
-    Str(String),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-}
-
-impl EnvValue {
-    fn into_string(self) -> String {
-        match self {
-            EnvValue::Str(s) => s,
-            EnvValue::Int(i) => i.to_string(),
-            EnvValue::Float(f) => f.to_string(),
-            EnvValue::Bool(b) => b.to_string(),
-        }
-    }
 }
 
 // ---- entry points ----

@@ -15,6 +15,7 @@ use std::time::Duration;
 use http::Method;
 
 mod load;
+mod raw;
 
 pub use load::{
     ConfigError, check_commands, install_hint, load_file, load_str, parse_pattern,
