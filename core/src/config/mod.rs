@@ -15,12 +15,13 @@ use std::time::Duration;
 use http::Method;
 
 mod load;
+mod parse;
 mod raw;
 
 pub use load::{
-    ConfigError, check_commands, install_hint, load_file, load_str, parse_pattern,
-    parse_resource_type, render_summary, resolve_command,
+    ConfigError, check_commands, install_hint, load_file, load_str, render_summary, resolve_command,
 };
+pub use parse::{parse_pattern, parse_resource_type};
 
 /// The whole, validated configuration of one gateway.
 #[derive(Debug, Clone)]
