@@ -14,13 +14,13 @@ use std::time::Duration;
 
 use http::Method;
 
+mod command;
 mod load;
 mod parse;
 mod raw;
 
-pub use load::{
-    ConfigError, check_commands, install_hint, load_file, load_str, render_summary, resolve_command,
-};
+pub use command::{check_commands, install_hint, resolve_command};
+pub use load::{ConfigError, load_file, load_str, render_summary};
 pub use parse::{parse_pattern, parse_resource_type};
 
 /// The whole, validated configuration of one gateway.
