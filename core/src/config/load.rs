@@ -17,8 +17,8 @@ use toml::Spanned;
 use super::parse::{parse_duration, parse_pattern, parse_resource_type, parse_size};
 use super::raw::{OneOrMany, RawApp, RawConfig, RawPlugin, RawServer, Scalar};
 use super::{
-    AccessLog, AppConfig, Config, HandlerPattern, LauncherRef, OnError, PluginConfig, PluginKind,
-    Protocol, ResourceType, ServerConfig, StderrMode, Verbs, cpu_count, defaults,
+    AccessLog, AppConfig, Config, LauncherRef, OnError, PluginConfig, PluginKind, Protocol,
+    ResourceType, ServerConfig, StderrMode, Verbs, cpu_count, defaults,
 };
 
 /// A configuration error: where it is (file, line, column, key) and what is wrong.
@@ -823,94 +823,11 @@ fn convert_plugin(
     })
 }
 
-/// A readable summary of a configuration, for `fastgate check`.
-pub fn render_summary(config: &Config) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let s = &config.server;
-    let listen: Vec<String> = s.listen.iter().map(ToString::to_string).collect();
-    let _ = writeln!(out, "listen      {}", listen.join(", "));
-    let _ = writeln!(out, "root        {}", s.root.display());
-    let _ = writeln!(out, "index       {}", s.index.join(", "));
-    let _ = writeln!(
-        out,
-        "limits      max_body_size {} bytes, max_response_header_size {} bytes, header_read_timeout {}, body_read_timeout {}",
-        s.max_body_size,
-        s.max_response_header_size,
-        humantime::format_duration(s.header_read_timeout),
-        humantime::format_duration(s.body_read_timeout)
-    );
-    for app in &config.apps {
-        let _ = writeln!(out, "\napp \"{}\"", app.name);
-        let mut command = app.command.display().to_string();
-        for arg in &app.args {
-            command.push(' ');
-            command.push_str(arg);
-        }
-        let _ = writeln!(out, "  command               {command}");
-        let _ = writeln!(out, "  protocol              {:?}", app.protocol);
-        if app.max_instances == 0 {
-            let _ = writeln!(
-                out,
-                "  instances             {} to {} (automatic sizing, max_instances = 0)",
-                app.min_instances, app.max_instances_auto_ceiling
-            );
-        } else {
-            let _ = writeln!(
-                out,
-                "  instances             {} to {}",
-                app.min_instances, app.max_instances
-            );
-        }
-        let _ = writeln!(out, "  instance_max_requests {}", app.instance_max_requests);
-        let _ = writeln!(out, "  queue_length          {}", app.queue_length);
-        let handles: Vec<String> = app
-            .handles
-            .iter()
-            .map(|h| match h {
-                HandlerPattern::Extension(e) => format!("*.{e}"),
-                HandlerPattern::Prefix(p) => format!("{p}/*"),
-                HandlerPattern::Exact(p) => p.clone(),
-                HandlerPattern::Any => "*".into(),
-            })
-            .collect();
-        let _ = writeln!(out, "  handles               {}", handles.join(", "));
-        let verbs = match &app.verbs {
-            Verbs::Any => "*".to_string(),
-            Verbs::List(list) => list
-                .iter()
-                .map(Method::as_str)
-                .collect::<Vec<_>>()
-                .join(", "),
-        };
-        let _ = writeln!(out, "  verbs                 {verbs}");
-        let _ = writeln!(out, "  resource_type         {:?}", app.resource_type);
-        let _ = writeln!(out, "  root                  {}", app.root.display());
-        if let Some(fallback) = &app.fallback {
-            let _ = writeln!(out, "  fallback              {fallback}");
-        }
-        if !app.env.is_empty() {
-            let env: Vec<String> = app.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let _ = writeln!(out, "  env                   {}", env.join(" "));
-        }
-        if !app.inherit_env.is_empty() {
-            let _ = writeln!(out, "  inherit_env           {}", app.inherit_env.join(" "));
-        }
-        if !app.params.is_empty() {
-            let params: Vec<String> = app.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let _ = writeln!(out, "  params                {}", params.join(" "));
-        }
-    }
-    for warning in &config.warnings {
-        let _ = writeln!(out, "\nwarning: {warning}");
-    }
-    out
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 pub(super) mod tests {
     use super::*;
+    use crate::config::render_summary;
 
     /// Loads `text` as `/etc/fg/fastgate.toml` (the tests of every part of
     /// the configuration use it).
