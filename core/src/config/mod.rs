@@ -15,6 +15,7 @@ use std::time::Duration;
 use http::Method;
 
 mod command;
+mod convert;
 mod load;
 mod parse;
 mod raw;
