@@ -7,21 +7,25 @@
 //! (that is `command`).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use http::Method;
 use toml::Spanned;
 
 use super::load::Source;
-use super::parse::{parse_duration, parse_pattern, parse_resource_type, parse_size};
-use super::raw::{OneOrMany, RawApp, RawConfig, RawPlugin, RawServer, Scalar};
+use super::parse::{
+    parse_duration, parse_fallback, parse_listen, parse_on_error, parse_pattern, parse_protocol,
+    parse_resource_type, parse_size, parse_stderr_mode, parse_verb,
+};
+use super::raw::{RawApp, RawConfig, RawPlugin, RawServer};
 use super::{
     AccessLog, AppConfig, Config, ConfigError, LauncherRef, OnError, PluginConfig, PluginKind,
     Protocol, ResourceType, ServerConfig, StderrMode, Verbs, cpu_count, defaults,
 };
+
+mod section;
+
+use section::Section;
 
 pub(super) fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
     let mut plugins: Vec<PluginConfig> = Vec::with_capacity(raw.plugin.len());
@@ -130,54 +134,18 @@ pub(super) fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, Config
 }
 
 fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerConfig, ConfigError> {
-    let key = |k: &str| Some(format!("server.{k}"));
-    let listen = match raw.listen {
+    let t = Section::new(src, "server.".to_string());
+    let listen = match raw.listen.as_ref() {
+        Some(listen) => t.read(listen, "listen", parse_listen)?,
         None => vec![
             defaults::LISTEN
                 .parse()
-                .map_err(|_| src.error(None, key("listen"), "bad default"))?,
+                .map_err(|_| t.error(None, "listen", "bad default"))?,
         ],
-        Some(spanned) => {
-            let span = spanned.span();
-            let list = match spanned.into_inner() {
-                OneOrMany::One(s) => vec![s],
-                OneOrMany::Many(list) => list,
-            };
-            if list.is_empty() {
-                return Err(src.error(Some(span), key("listen"), "needs at least one address"));
-            }
-            list.iter()
-                .map(|a| {
-                    a.parse::<SocketAddr>().map_err(|_| {
-                        src.error(
-                            Some(span.clone()),
-                            key("listen"),
-                            format!("{a:?} is not an IP:port address (e.g. \"127.0.0.1:8080\" or \"[::1]:8080\")"),
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?
-        }
     };
     let root = raw.root.map_or_else(|| src.base.clone(), |r| src.path(&r));
-    let size = |v: Option<Spanned<Scalar>>, name: &str, default: u64| match v {
-        None => Ok(default),
-        Some(v) => parse_size(v.get_ref()).map_err(|m| src.error(Some(v.span()), key(name), m)),
-    };
-    let duration =
-        |v: Option<Spanned<Scalar>>, name: &str, default: Duration, allow_zero: bool| match v {
-            None => Ok(default),
-            Some(v) => {
-                let d = parse_duration(v.get_ref())
-                    .map_err(|m| src.error(Some(v.span()), key(name), m))?;
-                if d.is_zero() && !allow_zero {
-                    return Err(src.error(Some(v.span()), key(name), "must be longer than zero"));
-                }
-                Ok(d)
-            }
-        };
-    let max_response_header_size = size(
-        raw.max_response_header_size,
+    let max_response_header_size = t.size(
+        raw.max_response_header_size.as_ref(),
         "max_response_header_size",
         defaults::MAX_RESPONSE_HEADER_SIZE as u64,
     )?;
@@ -187,32 +155,33 @@ fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerConfig, Conf
         index: raw
             .index
             .unwrap_or_else(|| vec!["index.php".to_string(), "index.html".to_string()]),
-        max_body_size: size(raw.max_body_size, "max_body_size", defaults::MAX_BODY_SIZE)?,
-        body_buffer_size: size(
-            raw.body_buffer_size,
+        max_body_size: t.size(
+            raw.max_body_size.as_ref(),
+            "max_body_size",
+            defaults::MAX_BODY_SIZE,
+        )?,
+        body_buffer_size: t.size(
+            raw.body_buffer_size.as_ref(),
             "body_buffer_size",
             defaults::BODY_BUFFER_SIZE,
         )?,
         max_response_header_size: usize::try_from(max_response_header_size)
             .unwrap_or(usize::MAX)
             .max(1024),
-        header_read_timeout: duration(
-            raw.header_read_timeout,
+        header_read_timeout: t.timeout(
+            raw.header_read_timeout.as_ref(),
             "header_read_timeout",
             defaults::HEADER_READ_TIMEOUT,
-            false,
         )?,
-        body_read_timeout: duration(
-            raw.body_read_timeout,
+        body_read_timeout: t.timeout(
+            raw.body_read_timeout.as_ref(),
             "body_read_timeout",
             defaults::BODY_READ_TIMEOUT,
-            false,
         )?,
-        shutdown_timeout: duration(
-            raw.shutdown_timeout,
+        shutdown_timeout: t.duration(
+            raw.shutdown_timeout.as_ref(),
             "shutdown_timeout",
             defaults::SHUTDOWN_TIMEOUT,
-            true,
         )?,
         access_log: match raw.access_log.as_deref() {
             None | Some("stdout") => AccessLog::Stdout,
@@ -232,21 +201,20 @@ fn convert_app(
     src: &Source<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<(AppConfig, Option<usize>), ConfigError> {
-    let name = table_name(raw.name, "app", span.clone(), index, src)?;
-    let app_key = |k: &str| Some(format!("app \"{}\": {k}", name.get_ref()));
+    let name = table_name(raw.name.as_ref(), "app", span.clone(), index, src)?;
+    let t = Section::new(src, format!("app \"{name}\": "));
     let launcher = raw.launcher.as_ref().map(|l| LauncherRef {
         plugin: l.get_ref().clone(),
-        options_json: serde_json::to_string(&raw.options.clone().unwrap_or_default())
-            .unwrap_or_else(|_| "{}".to_string()),
+        options_json: table_json(raw.options.clone()),
         command_given: raw.command.is_some(),
         handles_given: raw.handles.is_some(),
         resource_type_given: raw.resource_type.is_some(),
         request_timeout_given: raw.request_timeout.is_some(),
     });
     if raw.options.is_some() && launcher.is_none() {
-        return Err(src.error(
+        return Err(t.error(
             Some(span),
-            app_key("options"),
+            "options",
             "[app.options] is for a launcher's settings; this app has no `launcher`",
         ));
     }
@@ -255,9 +223,9 @@ fn convert_app(
         // A launcher will say what to run.
         None if launcher.is_some() => Spanned::new(span.clone(), String::new()),
         None => {
-            return Err(src.error(
+            return Err(t.error(
                 Some(span),
-                app_key("command"),
+                "command",
                 "missing key `command` (the program to run, IIS fullPath), or a `launcher`",
             ));
         }
@@ -268,11 +236,7 @@ fn convert_app(
     } else {
         let c = command.get_ref();
         if c.is_empty() {
-            return Err(src.error(
-                Some(command.span()),
-                app_key("command"),
-                "must not be empty",
-            ));
+            return Err(t.error(Some(command.span()), "command", "must not be empty"));
         }
         if c.contains('/') {
             src.path(c)
@@ -285,100 +249,62 @@ fn convert_app(
         // The launcher proposes the mapping.
         None if launcher.is_some() => Spanned::new(span.clone(), Vec::new()),
         None => {
-            return Err(src.error(
+            return Err(t.error(
                 Some(span),
-                app_key("handles"),
+                "handles",
                 "missing key `handles` (e.g. [\"*.php\"])",
             ));
         }
     };
     if handles.get_ref().is_empty() && launcher.as_ref().is_none_or(|l| l.handles_given) {
-        return Err(src.error(
+        return Err(t.error(
             Some(handles.span()),
-            app_key("handles"),
+            "handles",
             "needs at least one pattern",
         ));
     }
     let handles = handles
-        .into_inner()
-        .into_iter()
-        .map(|p| {
-            parse_pattern(p.get_ref()).map_err(|m| src.error(Some(p.span()), app_key("handles"), m))
-        })
+        .get_ref()
+        .iter()
+        .map(|p| t.read(p, "handles", |p| parse_pattern(p)))
         .collect::<Result<Vec<_>, _>>()?;
     let verbs = match raw.verbs {
         None => Verbs::Any,
         Some(list) if list.iter().any(|v| v.get_ref() == "*") => Verbs::Any,
         Some(list) => Verbs::List(
             list.iter()
-                .map(|v| {
-                    let upper = v.get_ref().to_ascii_uppercase();
-                    Method::from_bytes(upper.as_bytes())
-                        .ok()
-                        .filter(|_| {
-                            !upper.is_empty() && upper.bytes().all(|b| b.is_ascii_uppercase())
-                        })
-                        .ok_or_else(|| {
-                            src.error(
-                                Some(v.span()),
-                                app_key("verbs"),
-                                format!("{:?} is not an HTTP method", v.get_ref()),
-                            )
-                        })
-                })
+                .map(|v| t.read(v, "verbs", |v| parse_verb(v)))
                 .collect::<Result<_, _>>()?,
         ),
     };
-    let resource_type = match raw.resource_type {
-        None => ResourceType::File,
-        Some(v) => parse_resource_type(v.get_ref())
-            .map_err(|m| src.error(Some(v.span()), app_key("resource_type"), m))?,
-    };
-    let fallback = match raw.fallback {
-        None => None,
-        Some(v) if v.get_ref().starts_with('/') && !v.get_ref().split('/').any(|s| s == "..") => {
-            Some(v.into_inner())
-        }
-        Some(v) => {
-            return Err(src.error(
-                Some(v.span()),
-                app_key("fallback"),
-                "must be a URL path starting with '/' (e.g. \"/index.php\")",
-            ));
-        }
-    };
-    let int =
-        |v: Option<Spanned<i64>>, k: &str, default: u64, min: u64| -> Result<u64, ConfigError> {
-            match v {
-                None => Ok(default),
-                Some(v) if *v.get_ref() >= 0 && (*v.get_ref() as u64) >= min => {
-                    Ok(*v.get_ref() as u64)
-                }
-                Some(v) => Err(src.error(
-                    Some(v.span()),
-                    app_key(k),
-                    format!("must be at least {min}"),
-                )),
-            }
-        };
-    let max_span = raw.max_instances.as_ref().map(Spanned::span);
-    let max_instances = int(
-        raw.max_instances,
+    let resource_type = t.read_or(
+        raw.resource_type.as_ref(),
+        "resource_type",
+        ResourceType::File,
+        |v| parse_resource_type(v),
+    )?;
+    let fallback = t.read_or(raw.fallback.as_ref(), "fallback", None, |v| {
+        parse_fallback(v).map(Some)
+    })?;
+    let max_instances = t.count(
+        raw.max_instances.as_ref(),
         "max_instances",
         defaults::MAX_INSTANCES as u64,
         0,
     )?;
-    let ceiling_span = raw.max_instances_auto_ceiling.as_ref().map(Spanned::span);
-    let max_instances_auto_ceiling = int(
-        raw.max_instances_auto_ceiling,
+    let ceiling = raw.max_instances_auto_ceiling.as_ref();
+    let max_instances_auto_ceiling = t.count(
+        ceiling,
         "max_instances_auto_ceiling",
-        4 * super::cpu_count() as u64,
+        4 * cpu_count() as u64,
         1,
     )?;
-    if max_instances != 0 && ceiling_span.is_some() {
-        return Err(src.error(
-            ceiling_span,
-            app_key("max_instances_auto_ceiling"),
+    if max_instances != 0
+        && let Some(ceiling) = ceiling
+    {
+        return Err(t.error(
+            Some(ceiling.span()),
+            "max_instances_auto_ceiling",
             "only applies with max_instances = 0 (automatic sizing)",
         ));
     }
@@ -388,108 +314,67 @@ fn convert_app(
     } else {
         max_instances
     };
-    let min_span = raw.min_instances.as_ref().map(Spanned::span);
-    let min_instances = int(
-        raw.min_instances,
-        "min_instances",
-        defaults::MIN_INSTANCES as u64,
-        0,
-    )?;
+    let min = raw.min_instances.as_ref();
+    let min_instances = t.count(min, "min_instances", defaults::MIN_INSTANCES as u64, 0)?;
     if min_instances > upper {
-        let _ = max_span;
-        return Err(src.error(
-            min_span,
-            app_key("min_instances"),
+        return Err(t.error(
+            min.map(Spanned::span),
+            "min_instances",
             format!("{min_instances} is more than max_instances ({upper})"),
         ));
     }
-    let instance_max_requests = int(
-        raw.instance_max_requests,
+    let instance_max_requests = t.count(
+        raw.instance_max_requests.as_ref(),
         "instance_max_requests",
         defaults::INSTANCE_MAX_REQUESTS,
         1,
     )?;
-    let queue_length = int(
-        raw.queue_length,
+    let queue_length = t.count(
+        raw.queue_length.as_ref(),
         "queue_length",
         defaults::QUEUE_LENGTH as u64,
         0,
     )?;
-    let protocol = match raw.protocol {
-        None => Protocol::Unix,
-        Some(v) => match v.get_ref().as_str() {
-            "unix" => Protocol::Unix,
-            "tcp" => Protocol::Tcp,
-            other => {
-                return Err(src.error(
-                    Some(v.span()),
-                    app_key("protocol"),
-                    format!("{other:?}: expected unix or tcp"),
-                ));
-            }
-        },
-    };
-    let signal_before_terminate = match raw.signal_before_terminate {
-        None => defaults::SIGNAL_BEFORE_TERMINATE,
-        Some(v) => parse_duration(v.get_ref())
-            .map_err(|m| src.error(Some(v.span()), app_key("signal_before_terminate"), m))?,
-    };
-    let timeout = |v: Option<Spanned<Scalar>>,
-                   k: &str,
-                   default: Duration|
-     -> Result<Duration, ConfigError> {
-        match v {
-            None => Ok(default),
-            Some(v) => {
-                let d = parse_duration(v.get_ref())
-                    .map_err(|m| src.error(Some(v.span()), app_key(k), m))?;
-                if d.is_zero() {
-                    return Err(src.error(Some(v.span()), app_key(k), "must be longer than zero"));
-                }
-                Ok(d)
-            }
-        }
-    };
-    let request_timeout = timeout(
-        raw.request_timeout,
+    let protocol = t.read_or(raw.protocol.as_ref(), "protocol", Protocol::Unix, |v| {
+        parse_protocol(v)
+    })?;
+    let signal_before_terminate = t.duration(
+        raw.signal_before_terminate.as_ref(),
+        "signal_before_terminate",
+        defaults::SIGNAL_BEFORE_TERMINATE,
+    )?;
+    let request_timeout = t.timeout(
+        raw.request_timeout.as_ref(),
         "request_timeout",
         defaults::REQUEST_TIMEOUT,
     )?;
-    let activity_timeout = timeout(
-        raw.activity_timeout,
+    let activity_timeout = t.timeout(
+        raw.activity_timeout.as_ref(),
         "activity_timeout",
         defaults::ACTIVITY_TIMEOUT,
     )?;
-    let idle_timeout = timeout(raw.idle_timeout, "idle_timeout", defaults::IDLE_TIMEOUT)?;
-    let rapid_fails_per_minute = int(
-        raw.rapid_fails_per_minute,
+    let idle_timeout = t.timeout(
+        raw.idle_timeout.as_ref(),
+        "idle_timeout",
+        defaults::IDLE_TIMEOUT,
+    )?;
+    let rapid_fails_per_minute = t.count(
+        raw.rapid_fails_per_minute.as_ref(),
         "rapid_fails_per_minute",
         defaults::RAPID_FAILS_PER_MINUTE as u64,
         1,
     )?;
-    let stderr_mode = match raw.stderr_mode {
-        None => StderrMode::ReturnStderrIn500,
-        Some(v) => match v.get_ref().as_str() {
-            "return-stderr-in-500" => StderrMode::ReturnStderrIn500,
-            "return-generic-500" => StderrMode::ReturnGeneric500,
-            "ignore-and-return-200" => StderrMode::IgnoreAndReturn200,
-            "terminate-process" => StderrMode::TerminateProcess,
-            other => {
-                return Err(src.error(
-                    Some(v.span()),
-                    app_key("stderr_mode"),
-                    format!(
-                        "{other:?}: expected return-stderr-in-500, return-generic-500, ignore-and-return-200 or terminate-process"
-                    ),
-                ));
-            }
-        },
-    };
-    let response_buffer_limit = match raw.response_buffer_limit {
-        None => defaults::RESPONSE_BUFFER_LIMIT,
-        Some(v) => parse_size(v.get_ref())
-            .map_err(|m| src.error(Some(v.span()), app_key("response_buffer_limit"), m))?,
-    };
+    let stderr_mode = t.read_or(
+        raw.stderr_mode.as_ref(),
+        "stderr_mode",
+        StderrMode::ReturnStderrIn500,
+        |v| parse_stderr_mode(v),
+    )?;
+    let response_buffer_limit = t.size(
+        raw.response_buffer_limit.as_ref(),
+        "response_buffer_limit",
+        defaults::RESPONSE_BUFFER_LIMIT,
+    )?;
     let env: BTreeMap<String, String> = raw
         .env
         .into_iter()
@@ -502,9 +387,8 @@ fn convert_app(
         && php_max < instance_max_requests
     {
         warnings.push(format!(
-            "app \"{}\": PHP_FCGI_MAX_REQUESTS ({php_max}) is lower than instance_max_requests ({instance_max_requests}): \
+            "app \"{name}\": PHP_FCGI_MAX_REQUESTS ({php_max}) is lower than instance_max_requests ({instance_max_requests}): \
              php-cgi would exit on its own first, so instances are recycled after {php_max} requests",
-            name.get_ref()
         ));
     }
     let root = raw
@@ -512,13 +396,12 @@ fn convert_app(
         .map_or_else(|| server.root.clone(), |r| src.path(&r));
     if !root.is_dir() && root != server.root {
         warnings.push(format!(
-            "app \"{}\": root {} is not a directory",
-            name.get_ref(),
+            "app \"{name}\": root {} is not a directory",
             root.display()
         ));
     }
     let app = AppConfig {
-        name: name.into_inner(),
+        name,
         command: command_path,
         args: raw.args,
         working_dir: raw.working_dir.map(|d| src.path(&d)),
@@ -560,12 +443,12 @@ fn convert_app(
 /// The `name` of an `[[app]]` or `[[plugin]]`: present, and letters,
 /// digits, `-` and `_` only (it appears in logs, metrics and references).
 fn table_name(
-    name: Option<Spanned<String>>,
+    name: Option<&Spanned<String>>,
     table: &str,
     span: Range<usize>,
     index: usize,
     src: &Source<'_>,
-) -> Result<Spanned<String>, ConfigError> {
+) -> Result<String, ConfigError> {
     let Some(name) = name else {
         return Err(src.error(
             Some(span),
@@ -585,7 +468,13 @@ fn table_name(
             "use letters, digits, '-' and '_' only",
         ));
     }
-    Ok(name)
+    Ok(name.get_ref().clone())
+}
+
+/// A TOML table handed to a plugin (`config`, `[app.options]`) as JSON
+/// text; `{}` when absent.
+fn table_json(table: Option<toml::Table>) -> String {
+    serde_json::to_string(&table.unwrap_or_default()).unwrap_or_else(|_| "{}".to_string())
 }
 
 fn convert_plugin(
@@ -594,12 +483,12 @@ fn convert_plugin(
     index: usize,
     src: &Source<'_>,
 ) -> Result<PluginConfig, ConfigError> {
-    let name = table_name(raw.name, "plugin", span.clone(), index, src)?;
-    let key = |k: &str| Some(format!("plugin \"{}\": {k}", name.get_ref()));
+    let name = table_name(raw.name.as_ref(), "plugin", span.clone(), index, src)?;
+    let t = Section::new(src, format!("plugin \"{name}\": "));
     let Some(path) = raw.path else {
-        return Err(src.error(
+        return Err(t.error(
             Some(span),
-            key("path"),
+            "path",
             "missing key `path` (a .wasm component or a native .so library)",
         ));
     };
@@ -608,61 +497,49 @@ fn convert_plugin(
         Some("wasm") => PluginKind::Wasm,
         _ => PluginKind::Native,
     };
-    let on_error = match raw.on_error {
-        None => OnError::FailClosed,
-        Some(v) => match v.get_ref().as_str() {
-            "fail-closed" => OnError::FailClosed,
-            "fail-open" => OnError::FailOpen,
-            other => {
-                return Err(src.error(
-                    Some(v.span()),
-                    key("on_error"),
-                    format!("{other:?}: expected \"fail-closed\" or \"fail-open\""),
-                ));
-            }
+    let on_error = t.read_or(
+        raw.on_error.as_ref(),
+        "on_error",
+        OnError::FailClosed,
+        |v| parse_on_error(v),
+    )?;
+    // Worded differently from the apps' timeouts; kept as users know it.
+    let timeout = t.read_or(
+        raw.timeout.as_ref(),
+        "timeout",
+        defaults::PLUGIN_TIMEOUT,
+        |v| match parse_duration(v)? {
+            d if d.is_zero() => Err("must be more than 0".to_string()),
+            d => Ok(d),
         },
-    };
-    let timeout = match raw.timeout {
-        None => defaults::PLUGIN_TIMEOUT,
-        Some(v) => {
-            let d = parse_duration(v.get_ref())
-                .map_err(|m| src.error(Some(v.span()), key("timeout"), m))?;
-            if d.is_zero() {
-                return Err(src.error(Some(v.span()), key("timeout"), "must be more than 0"));
-            }
-            d
-        }
-    };
-    let memory_limit = match raw.memory_limit {
-        None => defaults::PLUGIN_MEMORY_LIMIT,
-        Some(v) => {
-            let n = parse_size(v.get_ref())
-                .map_err(|m| src.error(Some(v.span()), key("memory_limit"), m))?;
-            if n < 1024 * 1024 {
-                return Err(src.error(
-                    Some(v.span()),
-                    key("memory_limit"),
-                    "must be at least 1 MiB (a component needs room for its stack and data)",
-                ));
-            }
-            n
-        }
-    };
-    let instances = match raw.instances {
-        None => 2 * cpu_count() as usize,
-        Some(v) if *v.get_ref() >= 1 => *v.get_ref() as usize,
-        Some(v) => return Err(src.error(Some(v.span()), key("instances"), "must be at least 1")),
-    };
+    )?;
+    let memory_limit = t.read_or(
+        raw.memory_limit.as_ref(),
+        "memory_limit",
+        defaults::PLUGIN_MEMORY_LIMIT,
+        |v| match parse_size(v)? {
+            n if n < 1024 * 1024 => Err(
+                "must be at least 1 MiB (a component needs room for its stack and data)"
+                    .to_string(),
+            ),
+            n => Ok(n),
+        },
+    )?;
+    let instances = t.count(
+        raw.instances.as_ref(),
+        "instances",
+        2 * cpu_count() as u64,
+        1,
+    )?;
     Ok(PluginConfig {
-        name: name.into_inner(),
+        name,
         path: file,
         kind,
-        config_json: serde_json::to_string(&raw.config.unwrap_or_default())
-            .unwrap_or_else(|_| "{}".to_string()),
+        config_json: table_json(raw.config),
         on_error,
         timeout,
         memory_limit,
-        instances,
+        instances: usize::try_from(instances).unwrap_or(usize::MAX),
     })
 }
 

@@ -6,10 +6,13 @@
 //! patterns and resource types of their own. This module knows nothing of
 //! files, tables or defaults.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::raw::Scalar;
-use super::{HandlerPattern, ResourceType};
+use http::Method;
+
+use super::raw::{OneOrMany, Scalar};
+use super::{HandlerPattern, OnError, Protocol, ResourceType, StderrMode};
 
 /// `*.php`, `/prefix/*`, `/*`, `*`, `/exact/path`.
 pub fn parse_pattern(p: &str) -> Result<HandlerPattern, String> {
@@ -116,6 +119,77 @@ pub fn parse_resource_type(s: &str) -> Result<ResourceType, String> {
         "unspecified" => Ok(ResourceType::Unspecified),
         other => Err(format!(
             "{other:?}: expected file, directory, either or unspecified"
+        )),
+    }
+}
+
+/// `listen`: one `IP:port` address or a list of them (not empty).
+pub(super) fn parse_listen(v: &OneOrMany) -> Result<Vec<SocketAddr>, String> {
+    let list = match v {
+        OneOrMany::One(s) => std::slice::from_ref(s),
+        OneOrMany::Many(list) => list.as_slice(),
+    };
+    if list.is_empty() {
+        return Err("needs at least one address".into());
+    }
+    list.iter()
+        .map(|a| {
+            a.parse::<SocketAddr>().map_err(|_| {
+                format!(
+                    "{a:?} is not an IP:port address (e.g. \"127.0.0.1:8080\" or \"[::1]:8080\")"
+                )
+            })
+        })
+        .collect()
+}
+
+/// An HTTP method in any case (`get` → GET); letters only.
+pub(super) fn parse_verb(s: &str) -> Result<Method, String> {
+    let upper = s.to_ascii_uppercase();
+    Method::from_bytes(upper.as_bytes())
+        .ok()
+        .filter(|_| !upper.is_empty() && upper.bytes().all(|b| b.is_ascii_uppercase()))
+        .ok_or_else(|| format!("{s:?} is not an HTTP method"))
+}
+
+/// `fallback`: a URL path from the root, without `..` segments.
+pub(super) fn parse_fallback(s: &str) -> Result<String, String> {
+    if s.starts_with('/') && !s.split('/').any(|segment| segment == "..") {
+        Ok(s.to_string())
+    } else {
+        Err("must be a URL path starting with '/' (e.g. \"/index.php\")".into())
+    }
+}
+
+/// `unix` or `tcp`.
+pub(super) fn parse_protocol(s: &str) -> Result<Protocol, String> {
+    match s {
+        "unix" => Ok(Protocol::Unix),
+        "tcp" => Ok(Protocol::Tcp),
+        other => Err(format!("{other:?}: expected unix or tcp")),
+    }
+}
+
+/// IIS stderrMode, spelt in kebab case.
+pub(super) fn parse_stderr_mode(s: &str) -> Result<StderrMode, String> {
+    match s {
+        "return-stderr-in-500" => Ok(StderrMode::ReturnStderrIn500),
+        "return-generic-500" => Ok(StderrMode::ReturnGeneric500),
+        "ignore-and-return-200" => Ok(StderrMode::IgnoreAndReturn200),
+        "terminate-process" => Ok(StderrMode::TerminateProcess),
+        other => Err(format!(
+            "{other:?}: expected return-stderr-in-500, return-generic-500, ignore-and-return-200 or terminate-process"
+        )),
+    }
+}
+
+/// A plugin's `on_error`: `fail-closed` or `fail-open`.
+pub(super) fn parse_on_error(s: &str) -> Result<OnError, String> {
+    match s {
+        "fail-closed" => Ok(OnError::FailClosed),
+        "fail-open" => Ok(OnError::FailOpen),
+        other => Err(format!(
+            "{other:?}: expected \"fail-closed\" or \"fail-open\""
         )),
     }
 }
