@@ -6,25 +6,23 @@
 //! read files or parse TOML (that is `load`) and does not look for programs
 //! (that is `command`).
 
-use std::collections::BTreeMap;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use toml::Spanned;
 
 use super::load::Source;
-use super::parse::{
-    parse_duration, parse_fallback, parse_listen, parse_on_error, parse_pattern, parse_protocol,
-    parse_resource_type, parse_size, parse_stderr_mode, parse_verb,
-};
-use super::raw::{RawApp, RawConfig, RawPlugin, RawServer};
+use super::parse::{parse_duration, parse_listen, parse_on_error, parse_size};
+use super::raw::{RawConfig, RawPlugin, RawServer};
 use super::{
-    AccessLog, AppConfig, Config, ConfigError, LauncherRef, OnError, PluginConfig, PluginKind,
-    Protocol, ResourceType, ServerConfig, StderrMode, Verbs, cpu_count, defaults,
+    AccessLog, AppConfig, Config, ConfigError, OnError, PluginConfig, PluginKind, ServerConfig,
+    cpu_count, defaults,
 };
 
+mod app;
 mod section;
 
+use app::convert_app;
 use section::Section;
 
 pub(super) fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
@@ -193,253 +191,6 @@ fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerConfig, Conf
     })
 }
 
-fn convert_app(
-    raw: RawApp,
-    span: Range<usize>,
-    index: usize,
-    server: &ServerConfig,
-    src: &Source<'_>,
-    warnings: &mut Vec<String>,
-) -> Result<(AppConfig, Option<usize>), ConfigError> {
-    let name = table_name(raw.name.as_ref(), "app", span.clone(), index, src)?;
-    let t = Section::new(src, format!("app \"{name}\": "));
-    let launcher = raw.launcher.as_ref().map(|l| LauncherRef {
-        plugin: l.get_ref().clone(),
-        options_json: table_json(raw.options.clone()),
-        command_given: raw.command.is_some(),
-        handles_given: raw.handles.is_some(),
-        resource_type_given: raw.resource_type.is_some(),
-        request_timeout_given: raw.request_timeout.is_some(),
-    });
-    if raw.options.is_some() && launcher.is_none() {
-        return Err(t.error(
-            Some(span),
-            "options",
-            "[app.options] is for a launcher's settings; this app has no `launcher`",
-        ));
-    }
-    let command = match raw.command {
-        Some(command) => command,
-        // A launcher will say what to run.
-        None if launcher.is_some() => Spanned::new(span.clone(), String::new()),
-        None => {
-            return Err(t.error(
-                Some(span),
-                "command",
-                "missing key `command` (the program to run, IIS fullPath), or a `launcher`",
-            ));
-        }
-    };
-    let command_line = Some(src.position(command.span().start).0);
-    let command_path = if launcher.is_some() && command.get_ref().is_empty() {
-        PathBuf::new()
-    } else {
-        let c = command.get_ref();
-        if c.is_empty() {
-            return Err(t.error(Some(command.span()), "command", "must not be empty"));
-        }
-        if c.contains('/') {
-            src.path(c)
-        } else {
-            PathBuf::from(c)
-        }
-    };
-    let handles = match raw.handles {
-        Some(handles) => handles,
-        // The launcher proposes the mapping.
-        None if launcher.is_some() => Spanned::new(span.clone(), Vec::new()),
-        None => {
-            return Err(t.error(
-                Some(span),
-                "handles",
-                "missing key `handles` (e.g. [\"*.php\"])",
-            ));
-        }
-    };
-    if handles.get_ref().is_empty() && launcher.as_ref().is_none_or(|l| l.handles_given) {
-        return Err(t.error(
-            Some(handles.span()),
-            "handles",
-            "needs at least one pattern",
-        ));
-    }
-    let handles = handles
-        .get_ref()
-        .iter()
-        .map(|p| t.read(p, "handles", |p| parse_pattern(p)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let verbs = match raw.verbs {
-        None => Verbs::Any,
-        Some(list) if list.iter().any(|v| v.get_ref() == "*") => Verbs::Any,
-        Some(list) => Verbs::List(
-            list.iter()
-                .map(|v| t.read(v, "verbs", |v| parse_verb(v)))
-                .collect::<Result<_, _>>()?,
-        ),
-    };
-    let resource_type = t.read_or(
-        raw.resource_type.as_ref(),
-        "resource_type",
-        ResourceType::File,
-        |v| parse_resource_type(v),
-    )?;
-    let fallback = t.read_or(raw.fallback.as_ref(), "fallback", None, |v| {
-        parse_fallback(v).map(Some)
-    })?;
-    let max_instances = t.count(
-        raw.max_instances.as_ref(),
-        "max_instances",
-        defaults::MAX_INSTANCES as u64,
-        0,
-    )?;
-    let ceiling = raw.max_instances_auto_ceiling.as_ref();
-    let max_instances_auto_ceiling = t.count(
-        ceiling,
-        "max_instances_auto_ceiling",
-        4 * cpu_count() as u64,
-        1,
-    )?;
-    if max_instances != 0
-        && let Some(ceiling) = ceiling
-    {
-        return Err(t.error(
-            Some(ceiling.span()),
-            "max_instances_auto_ceiling",
-            "only applies with max_instances = 0 (automatic sizing)",
-        ));
-    }
-    // With automatic sizing the bound that matters is the ceiling.
-    let upper = if max_instances == 0 {
-        max_instances_auto_ceiling
-    } else {
-        max_instances
-    };
-    let min = raw.min_instances.as_ref();
-    let min_instances = t.count(min, "min_instances", defaults::MIN_INSTANCES as u64, 0)?;
-    if min_instances > upper {
-        return Err(t.error(
-            min.map(Spanned::span),
-            "min_instances",
-            format!("{min_instances} is more than max_instances ({upper})"),
-        ));
-    }
-    let instance_max_requests = t.count(
-        raw.instance_max_requests.as_ref(),
-        "instance_max_requests",
-        defaults::INSTANCE_MAX_REQUESTS,
-        1,
-    )?;
-    let queue_length = t.count(
-        raw.queue_length.as_ref(),
-        "queue_length",
-        defaults::QUEUE_LENGTH as u64,
-        0,
-    )?;
-    let protocol = t.read_or(raw.protocol.as_ref(), "protocol", Protocol::Unix, |v| {
-        parse_protocol(v)
-    })?;
-    let signal_before_terminate = t.duration(
-        raw.signal_before_terminate.as_ref(),
-        "signal_before_terminate",
-        defaults::SIGNAL_BEFORE_TERMINATE,
-    )?;
-    let request_timeout = t.timeout(
-        raw.request_timeout.as_ref(),
-        "request_timeout",
-        defaults::REQUEST_TIMEOUT,
-    )?;
-    let activity_timeout = t.timeout(
-        raw.activity_timeout.as_ref(),
-        "activity_timeout",
-        defaults::ACTIVITY_TIMEOUT,
-    )?;
-    let idle_timeout = t.timeout(
-        raw.idle_timeout.as_ref(),
-        "idle_timeout",
-        defaults::IDLE_TIMEOUT,
-    )?;
-    let rapid_fails_per_minute = t.count(
-        raw.rapid_fails_per_minute.as_ref(),
-        "rapid_fails_per_minute",
-        defaults::RAPID_FAILS_PER_MINUTE as u64,
-        1,
-    )?;
-    let stderr_mode = t.read_or(
-        raw.stderr_mode.as_ref(),
-        "stderr_mode",
-        StderrMode::ReturnStderrIn500,
-        |v| parse_stderr_mode(v),
-    )?;
-    let response_buffer_limit = t.size(
-        raw.response_buffer_limit.as_ref(),
-        "response_buffer_limit",
-        defaults::RESPONSE_BUFFER_LIMIT,
-    )?;
-    let env: BTreeMap<String, String> = raw
-        .env
-        .into_iter()
-        .map(|(k, v)| (k, v.into_string()))
-        .collect();
-    if let Some(php_max) = env
-        .get("PHP_FCGI_MAX_REQUESTS")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        && php_max > 0
-        && php_max < instance_max_requests
-    {
-        warnings.push(format!(
-            "app \"{name}\": PHP_FCGI_MAX_REQUESTS ({php_max}) is lower than instance_max_requests ({instance_max_requests}): \
-             php-cgi would exit on its own first, so instances are recycled after {php_max} requests",
-        ));
-    }
-    let root = raw
-        .root
-        .map_or_else(|| server.root.clone(), |r| src.path(&r));
-    if !root.is_dir() && root != server.root {
-        warnings.push(format!(
-            "app \"{name}\": root {} is not a directory",
-            root.display()
-        ));
-    }
-    let app = AppConfig {
-        name,
-        command: command_path,
-        args: raw.args,
-        working_dir: raw.working_dir.map(|d| src.path(&d)),
-        root,
-        handles,
-        verbs,
-        resource_type,
-        fallback,
-        max_instances: u32::try_from(max_instances).unwrap_or(u32::MAX),
-        max_instances_auto_ceiling: u32::try_from(max_instances_auto_ceiling).unwrap_or(u32::MAX),
-        min_instances: u32::try_from(min_instances).unwrap_or(u32::MAX),
-        instance_max_requests,
-        queue_length: usize::try_from(queue_length).unwrap_or(usize::MAX),
-        protocol,
-        env,
-        inherit_env: raw.inherit_env,
-        params: raw
-            .params
-            .into_iter()
-            .map(|(k, v)| (k, v.into_string()))
-            .collect(),
-        signal_before_terminate,
-        request_timeout,
-        activity_timeout,
-        idle_timeout,
-        rapid_fails_per_minute: u32::try_from(rapid_fails_per_minute).unwrap_or(u32::MAX),
-        stderr_mode,
-        monitor_changes_to: raw.monitor_changes_to.iter().map(|p| src.path(p)).collect(),
-        response_buffer_limit,
-        plugins: Vec::new(),
-        launcher,
-        runtime_files: Vec::new(),
-        static_dirs: Vec::new(),
-        cgi: None,
-    };
-    Ok((app, command_line))
-}
-
 /// The `name` of an `[[app]]` or `[[plugin]]`: present, and letters,
 /// digits, `-` and `_` only (it appears in logs, metrics and references).
 fn table_name(
@@ -550,9 +301,7 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    use http::Method;
-
-    use super::super::{AccessLog, Protocol, ResourceType, Verbs};
+    use crate::config::{AccessLog, Protocol, ResourceType, Verbs};
     use crate::config::load::tests::{MINIMAL, load};
 
     #[test]
@@ -624,75 +373,5 @@ mod tests {
         let e = load("[server]\n\nlisten = \"localhost\"\n").unwrap_err();
         assert_eq!(e.line, Some(3));
         assert_eq!(e.key.as_deref(), Some("server.listen"));
-    }
-
-    #[test]
-    fn verbs_are_upper_cased_and_checked() {
-        let c = load(&format!("{MINIMAL}verbs = [\"get\", \"POST\"]\n")).unwrap();
-        assert_eq!(
-            c.apps[0].verbs,
-            Verbs::List(vec![Method::GET, Method::POST])
-        );
-        let e = load(&format!("{MINIMAL}verbs = [\"GE T\"]\n")).unwrap_err();
-        assert_eq!(e.line, Some(5));
-        assert_eq!(e.key.as_deref(), Some("app \"php\": verbs"));
-    }
-
-    #[test]
-    fn semantic_errors_have_lines() {
-        let e = load(&format!("{MINIMAL}max_instances = 2\nmin_instances = 5\n")).unwrap_err();
-        assert_eq!(e.line, Some(6));
-        assert_eq!(e.key.as_deref(), Some("app \"php\": min_instances"));
-        // 0 is automatic sizing; its ceiling only makes sense with it.
-        let c = load(&format!(
-            "{MINIMAL}max_instances = 0\nmax_instances_auto_ceiling = 6\n"
-        ))
-        .unwrap();
-        assert_eq!(
-            (
-                c.apps[0].max_instances,
-                c.apps[0].max_instances_auto_ceiling
-            ),
-            (0, 6)
-        );
-        let e = load(&format!(
-            "{MINIMAL}max_instances = 2\nmax_instances_auto_ceiling = 6\n"
-        ))
-        .unwrap_err();
-        assert_eq!(e.line, Some(6));
-        let e = load(&format!("{MINIMAL}request_timeout = \"0s\"\n")).unwrap_err();
-        assert_eq!(e.line, Some(5));
-        let e = load(&format!("{MINIMAL}stderr_mode = \"loud\"\n")).unwrap_err();
-        assert_eq!(e.line, Some(5));
-        let e = load(&format!("{MINIMAL}fallback = \"index.php\"\n")).unwrap_err();
-        assert_eq!(e.line, Some(5));
-        let e = load("[[app]]\nname = \"php\"\ncommand = \"x\"\nhandles = [\"*.php\", \"nope\"]\n")
-            .unwrap_err();
-        assert_eq!(e.line, Some(4));
-        let e = load(&format!("{MINIMAL}{MINIMAL}")).unwrap_err();
-        assert!(e.message.contains("duplicate"), "{e}");
-        let e = load("[[app]]\ncommand = \"x\"\n").unwrap_err();
-        assert!(e.message.contains("name"), "{e}");
-    }
-
-    #[test]
-    fn env_params_and_warnings() {
-        let c = load(&format!(
-            "{MINIMAL}instance_max_requests = 500\n[app.env]\nPHP_FCGI_MAX_REQUESTS = 100\nFLAG = true\n[app.params]\nAPP_ENV = \"prod\"\n"
-        ))
-        .unwrap();
-        assert_eq!(c.apps[0].env["PHP_FCGI_MAX_REQUESTS"], "100");
-        assert_eq!(c.apps[0].env["FLAG"], "true");
-        assert_eq!(
-            c.apps[0].params,
-            vec![("APP_ENV".to_string(), "prod".to_string())]
-        );
-        assert!(
-            c.warnings
-                .iter()
-                .any(|w| w.contains("PHP_FCGI_MAX_REQUESTS")),
-            "{:?}",
-            c.warnings
-        );
     }
 }
