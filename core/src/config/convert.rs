@@ -13,7 +13,7 @@ use toml::Spanned;
 
 use super::load::Source;
 use super::parse::{parse_duration, parse_listen, parse_on_error, parse_size};
-use super::raw::{RawConfig, RawPlugin, RawServer};
+use super::raw::{RawApp, RawConfig, RawPlugin, RawServer};
 use super::{
     AccessLog, AppConfig, Config, ConfigError, OnError, PluginConfig, PluginKind, ServerConfig,
     cpu_count, defaults,
@@ -25,95 +25,16 @@ mod section;
 use app::convert_app;
 use section::Section;
 
+/// The whole file: the plugins first (apps and the server refer to them by
+/// name), then the server, then every app.
 pub(super) fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
-    let mut plugins: Vec<PluginConfig> = Vec::with_capacity(raw.plugin.len());
-    for (i, raw_plugin) in raw.plugin.into_iter().enumerate() {
-        let span = raw_plugin.span();
-        let plugin = convert_plugin(raw_plugin.into_inner(), span.clone(), i, src)?;
-        if plugins.iter().any(|p| p.name == plugin.name) {
-            return Err(src.error(
-                Some(span),
-                Some(format!("plugin \"{}\": name", plugin.name)),
-                "duplicate plugin name",
-            ));
-        }
-        plugins.push(plugin);
-    }
-    let plugin_ref = |name: &Spanned<String>, key: String| -> Result<String, ConfigError> {
-        if plugins.iter().any(|p| &p.name == name.get_ref()) {
-            Ok(name.get_ref().clone())
-        } else {
-            let known: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
-            Err(src.error(
-                Some(name.span()),
-                Some(key),
-                if known.is_empty() {
-                    format!("no [[plugin]] named {:?} (there are none)", name.get_ref())
-                } else {
-                    format!(
-                        "no [[plugin]] named {:?} (known: {})",
-                        name.get_ref(),
-                        known.join(", ")
-                    )
-                },
-            ))
-        }
-    };
+    let plugins = convert_plugins(raw.plugin, src)?;
     let mut raw_server = raw.server.unwrap_or_default();
-    let server_plugins = raw_server
-        .plugins
-        .take()
-        .unwrap_or_default()
-        .iter()
-        .map(|n| plugin_ref(n, "server.plugins".to_string()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let server_plugins = plugin_refs(&plugins, raw_server.plugins.take(), "server.plugins", src)?;
     let mut server = convert_server(raw_server, src)?;
     server.plugins = server_plugins;
-    let mut apps = Vec::with_capacity(raw.app.len());
-    let mut command_lines = Vec::with_capacity(raw.app.len());
     let mut warnings = Vec::new();
-    for (i, raw_app) in raw.app.into_iter().enumerate() {
-        let span = raw_app.span();
-        let mut raw_app = raw_app.into_inner();
-        let app_name = raw_app
-            .name
-            .as_ref()
-            .map_or_else(|| format!("#{}", i + 1), |n| n.get_ref().clone());
-        let app_plugins = raw_app
-            .plugins
-            .take()
-            .unwrap_or_default()
-            .iter()
-            .map(|n| plugin_ref(n, format!("app \"{app_name}\": plugins")))
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(launcher) = &raw_app.launcher
-            && !super::BUILTIN_LAUNCHERS.contains(&launcher.get_ref().as_str())
-        {
-            plugin_ref(launcher, format!("app \"{app_name}\": launcher")).map_err(|mut e| {
-                e.message.push_str(&format!(
-                    "; built-in launchers: {}",
-                    super::BUILTIN_LAUNCHERS.join(", ")
-                ));
-                e
-            })?;
-        }
-        let (mut app, command_line) =
-            convert_app(raw_app, span.clone(), i, &server, src, &mut warnings)?;
-        if let Some(first) = apps.iter().position(|a: &AppConfig| a.name == app.name) {
-            return Err(src.error(
-                Some(span),
-                Some(format!("app \"{}\": name", app.name)),
-                format!(
-                    "duplicate app name (apps {} and {} share it)",
-                    first + 1,
-                    i + 1
-                ),
-            ));
-        }
-        app.plugins = app_plugins;
-        apps.push(app);
-        command_lines.push(command_line);
-    }
+    let (apps, command_lines) = convert_apps(raw.app, &plugins, &server, src, &mut warnings)?;
     if !server.root.is_dir() {
         warnings.push(format!(
             "server root {} is not a directory",
@@ -131,6 +52,129 @@ pub(super) fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, Config
     })
 }
 
+/// Every `[[plugin]]`, in file order; names are unique.
+fn convert_plugins(
+    raw: Vec<Spanned<RawPlugin>>,
+    src: &Source<'_>,
+) -> Result<Vec<PluginConfig>, ConfigError> {
+    let mut plugins: Vec<PluginConfig> = Vec::with_capacity(raw.len());
+    for (i, raw_plugin) in raw.into_iter().enumerate() {
+        let span = raw_plugin.span();
+        let plugin = convert_plugin(raw_plugin.into_inner(), span.clone(), i, src)?;
+        if plugins.iter().any(|p| p.name == plugin.name) {
+            return Err(src.error(
+                Some(span),
+                Some(format!("plugin \"{}\": name", plugin.name)),
+                "duplicate plugin name",
+            ));
+        }
+        plugins.push(plugin);
+    }
+    Ok(plugins)
+}
+
+/// Every `[[app]]` with the line of its `command`; names are unique, and
+/// the plugins and launcher an app names exist.
+fn convert_apps(
+    raw: Vec<Spanned<RawApp>>,
+    plugins: &[PluginConfig],
+    server: &ServerConfig,
+    src: &Source<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<(Vec<AppConfig>, Vec<Option<usize>>), ConfigError> {
+    let mut apps: Vec<AppConfig> = Vec::with_capacity(raw.len());
+    let mut command_lines = Vec::with_capacity(raw.len());
+    for (i, raw_app) in raw.into_iter().enumerate() {
+        let span = raw_app.span();
+        let mut raw_app = raw_app.into_inner();
+        // The name is checked by `convert_app`, after the references.
+        let app_name = raw_app
+            .name
+            .as_ref()
+            .map_or_else(|| format!("#{}", i + 1), |n| n.get_ref().clone());
+        let key = format!("app \"{app_name}\": plugins");
+        let app_plugins = plugin_refs(plugins, raw_app.plugins.take(), &key, src)?;
+        if let Some(launcher) = &raw_app.launcher {
+            check_launcher(plugins, launcher, &app_name, src)?;
+        }
+        let (mut app, command_line) = convert_app(raw_app, span.clone(), i, server, src, warnings)?;
+        if let Some(first) = apps.iter().position(|a| a.name == app.name) {
+            return Err(src.error(
+                Some(span),
+                Some(format!("app \"{}\": name", app.name)),
+                format!(
+                    "duplicate app name (apps {} and {} share it)",
+                    first + 1,
+                    i + 1
+                ),
+            ));
+        }
+        app.plugins = app_plugins;
+        apps.push(app);
+        command_lines.push(command_line);
+    }
+    Ok((apps, command_lines))
+}
+
+/// `plugins = [...]` of the server or an app: names of `[[plugin]]` entries.
+fn plugin_refs(
+    plugins: &[PluginConfig],
+    names: Option<Vec<Spanned<String>>>,
+    key: &str,
+    src: &Source<'_>,
+) -> Result<Vec<String>, ConfigError> {
+    names
+        .unwrap_or_default()
+        .iter()
+        .map(|name| plugin_ref(plugins, name, key, src))
+        .collect()
+}
+
+/// An app's `launcher`: built in, or the name of a `[[plugin]]`.
+fn check_launcher(
+    plugins: &[PluginConfig],
+    launcher: &Spanned<String>,
+    app_name: &str,
+    src: &Source<'_>,
+) -> Result<(), ConfigError> {
+    if super::BUILTIN_LAUNCHERS.contains(&launcher.get_ref().as_str()) {
+        return Ok(());
+    }
+    let key = format!("app \"{app_name}\": launcher");
+    plugin_ref(plugins, launcher, &key, src).map_err(|mut e| {
+        e.message.push_str(&format!(
+            "; built-in launchers: {}",
+            super::BUILTIN_LAUNCHERS.join(", ")
+        ));
+        e
+    })?;
+    Ok(())
+}
+
+/// The name of a `[[plugin]]`, or an error listing the known ones.
+fn plugin_ref(
+    plugins: &[PluginConfig],
+    name: &Spanned<String>,
+    key: &str,
+    src: &Source<'_>,
+) -> Result<String, ConfigError> {
+    if plugins.iter().any(|p| &p.name == name.get_ref()) {
+        return Ok(name.get_ref().clone());
+    }
+    let known: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
+    let message = if known.is_empty() {
+        format!("no [[plugin]] named {:?} (there are none)", name.get_ref())
+    } else {
+        format!(
+            "no [[plugin]] named {:?} (known: {})",
+            name.get_ref(),
+            known.join(", ")
+        )
+    };
+    Err(src.error(Some(name.span()), Some(key.to_string()), message))
+}
+
+/// `[server]`.
 fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerConfig, ConfigError> {
     let t = Section::new(src, "server.".to_string());
     let listen = match raw.listen.as_ref() {
@@ -228,6 +272,7 @@ fn table_json(table: Option<toml::Table>) -> String {
     serde_json::to_string(&table.unwrap_or_default()).unwrap_or_else(|_| "{}".to_string())
 }
 
+/// One `[[plugin]]` (the `index`-th, at `span`).
 fn convert_plugin(
     raw: RawPlugin,
     span: Range<usize>,
@@ -301,8 +346,8 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    use crate::config::{AccessLog, Protocol, ResourceType, Verbs};
     use crate::config::load::tests::{MINIMAL, load};
+    use crate::config::{AccessLog, Protocol, ResourceType, Verbs};
 
     #[test]
     fn defaults_are_the_iis_ones() {
