@@ -6,6 +6,12 @@
 //!
 //! This module owns the *shape* of the configuration and its checks. It does
 //! not spawn anything, open sockets or look at requests.
+//!
+//! One file per concern: `raw` is the serde schema, `load` the entry points
+//! and where an error is, `convert` the checks and defaults that turn raw
+//! tables into the types below, `parse` the value parsers, `command` the
+//! `PATH` lookup with install hints, and `summary` what `fastgate check`
+//! prints.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
