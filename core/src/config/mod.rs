@@ -6,6 +6,12 @@
 //!
 //! This module owns the *shape* of the configuration and its checks. It does
 //! not spawn anything, open sockets or look at requests.
+//!
+//! One file per concern: `raw` is the serde schema, `load` the entry points
+//! and where an error is, `convert` the checks and defaults that turn raw
+//! tables into the types below, `parse` the value parsers, `command` the
+//! `PATH` lookup with install hints, and `summary` what `fastgate check`
+//! prints.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,12 +20,17 @@ use std::time::Duration;
 
 use http::Method;
 
+mod command;
+mod convert;
 mod load;
+mod parse;
+mod raw;
+mod summary;
 
-pub use load::{
-    ConfigError, check_commands, install_hint, load_file, load_str, parse_pattern,
-    parse_resource_type, render_summary, resolve_command,
-};
+pub use command::{check_commands, install_hint, resolve_command};
+pub use load::{ConfigError, load_file, load_str};
+pub use parse::{parse_pattern, parse_resource_type};
+pub use summary::render_summary;
 
 /// The whole, validated configuration of one gateway.
 #[derive(Debug, Clone)]

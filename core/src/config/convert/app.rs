@@ -1,0 +1,464 @@
+//! One `[[app]]` table → [`AppConfig`], a concern at a time: the launcher,
+//! the command, the handler mapping, the pool's limits, its timeouts, and
+//! the environment the processes get.
+//!
+//! Keys are checked in the order they always were, so that a file with
+//! several mistakes reports the same one first. This module does not
+//! resolve plugin references (that is the parent, which knows every
+//! `[[plugin]]`) and does not look for the command on `PATH`.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::section::Section;
+use super::{table_json, table_name};
+use crate::config::load::Source;
+use crate::config::parse::{
+    parse_fallback, parse_pattern, parse_protocol, parse_resource_type, parse_stderr_mode,
+    parse_verb,
+};
+use crate::config::raw::{EnvValue, RawApp};
+use crate::config::{
+    AppConfig, ConfigError, HandlerPattern, LauncherRef, Protocol, ResourceType, ServerConfig,
+    StderrMode, Verbs, cpu_count, defaults,
+};
+
+/// Converts one `[[app]]` (the `index`-th, at `span`), and returns with it
+/// the line of its `command` key for `fastgate check`. Findings that do not
+/// stop the gateway go to `warnings`.
+pub(super) fn convert_app(
+    raw: RawApp,
+    span: Range<usize>,
+    index: usize,
+    server: &ServerConfig,
+    src: &Source<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<(AppConfig, Option<usize>), ConfigError> {
+    let name = table_name(raw.name.as_ref(), "app", span.clone(), index, src)?;
+    let t = Section::new(src, format!("app \"{name}\": "));
+    let launcher = launcher_ref(&raw, span.clone(), &t)?;
+    let (command, command_line) = command(raw.command.as_ref(), launcher.is_some(), &span, &t)?;
+    let mapping = mapping(&raw, launcher.is_some(), span, &t)?;
+    let pool = pool_limits(&raw, &t)?;
+    let protocol = t.read_or(raw.protocol.as_ref(), "protocol", Protocol::Unix, |v| {
+        parse_protocol(v)
+    })?;
+    let lifetimes = lifetimes(&raw, &t)?;
+    let stderr_mode = t.read_or(
+        raw.stderr_mode.as_ref(),
+        "stderr_mode",
+        StderrMode::ReturnStderrIn500,
+        |v| parse_stderr_mode(v),
+    )?;
+    let response_buffer_limit = t.size(
+        raw.response_buffer_limit.as_ref(),
+        "response_buffer_limit",
+        defaults::RESPONSE_BUFFER_LIMIT,
+    )?;
+    let env = env(raw.env, &name, pool.instance_max_requests, warnings);
+    let root = raw
+        .root
+        .map_or_else(|| server.root.clone(), |r| src.path(&r));
+    if !root.is_dir() && root != server.root {
+        warnings.push(format!(
+            "app \"{name}\": root {} is not a directory",
+            root.display()
+        ));
+    }
+    let app = AppConfig {
+        name,
+        command,
+        args: raw.args,
+        working_dir: raw.working_dir.map(|d| src.path(&d)),
+        root,
+        handles: mapping.handles,
+        verbs: mapping.verbs,
+        resource_type: mapping.resource_type,
+        fallback: mapping.fallback,
+        max_instances: pool.max_instances,
+        max_instances_auto_ceiling: pool.max_instances_auto_ceiling,
+        min_instances: pool.min_instances,
+        instance_max_requests: pool.instance_max_requests,
+        queue_length: pool.queue_length,
+        protocol,
+        env,
+        inherit_env: raw.inherit_env,
+        params: strings(raw.params).collect(),
+        signal_before_terminate: lifetimes.signal_before_terminate,
+        request_timeout: lifetimes.request_timeout,
+        activity_timeout: lifetimes.activity_timeout,
+        idle_timeout: lifetimes.idle_timeout,
+        rapid_fails_per_minute: lifetimes.rapid_fails_per_minute,
+        stderr_mode,
+        monitor_changes_to: raw.monitor_changes_to.iter().map(|p| src.path(p)).collect(),
+        response_buffer_limit,
+        plugins: Vec::new(),
+        launcher,
+        runtime_files: Vec::new(),
+        static_dirs: Vec::new(),
+        cgi: None,
+    };
+    Ok((app, command_line))
+}
+
+/// `launcher` and `[app.options]`, with what the user set themselves (which
+/// the launcher must not override).
+fn launcher_ref(
+    raw: &RawApp,
+    span: Range<usize>,
+    t: &Section<'_>,
+) -> Result<Option<LauncherRef>, ConfigError> {
+    let Some(plugin) = &raw.launcher else {
+        if raw.options.is_some() {
+            return Err(t.error(
+                Some(span),
+                "options",
+                "[app.options] is for a launcher's settings; this app has no `launcher`",
+            ));
+        }
+        return Ok(None);
+    };
+    Ok(Some(LauncherRef {
+        plugin: plugin.get_ref().clone(),
+        options_json: table_json(raw.options.clone()),
+        command_given: raw.command.is_some(),
+        handles_given: raw.handles.is_some(),
+        resource_type_given: raw.resource_type.is_some(),
+        request_timeout_given: raw.request_timeout.is_some(),
+    }))
+}
+
+/// `command` and the line it is on. A path with a `/` resolves against the
+/// config's folder; a bare name is left for `PATH`. With a launcher the
+/// command may be absent or empty: the launcher will say what to run.
+fn command(
+    raw: Option<&Spanned<String>>,
+    has_launcher: bool,
+    span: &Range<usize>,
+    t: &Section<'_>,
+) -> Result<(PathBuf, Option<usize>), ConfigError> {
+    let Some(command) = raw else {
+        if has_launcher {
+            // The line of the `[[app]]` itself.
+            return Ok((PathBuf::new(), Some(t.src.position(span.start).0)));
+        }
+        return Err(t.error(
+            Some(span.clone()),
+            "command",
+            "missing key `command` (the program to run, IIS fullPath), or a `launcher`",
+        ));
+    };
+    let line = Some(t.src.position(command.span().start).0);
+    let text = command.get_ref();
+    if text.is_empty() {
+        if has_launcher {
+            return Ok((PathBuf::new(), line));
+        }
+        return Err(t.error(Some(command.span()), "command", "must not be empty"));
+    }
+    let path = if text.contains('/') {
+        t.src.path(text)
+    } else {
+        PathBuf::from(text)
+    };
+    Ok((path, line))
+}
+
+/// `handles`, `verbs`, `resource_type` and `fallback`: which requests
+/// reach the app, and what must exist on disk for them.
+struct Mapping {
+    handles: Vec<HandlerPattern>,
+    verbs: Verbs,
+    resource_type: ResourceType,
+    fallback: Option<String>,
+}
+
+fn mapping(
+    raw: &RawApp,
+    has_launcher: bool,
+    span: Range<usize>,
+    t: &Section<'_>,
+) -> Result<Mapping, ConfigError> {
+    let handles = handles(raw.handles.as_ref(), has_launcher, span, t)?;
+    let verbs = match raw.verbs.as_deref() {
+        None => Verbs::Any,
+        Some(list) if list.iter().any(|v| v.get_ref() == "*") => Verbs::Any,
+        Some(list) => Verbs::List(
+            list.iter()
+                .map(|v| t.read(v, "verbs", |v| parse_verb(v)))
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    let resource_type = t.read_or(
+        raw.resource_type.as_ref(),
+        "resource_type",
+        ResourceType::File,
+        |v| parse_resource_type(v),
+    )?;
+    let fallback = t.read_or(raw.fallback.as_ref(), "fallback", None, |v| {
+        parse_fallback(v).map(Some)
+    })?;
+    Ok(Mapping {
+        handles,
+        verbs,
+        resource_type,
+        fallback,
+    })
+}
+
+/// `handles`: at least one pattern, unless a launcher proposes them.
+fn handles(
+    raw: Option<&Spanned<Vec<Spanned<String>>>>,
+    has_launcher: bool,
+    span: Range<usize>,
+    t: &Section<'_>,
+) -> Result<Vec<HandlerPattern>, ConfigError> {
+    let Some(handles) = raw else {
+        if has_launcher {
+            return Ok(Vec::new());
+        }
+        return Err(t.error(
+            Some(span),
+            "handles",
+            "missing key `handles` (e.g. [\"*.php\"])",
+        ));
+    };
+    // Written but empty: even a launcher's proposal would be overridden by it.
+    if handles.get_ref().is_empty() {
+        return Err(t.error(
+            Some(handles.span()),
+            "handles",
+            "needs at least one pattern",
+        ));
+    }
+    handles
+        .get_ref()
+        .iter()
+        .map(|p| t.read(p, "handles", |p| parse_pattern(p)))
+        .collect()
+}
+
+/// How many processes, and how much work each and the queue take.
+struct PoolLimits {
+    max_instances: u32,
+    max_instances_auto_ceiling: u32,
+    min_instances: u32,
+    instance_max_requests: u64,
+    queue_length: usize,
+}
+
+fn pool_limits(raw: &RawApp, t: &Section<'_>) -> Result<PoolLimits, ConfigError> {
+    let max_instances = t.count(
+        raw.max_instances.as_ref(),
+        "max_instances",
+        defaults::MAX_INSTANCES as u64,
+        0,
+    )?;
+    let ceiling = raw.max_instances_auto_ceiling.as_ref();
+    let max_instances_auto_ceiling = t.count(
+        ceiling,
+        "max_instances_auto_ceiling",
+        4 * cpu_count() as u64,
+        1,
+    )?;
+    if max_instances != 0
+        && let Some(ceiling) = ceiling
+    {
+        return Err(t.error(
+            Some(ceiling.span()),
+            "max_instances_auto_ceiling",
+            "only applies with max_instances = 0 (automatic sizing)",
+        ));
+    }
+    // With automatic sizing the bound that matters is the ceiling.
+    let upper = if max_instances == 0 {
+        max_instances_auto_ceiling
+    } else {
+        max_instances
+    };
+    let min = raw.min_instances.as_ref();
+    let min_instances = t.count(min, "min_instances", defaults::MIN_INSTANCES as u64, 0)?;
+    if min_instances > upper {
+        return Err(t.error(
+            min.map(Spanned::span),
+            "min_instances",
+            format!("{min_instances} is more than max_instances ({upper})"),
+        ));
+    }
+    let instance_max_requests = t.count(
+        raw.instance_max_requests.as_ref(),
+        "instance_max_requests",
+        defaults::INSTANCE_MAX_REQUESTS,
+        1,
+    )?;
+    let queue_length = t.count(
+        raw.queue_length.as_ref(),
+        "queue_length",
+        defaults::QUEUE_LENGTH as u64,
+        0,
+    )?;
+    Ok(PoolLimits {
+        max_instances: u32::try_from(max_instances).unwrap_or(u32::MAX),
+        max_instances_auto_ceiling: u32::try_from(max_instances_auto_ceiling).unwrap_or(u32::MAX),
+        min_instances: u32::try_from(min_instances).unwrap_or(u32::MAX),
+        instance_max_requests,
+        queue_length: usize::try_from(queue_length).unwrap_or(usize::MAX),
+    })
+}
+
+/// How long a request and an instance may run, and when failing instances
+/// take the app offline.
+struct Lifetimes {
+    signal_before_terminate: Duration,
+    request_timeout: Duration,
+    activity_timeout: Duration,
+    idle_timeout: Duration,
+    rapid_fails_per_minute: u32,
+}
+
+fn lifetimes(raw: &RawApp, t: &Section<'_>) -> Result<Lifetimes, ConfigError> {
+    let signal_before_terminate = t.duration(
+        raw.signal_before_terminate.as_ref(),
+        "signal_before_terminate",
+        defaults::SIGNAL_BEFORE_TERMINATE,
+    )?;
+    let request_timeout = t.timeout(
+        raw.request_timeout.as_ref(),
+        "request_timeout",
+        defaults::REQUEST_TIMEOUT,
+    )?;
+    let activity_timeout = t.timeout(
+        raw.activity_timeout.as_ref(),
+        "activity_timeout",
+        defaults::ACTIVITY_TIMEOUT,
+    )?;
+    let idle_timeout = t.timeout(
+        raw.idle_timeout.as_ref(),
+        "idle_timeout",
+        defaults::IDLE_TIMEOUT,
+    )?;
+    let rapid_fails_per_minute = t.count(
+        raw.rapid_fails_per_minute.as_ref(),
+        "rapid_fails_per_minute",
+        defaults::RAPID_FAILS_PER_MINUTE as u64,
+        1,
+    )?;
+    Ok(Lifetimes {
+        signal_before_terminate,
+        request_timeout,
+        activity_timeout,
+        idle_timeout,
+        rapid_fails_per_minute: u32::try_from(rapid_fails_per_minute).unwrap_or(u32::MAX),
+    })
+}
+
+/// `[app.env]` as text. php-cgi recycles itself after PHP_FCGI_MAX_REQUESTS;
+/// below `instance_max_requests` that wins, which is worth a warning.
+fn env(
+    raw: BTreeMap<String, EnvValue>,
+    app: &str,
+    instance_max_requests: u64,
+    warnings: &mut Vec<String>,
+) -> BTreeMap<String, String> {
+    let env: BTreeMap<String, String> = strings(raw).collect();
+    if let Some(php_max) = env
+        .get("PHP_FCGI_MAX_REQUESTS")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        && php_max > 0
+        && php_max < instance_max_requests
+    {
+        warnings.push(format!(
+            "app \"{app}\": PHP_FCGI_MAX_REQUESTS ({php_max}) is lower than instance_max_requests ({instance_max_requests}): \
+             php-cgi would exit on its own first, so instances are recycled after {php_max} requests",
+        ));
+    }
+    env
+}
+
+/// `[app.env]` / `[app.params]` entries with their values as text.
+fn strings(raw: BTreeMap<String, EnvValue>) -> impl Iterator<Item = (String, String)> {
+    raw.into_iter().map(|(k, v)| (k, v.into_string()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use http::Method;
+
+    use crate::config::Verbs;
+    use crate::config::load::tests::{MINIMAL, load};
+
+    #[test]
+    fn verbs_are_upper_cased_and_checked() {
+        let c = load(&format!("{MINIMAL}verbs = [\"get\", \"POST\"]\n")).unwrap();
+        assert_eq!(
+            c.apps[0].verbs,
+            Verbs::List(vec![Method::GET, Method::POST])
+        );
+        let e = load(&format!("{MINIMAL}verbs = [\"GE T\"]\n")).unwrap_err();
+        assert_eq!(e.line, Some(5));
+        assert_eq!(e.key.as_deref(), Some("app \"php\": verbs"));
+    }
+
+    #[test]
+    fn semantic_errors_have_lines() {
+        let e = load(&format!("{MINIMAL}max_instances = 2\nmin_instances = 5\n")).unwrap_err();
+        assert_eq!(e.line, Some(6));
+        assert_eq!(e.key.as_deref(), Some("app \"php\": min_instances"));
+        // 0 is automatic sizing; its ceiling only makes sense with it.
+        let c = load(&format!(
+            "{MINIMAL}max_instances = 0\nmax_instances_auto_ceiling = 6\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            (
+                c.apps[0].max_instances,
+                c.apps[0].max_instances_auto_ceiling
+            ),
+            (0, 6)
+        );
+        let e = load(&format!(
+            "{MINIMAL}max_instances = 2\nmax_instances_auto_ceiling = 6\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(6));
+        let e = load(&format!("{MINIMAL}request_timeout = \"0s\"\n")).unwrap_err();
+        assert_eq!(e.line, Some(5));
+        let e = load(&format!("{MINIMAL}stderr_mode = \"loud\"\n")).unwrap_err();
+        assert_eq!(e.line, Some(5));
+        let e = load(&format!("{MINIMAL}fallback = \"index.php\"\n")).unwrap_err();
+        assert_eq!(e.line, Some(5));
+        let e = load("[[app]]\nname = \"php\"\ncommand = \"x\"\nhandles = [\"*.php\", \"nope\"]\n")
+            .unwrap_err();
+        assert_eq!(e.line, Some(4));
+        let e = load(&format!("{MINIMAL}{MINIMAL}")).unwrap_err();
+        assert!(e.message.contains("duplicate"), "{e}");
+        let e = load("[[app]]\ncommand = \"x\"\n").unwrap_err();
+        assert!(e.message.contains("name"), "{e}");
+    }
+
+    #[test]
+    fn env_params_and_warnings() {
+        let c = load(&format!(
+            "{MINIMAL}instance_max_requests = 500\n[app.env]\nPHP_FCGI_MAX_REQUESTS = 100\nFLAG = true\n[app.params]\nAPP_ENV = \"prod\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.apps[0].env["PHP_FCGI_MAX_REQUESTS"], "100");
+        assert_eq!(c.apps[0].env["FLAG"], "true");
+        assert_eq!(
+            c.apps[0].params,
+            vec![("APP_ENV".to_string(), "prod".to_string())]
+        );
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("PHP_FCGI_MAX_REQUESTS")),
+            "{:?}",
+            c.warnings
+        );
+    }
+}
