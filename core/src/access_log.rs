@@ -24,11 +24,11 @@ pub struct AccessLog {
 
 impl AccessLog {
     /// Opens the configured destination and starts its writer thread.
-    pub fn open(destination: &config::AccessLog) -> io::Result<AccessLog> {
+    pub fn open(destination: &config::AccessLogTarget) -> io::Result<AccessLog> {
         let out: Box<dyn Write + Send> = match destination {
-            config::AccessLog::Off => return Ok(AccessLog { tx: None }),
-            config::AccessLog::Stdout => Box::new(io::stdout()),
-            config::AccessLog::File(path) => Box::new(
+            config::AccessLogTarget::Off => return Ok(AccessLog { tx: None }),
+            config::AccessLogTarget::Stdout => Box::new(io::stdout()),
+            config::AccessLogTarget::File(path) => Box::new(
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)

@@ -15,8 +15,8 @@ use super::load::Source;
 use super::parse::{parse_duration, parse_listen, parse_on_error, parse_size};
 use super::raw::{RawApp, RawConfig, RawPlugin, RawServer};
 use super::{
-    AccessLog, AppConfig, Config, ConfigError, OnError, PluginConfig, PluginKind, ServerConfig,
-    cpu_count, defaults,
+    AccessLogTarget, AppConfig, Config, ConfigError, OnError, PluginConfig, PluginKind,
+    ServerConfig, cpu_count, defaults,
 };
 
 mod app;
@@ -226,9 +226,9 @@ fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerConfig, Conf
             defaults::SHUTDOWN_TIMEOUT,
         )?,
         access_log: match raw.access_log.as_deref() {
-            None | Some("stdout") => AccessLog::Stdout,
-            Some("off") => AccessLog::Off,
-            Some(path) => AccessLog::File(src.path(path)),
+            None | Some("stdout") => AccessLogTarget::Stdout,
+            Some("off") => AccessLogTarget::Off,
+            Some(path) => AccessLogTarget::File(src.path(path)),
         },
         runtime_dir: raw.runtime_dir.map(|d| src.path(&d)),
         plugins: Vec::new(),
@@ -347,7 +347,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::config::load::tests::{MINIMAL, load};
-    use crate::config::{AccessLog, Protocol, ResourceType, Verbs};
+    use crate::config::{AccessLogTarget, Protocol, ResourceType, Verbs};
 
     #[test]
     fn defaults_are_the_iis_ones() {
@@ -360,7 +360,7 @@ mod tests {
         assert_eq!(c.server.index, ["index.php", "index.html"]);
         assert_eq!(c.server.max_body_size, 100 * 1024 * 1024);
         assert_eq!(c.server.max_response_header_size, 64 * 1024);
-        assert_eq!(c.server.access_log, AccessLog::Stdout);
+        assert_eq!(c.server.access_log, AccessLogTarget::Stdout);
         let a = &c.apps[0];
         assert_eq!(a.max_instances, 4);
         assert_eq!(a.min_instances, 0);

@@ -175,7 +175,7 @@ pub(super) fn quickstart() -> Result<Config, ConfigError> {
 #[allow(clippy::unwrap_used)]
 pub(super) mod tests {
     use super::*;
-    use crate::config::{AccessLog, render_summary};
+    use crate::config::{AccessLogTarget, render_summary};
 
     /// Loads `text` as `/etc/fg/fastgate.toml` (the tests of every part of
     /// the configuration use it).
@@ -217,7 +217,7 @@ pub(super) mod tests {
         assert_eq!(c.server.root, PathBuf::from("/etc/fg/www"));
         assert_eq!(
             c.server.access_log,
-            AccessLog::File(PathBuf::from("/etc/fg/logs/access.log"))
+            AccessLogTarget::File(PathBuf::from("/etc/fg/logs/access.log"))
         );
         assert_eq!(c.apps[0].command, PathBuf::from("/etc/fg/bin/app"));
         assert_eq!(c.apps[0].root, PathBuf::from("/abs"));

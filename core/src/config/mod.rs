@@ -74,7 +74,7 @@ pub struct ServerConfig {
     /// How long in-flight requests may run after a shutdown signal (`shutdown_timeout`, 30s).
     pub shutdown_timeout: Duration,
     /// Where the access log goes (`access_log`: "stdout" (default), "off", or a path).
-    pub access_log: AccessLog,
+    pub access_log: AccessLogTarget,
     /// Folder for per-app runtime directories (`runtime_dir`, default: a
     /// fresh private temporary directory).
     pub runtime_dir: Option<PathBuf>,
@@ -123,7 +123,7 @@ pub enum OnError {
 
 /// Destination of the access log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AccessLog {
+pub enum AccessLogTarget {
     Stdout,
     Off,
     File(PathBuf),

@@ -300,7 +300,7 @@ fn split<'p>(pattern: &HandlerPattern, path: &'p str) -> Option<(&'p str, &'p st
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::config::{AccessLog, Protocol};
+    use crate::config::{AccessLogTarget, Protocol};
     use std::time::Duration;
 
     fn server(root: &Path) -> ServerConfig {
@@ -314,7 +314,7 @@ mod tests {
             header_read_timeout: Duration::ZERO,
             body_read_timeout: Duration::ZERO,
             shutdown_timeout: Duration::ZERO,
-            access_log: AccessLog::Off,
+            access_log: AccessLogTarget::Off,
             runtime_dir: None,
             plugins: vec![],
         }
