@@ -29,7 +29,7 @@ mod summary;
 
 pub use command::{check_commands, install_hint, resolve_command};
 pub use load::{ConfigError, load_file, load_str};
-pub use parse::{parse_pattern, parse_resource_type};
+pub use parse::{parse_fallback, parse_pattern, parse_resource_type};
 pub use summary::render_summary;
 
 /// The whole, validated configuration of one gateway.

@@ -153,7 +153,7 @@ pub(super) fn parse_verb(s: &str) -> Result<Method, String> {
 }
 
 /// `fallback`: a URL path from the root, without `..` segments.
-pub(super) fn parse_fallback(s: &str) -> Result<String, String> {
+pub fn parse_fallback(s: &str) -> Result<String, String> {
     if s.starts_with('/') && !s.split('/').any(|segment| segment == "..") {
         Ok(s.to_string())
     } else {

@@ -11,8 +11,8 @@ use fastgate_sdk as sdk;
 
 use super::{PluginError, Plugins};
 use crate::config::{
-    AppConfig, CgiSettings, Config, LauncherRef, RuntimeFile, parse_pattern, parse_resource_type,
-    resolve_command,
+    AppConfig, CgiSettings, Config, LauncherRef, RuntimeFile, parse_fallback, parse_pattern,
+    parse_resource_type, resolve_command,
 };
 
 /// Why an app's launcher could not describe it.
@@ -212,12 +212,7 @@ fn merge_mapping(
     if app.fallback.is_none()
         && let Some(f) = spec.mapping.fallback
     {
-        if !f.starts_with('/') || f.split('/').any(|s| s == "..") {
-            return Err(format!(
-                "fallback {f:?} must be a URL path starting with '/'"
-            ));
-        }
-        app.fallback = Some(f);
+        app.fallback = Some(parse_fallback(&f).map_err(|m| format!("fallback {f:?} {m}"))?);
     }
     Ok(())
 }
