@@ -90,7 +90,7 @@ pub fn check_commands(config: &Config) -> Vec<ConfigError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::config::load::tests::load;
+    use crate::config::test_support::load;
 
     #[test]
     fn commands_are_resolved_with_hints() {

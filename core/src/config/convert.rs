@@ -11,9 +11,9 @@ use std::path::Path;
 
 use toml::Spanned;
 
-use super::load::Source;
 use super::parse::{parse_duration, parse_listen, parse_on_error, parse_size};
 use super::raw::{RawApp, RawConfig, RawPlugin, RawServer};
+use super::source::Source;
 use super::{
     AccessLogTarget, AppConfig, Config, ConfigError, OnError, PluginConfig, PluginKind,
     ServerConfig, cpu_count, defaults,
@@ -346,7 +346,7 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    use crate::config::load::tests::{MINIMAL, load};
+    use crate::config::test_support::{MINIMAL, load};
     use crate::config::{AccessLogTarget, Protocol, ResourceType, Verbs};
 
     #[test]

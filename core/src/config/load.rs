@@ -1,130 +1,16 @@
-//! Loading: a config file or text → [`Config`], and what its errors say.
+//! Loading: a config file or text → [`Config`].
 //!
 //! The text is deserialised into the raw tables of [`super::raw`] (which keep
 //! the position of every value that gets checked), then handed to
-//! [`super::convert`]. This module owns [`ConfigError`] and [`Source`], which
-//! turns a position into file, line, column and key, and resolves relative
-//! paths. It does not check values or apply defaults (that is `convert`).
+//! [`super::convert`]. Errors and positions are [`super::source`]'s. This
+//! module does not check values or apply defaults (that is `convert`).
 
-use std::fmt;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::Config;
 use super::convert::convert;
 use super::raw::RawConfig;
-
-/// A configuration error: where it is (file, line, column, key) and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: Option<PathBuf>,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    /// The key, with its app for `[[app]]` keys: `app "php": max_instances`.
-    pub key: Option<String>,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(file) = &self.file {
-            write!(f, "{}:", file.display())?;
-            if let Some(line) = self.line {
-                write!(f, "{line}:")?;
-                if let Some(column) = self.column {
-                    write!(f, "{column}:")?;
-                }
-            }
-            f.write_str(" ")?;
-        }
-        if let Some(key) = &self.key {
-            write!(f, "{key}: ")?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Where we are while converting: the text (for line numbers) and the file.
-pub(super) struct Source<'a> {
-    text: &'a str,
-    pub(super) file: Option<&'a Path>,
-    /// Folder that relative paths resolve against.
-    pub(super) base: PathBuf,
-}
-
-impl Source<'_> {
-    pub(super) fn position(&self, offset: usize) -> (usize, usize) {
-        let before = &self.text[..offset.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-        (line, column)
-    }
-
-    pub(super) fn error(
-        &self,
-        span: Option<Range<usize>>,
-        key: Option<String>,
-        message: impl Into<String>,
-    ) -> ConfigError {
-        let (line, column) = match span {
-            Some(span) => {
-                let (l, c) = self.position(span.start);
-                (Some(l), Some(c))
-            }
-            None => (None, None),
-        };
-        ConfigError {
-            file: self.file.map(Path::to_path_buf),
-            line,
-            column,
-            key,
-            message: message.into(),
-        }
-    }
-
-    /// The key written on the line at `offset` (`key = value`), if any.
-    fn key_at(&self, offset: usize) -> Option<String> {
-        let start = self.text[..offset.min(self.text.len())]
-            .rfind('\n')
-            .map_or(0, |i| i + 1);
-        let line = self.text[start..].lines().next()?;
-        let (key, _) = line.split_once('=')?;
-        let key = key.trim().trim_matches('"');
-        (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
-    }
-
-    /// A path from the file: relative ones resolve against the config's
-    /// folder; `.` and `..` are resolved lexically (php-cgi refuses script
-    /// paths that contain `..`).
-    pub(super) fn path(&self, value: &str) -> PathBuf {
-        let p = Path::new(value);
-        if p.is_absolute() {
-            clean(p)
-        } else {
-            clean(&self.base.join(p))
-        }
-    }
-}
-
-/// Resolves `.` and `..` components without touching the filesystem.
-fn clean(path: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
-                }
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
+use super::source::{ConfigError, Source, clean};
 
 // ---- entry points ----
 
@@ -149,11 +35,7 @@ pub fn load_str(text: &str, source: Option<&Path>) -> Result<Config, ConfigError
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let base = clean(&std::path::absolute(&folder).unwrap_or(folder));
-    let src = Source {
-        text,
-        file: source,
-        base,
-    };
+    let src = Source::new(text, source, base);
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let key = e.span().and_then(|s| src.key_at(s.start));
         src.error(e.span(), key, e.message().trim().to_string())
@@ -173,18 +55,10 @@ pub(super) fn quickstart() -> Result<Config, ConfigError> {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-pub(super) mod tests {
+mod tests {
     use super::*;
+    use crate::config::test_support::{MINIMAL, load};
     use crate::config::{AccessLogTarget, render_summary};
-
-    /// Loads `text` as `/etc/fg/fastgate.toml` (the tests of every part of
-    /// the configuration use it).
-    pub(in crate::config) fn load(text: &str) -> Result<Config, ConfigError> {
-        load_str(text, Some(Path::new("/etc/fg/fastgate.toml")))
-    }
-
-    pub(in crate::config) const MINIMAL: &str =
-        "[[app]]\nname = \"php\"\ncommand = \"php-cgi\"\nhandles = [\"*.php\"]\n";
 
     #[test]
     fn unknown_keys_name_key_and_line() {

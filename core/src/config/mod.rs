@@ -25,11 +25,13 @@ mod convert;
 mod load;
 mod parse;
 mod raw;
+mod source;
 mod summary;
 
 pub use command::{check_commands, install_hint, resolve_command};
-pub use load::{ConfigError, load_file, load_str};
+pub use load::{load_file, load_str};
 pub use parse::{parse_fallback, parse_pattern, parse_resource_type};
+pub use source::ConfigError;
 pub use summary::render_summary;
 
 /// The whole, validated configuration of one gateway.
@@ -360,4 +362,20 @@ pub mod defaults {
     pub const RESPONSE_BUFFER_LIMIT: u64 = 0;
     pub const PLUGIN_TIMEOUT: Duration = Duration::from_millis(10);
     pub const PLUGIN_MEMORY_LIMIT: u64 = 64 * 1024 * 1024;
+}
+
+/// What the configuration's unit tests share: loading a text as if it were
+/// `/etc/fg/fastgate.toml`, and the smallest valid app.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::Path;
+
+    use super::{Config, ConfigError, load_str};
+
+    pub(crate) fn load(text: &str) -> Result<Config, ConfigError> {
+        load_str(text, Some(Path::new("/etc/fg/fastgate.toml")))
+    }
+
+    pub(crate) const MINIMAL: &str =
+        "[[app]]\nname = \"php\"\ncommand = \"php-cgi\"\nhandles = [\"*.php\"]\n";
 }

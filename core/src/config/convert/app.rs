@@ -16,12 +16,12 @@ use toml::Spanned;
 
 use super::section::Section;
 use super::{table_json, table_name};
-use crate::config::load::Source;
 use crate::config::parse::{
     parse_fallback, parse_pattern, parse_protocol, parse_resource_type, parse_stderr_mode,
     parse_verb,
 };
 use crate::config::raw::{EnvValue, RawApp};
+use crate::config::source::Source;
 use crate::config::{
     AppConfig, ConfigError, HandlerPattern, LauncherRef, Protocol, ResourceType, ServerConfig,
     StderrMode, Verbs, cpu_count, defaults,
@@ -390,7 +390,7 @@ mod tests {
     use http::Method;
 
     use crate::config::Verbs;
-    use crate::config::load::tests::{MINIMAL, load};
+    use crate::config::test_support::{MINIMAL, load};
 
     #[test]
     fn verbs_are_upper_cased_and_checked() {

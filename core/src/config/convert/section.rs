@@ -14,9 +14,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::config::ConfigError;
-use crate::config::load::Source;
 use crate::config::parse::{parse_duration, parse_size};
 use crate::config::raw::Scalar;
+use crate::config::source::Source;
 
 /// One table while it is converted: the file it is in, and how errors name
 /// its keys (`server.listen`, `app "php": handles`, `plugin "auth": timeout`).
