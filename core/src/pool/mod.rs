@@ -13,6 +13,7 @@
 //!
 //! This module does not know HTTP or CGI: it hands out connections.
 
+mod lease;
 mod process;
 
 use std::collections::{HashMap, VecDeque};
@@ -28,6 +29,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{self, AppConfig};
 use crate::fcgi::client::Connection;
+pub use lease::Lease;
+use lease::{Grant, Waiting};
 pub use process::{Process, SpawnSpec, private_dir};
 
 /// Why a pool could not lease an instance.
@@ -93,16 +96,6 @@ impl Instance {
     fn is_usable(&mut self) -> bool {
         !self.process.has_exited() && self.conn.is_reusable()
     }
-}
-
-/// What a waiting request is handed.
-enum Grant {
-    /// An idle instance.
-    Instance(Instance),
-    /// A reserved slot: the waiter starts the instance itself.
-    Spawn,
-    /// The app went offline while the request waited.
-    Offline,
 }
 
 struct State {
@@ -302,10 +295,7 @@ impl Pool {
             } else {
                 let (tx, rx) = oneshot::channel();
                 st.waiters.push_back(tx);
-                Some(Waiting {
-                    inner: inner.clone(),
-                    rx: Some(rx),
-                })
+                Some(Waiting::new(inner.clone(), rx))
             }
         };
         let grant = match waiting {
@@ -854,141 +844,6 @@ async fn watch_files(pool: Weak<Inner>) {
                 *seen = now;
                 inner.recycle(&format!("{} changed (monitor_changes_to)", path.display()));
             }
-        }
-    }
-}
-
-/// A request waiting in the queue. If it is dropped (client gone), whatever
-/// it was granted in the meantime goes back to the pool.
-struct Waiting {
-    inner: Arc<Inner>,
-    rx: Option<oneshot::Receiver<Grant>>,
-}
-
-impl Waiting {
-    async fn wait(&mut self) -> Result<Grant, PoolError> {
-        let rx = self.rx.as_mut().expect("waited once");
-        let result = rx.await;
-        self.rx = None;
-        result.map_err(|_| self.inner.shutting_down())
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        let Some(mut rx) = self.rx.take() else { return };
-        rx.close();
-        if let Ok(grant) = rx.try_recv() {
-            let mut st = self.inner.lock();
-            match grant {
-                Grant::Spawn => self.inner.free_slot(&mut st),
-                Grant::Offline => {}
-                grant => self.inner.hand_over(&mut st, grant),
-            }
-        }
-    }
-}
-
-/// An instance leased for one request. Give it back with
-/// [`finish`](Self::finish); dropping a lease mid-request terminates the
-/// instance, since its connection is in an unknown state.
-pub struct Lease {
-    inner: Arc<Inner>,
-    instance: Option<Instance>,
-}
-
-impl std::fmt::Debug for Lease {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease")
-            .field("pid", &self.pid())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Lease {
-    fn new(inner: Arc<Inner>, instance: Instance) -> Lease {
-        Lease {
-            inner,
-            instance: Some(instance),
-        }
-    }
-
-    fn instance(&self) -> &Instance {
-        self.instance
-            .as_ref()
-            .expect("lease holds its instance until consumed")
-    }
-
-    /// The pid of the leased process.
-    pub fn pid(&self) -> u32 {
-        self.instance().process.pid()
-    }
-
-    /// The app's name.
-    pub fn app(&self) -> &Arc<str> {
-        &self.inner.name
-    }
-
-    /// Whether the instance served requests before: only then can a dead
-    /// connection be a stale one (the app exited between requests), which
-    /// is safe to retry on another instance.
-    pub fn is_reused(&self) -> bool {
-        self.instance().served > 0
-    }
-
-    /// The FastCGI connection to the instance.
-    pub fn connection(&mut self) -> &mut Connection {
-        &mut self
-            .instance
-            .as_mut()
-            .expect("lease holds its instance until consumed")
-            .conn
-    }
-
-    /// The request is complete. `reusable`: the connection is in a clean
-    /// state (END_REQUEST seen, request fully written).
-    pub fn finish(mut self, reusable: bool) {
-        if let Some(instance) = self.instance.take() {
-            self.inner.release(instance, reusable);
-        }
-    }
-
-    /// The instance was found dead before the request reached it (it
-    /// exited between requests): let it go; its supervisor judges the exit.
-    pub fn discard(mut self) {
-        if let Some(instance) = self.instance.take() {
-            let mut st = self.inner.lock();
-            self.inner.retire(&mut st, instance);
-        }
-    }
-
-    /// The instance failed the request (crashed, broke the protocol): it is
-    /// terminated and the failure counts for `rapid_fails_per_minute`.
-    pub fn fail(mut self, what: &str) {
-        if let Some(instance) = self.instance.take() {
-            let mut st = self.inner.lock();
-            if instance.process.count_failure_once() {
-                self.inner
-                    .record_failure(&mut st, Some(instance.process.pid()), what);
-            }
-            self.inner.retire(&mut st, instance);
-        }
-    }
-
-    /// Stops the instance (a timeout, `stderr_mode = terminate-process`):
-    /// SIGTERM and `signal_before_terminate`, or SIGKILL at once.
-    pub fn terminate(self, why: &str) {
-        info!(app = %self.inner.name, pid = self.pid(), "terminating instance: {why}");
-        self.discard();
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        if let Some(instance) = self.instance.take() {
-            debug!(app = %self.inner.name, pid = instance.process.pid(), "request abandoned mid-flight; retiring instance");
-            let mut st = self.inner.lock();
-            self.inner.retire(&mut st, instance);
         }
     }
 }
