@@ -14,9 +14,11 @@
 //! This module does not know HTTP or CGI: it hands out connections.
 
 mod lease;
+mod maintain;
 mod process;
 mod rapid_fail;
 mod sizing;
+mod watch;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -33,8 +35,10 @@ use crate::config::{self, AppConfig};
 use crate::fcgi::client::Connection;
 pub use lease::Lease;
 use lease::{Grant, Waiting};
+use maintain::maintain;
 pub use process::{Process, SpawnSpec, private_dir};
-use sizing::{AUTO_INTERVAL, CpuSample, Window, initial_limit};
+use sizing::{Window, initial_limit};
+use watch::watch_files;
 
 /// Why a pool could not lease an instance.
 #[derive(Debug, thiserror::Error)]
@@ -544,102 +548,6 @@ fn on_exit(pool: &Weak<Inner>, id: u64, exit: process::Exit) {
         debug!(app = %inner.name, pid = instance.process.pid(), "idle instance exited");
         drop(instance);
         inner.free_slot(&mut st);
-    }
-}
-
-/// How often `monitor_changes_to` files are looked at.
-const MONITOR_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Stops instances idle longer than `idle_timeout` (down to
-/// `min_instances`). Sleeps until the next deadline, or until woken: a pool
-/// at rest costs nothing.
-async fn maintain(pool: Weak<Inner>) {
-    let mut last_eval: Option<Instant> = None;
-    let mut cpu = (CpuSample::read(), HashMap::new());
-    loop {
-        let (next, notified) = {
-            let Some(inner) = pool.upgrade() else { return };
-            let mut st = inner.lock();
-            if st.closed {
-                return;
-            }
-            let now = Instant::now();
-            // `idle` is a stack: the longest idle instance is at the bottom.
-            while st.live > inner.min_instances
-                && st
-                    .idle
-                    .first()
-                    .is_some_and(|i| now.duration_since(i.idle_since) >= inner.idle_timeout)
-            {
-                let instance = st.idle.remove(0);
-                info!(app = %inner.name, pid = instance.process.pid(), idle_timeout = ?inner.idle_timeout, "stopping idle instance");
-                inner.retire(&mut st, instance);
-            }
-            let mut next = if st.live > inner.min_instances {
-                st.idle.first().map(|i| i.idle_since + inner.idle_timeout)
-            } else {
-                None
-            };
-            if let Some(ceiling) = inner.auto_ceiling
-                && st.auto_ticking
-            {
-                let due = *last_eval.get_or_insert(now) + AUTO_INTERVAL;
-                if now >= due {
-                    inner.resize(&mut st, ceiling, &mut cpu);
-                    last_eval = Some(now);
-                }
-                if st.auto_ticking {
-                    let at = last_eval.unwrap_or(now) + AUTO_INTERVAL;
-                    next = Some(next.map_or(at, |n| n.min(at)));
-                } else {
-                    last_eval = None;
-                }
-            }
-            drop(st);
-            // Registered before the lock is released would be ideal; a
-            // wake-up that slips in between only delays one check.
-            let inner2 = inner.clone();
-            (next, async move { inner2.maintenance.notified().await })
-        };
-        match next {
-            Some(at) => {
-                tokio::select! {
-                    () = tokio::time::sleep_until(at) => {}
-                    () = notified => {}
-                }
-            }
-            None => notified.await,
-        }
-    }
-}
-
-/// Recycles the pool when a `monitor_changes_to` file changes.
-async fn watch_files(pool: Weak<Inner>) {
-    let stamp = |path: &Path| {
-        std::fs::metadata(path).ok().map(|m| {
-            use std::os::unix::fs::MetadataExt;
-            (m.mtime(), m.mtime_nsec(), m.len(), m.ino())
-        })
-    };
-    let mut last: Vec<_> = match pool.upgrade() {
-        Some(inner) => inner.monitored.iter().map(|p| stamp(p)).collect(),
-        None => return,
-    };
-    let mut interval = tokio::time::interval(MONITOR_INTERVAL);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        let Some(inner) = pool.upgrade() else { return };
-        if inner.lock().closed {
-            return;
-        }
-        for (path, seen) in inner.monitored.iter().zip(last.iter_mut()) {
-            let now = stamp(path);
-            if now != *seen {
-                *seen = now;
-                inner.recycle(&format!("{} changed (monitor_changes_to)", path.display()));
-            }
-        }
     }
 }
 
