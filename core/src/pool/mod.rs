@@ -18,6 +18,7 @@ mod maintain;
 mod process;
 mod rapid_fail;
 mod sizing;
+mod spawn;
 mod watch;
 
 use std::collections::{HashMap, VecDeque};
@@ -31,13 +32,14 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{self, AppConfig};
+use crate::config::AppConfig;
 use crate::fcgi::client::Connection;
 pub use lease::Lease;
 use lease::{Grant, Waiting};
 use maintain::maintain;
 pub use process::{Process, SpawnSpec, private_dir};
 use sizing::{Window, initial_limit};
+use spawn::{effective_max_requests, spawn_spec};
 use watch::watch_files;
 
 /// Why a pool could not lease an instance.
@@ -548,68 +550,6 @@ fn on_exit(pool: &Weak<Inner>, id: u64, exit: process::Exit) {
         debug!(app = %inner.name, pid = instance.process.pid(), "idle instance exited");
         drop(instance);
         inner.free_slot(&mut st);
-    }
-}
-
-/// Resolves what a pool needs to start processes: the program on PATH, the
-/// clean environment, the private socket folder.
-fn spawn_spec(app: &AppConfig, runtime_dir: &Path, name: &Arc<str>) -> Result<SpawnSpec, String> {
-    let socket_dir = runtime_dir.join(&app.name);
-    private_dir(&socket_dir).map_err(|e| format!("cannot create {}: {e}", socket_dir.display()))?;
-    // A launcher's `{runtime_dir}` placeholder: the app's private folder,
-    // where its runtime files are written.
-    let dir_text = socket_dir.display().to_string();
-    let subst = |s: &str| s.replace("{runtime_dir}", &dir_text);
-    for file in &app.runtime_files {
-        write_runtime_file(&socket_dir, file)
-            .map_err(|e| format!("cannot write runtime file {}: {e}", file.name))?;
-    }
-    let command = PathBuf::from(subst(&app.command.to_string_lossy()));
-    let program = config::resolve_command(&command).map_err(|e| e.to_string())?;
-    let mut env = app.inherited_env();
-    env.extend(app.env.iter().map(|(k, v)| (k.clone(), subst(v))));
-    let working_dir: PathBuf = app.working_dir.as_ref().map_or_else(
-        || app.root.clone(),
-        |d| PathBuf::from(subst(&d.to_string_lossy())),
-    );
-    Ok(SpawnSpec {
-        app: name.clone(),
-        program,
-        args: app.args.iter().map(|a| subst(a)).collect(),
-        env,
-        working_dir,
-        protocol: app.protocol,
-        socket_dir,
-    })
-}
-
-/// Writes a launcher's file into the app's private folder (0600, or 0700
-/// when executable), replacing an older one.
-fn write_runtime_file(dir: &Path, file: &config::RuntimeFile) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let path = dir.join(&file.name);
-    let mode = if file.executable { 0o700 } else { 0o600 };
-    let _ = std::fs::remove_file(&path);
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&path)?;
-    std::io::Write::write_all(&mut out, &file.contents)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-}
-
-/// php-cgi exits on its own after `PHP_FCGI_MAX_REQUESTS` requests; sending
-/// it one more would fail. Recycle no later than that.
-fn effective_max_requests(app: &AppConfig) -> u64 {
-    let php_limit = app
-        .env
-        .get("PHP_FCGI_MAX_REQUESTS")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|&n| n > 0);
-    match php_limit {
-        Some(limit) => app.instance_max_requests.min(limit),
-        None => app.instance_max_requests,
     }
 }
 
