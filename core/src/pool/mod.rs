@@ -39,7 +39,7 @@ use lease::{Grant, Waiting};
 use maintain::maintain;
 pub use process::{Process, SpawnSpec, private_dir};
 use sizing::{Window, initial_limit};
-use spawn::{effective_max_requests, spawn_spec};
+use spawn::{ProcessSpawner, Spawner, effective_max_requests, spawn_spec};
 use watch::watch_files;
 
 /// Why a pool could not lease an instance.
@@ -136,6 +136,8 @@ struct Inner {
     name: Arc<str>,
     /// How to start processes, or why they cannot be started.
     spec: Result<SpawnSpec, String>,
+    /// What starts them: real processes, or a unit test's stand-in.
+    spawner: Arc<dyn Spawner>,
     /// `Some(ceiling)` with `max_instances = 0`.
     auto_ceiling: Option<u32>,
     min_instances: u32,
@@ -180,6 +182,11 @@ impl Pool {
     /// or the first request. An app whose command cannot be found still gets
     /// a pool: it answers every request with [`PoolError::Unavailable`].
     pub fn new(app: &AppConfig, runtime_dir: &Path) -> Pool {
+        Pool::with_spawner(app, runtime_dir, Arc::new(ProcessSpawner))
+    }
+
+    /// [`new`](Self::new), starting processes with `spawner`.
+    fn with_spawner(app: &AppConfig, runtime_dir: &Path, spawner: Arc<dyn Spawner>) -> Pool {
         let name: Arc<str> = Arc::from(app.name.as_str());
         let spec = spawn_spec(app, runtime_dir, &name);
         if let Err(reason) = &spec {
@@ -189,6 +196,7 @@ impl Pool {
             inner: Arc::new(Inner {
                 name,
                 spec,
+                spawner,
                 auto_ceiling: (app.max_instances == 0)
                     .then_some(app.max_instances_auto_ceiling.max(1)),
                 min_instances: app
@@ -398,7 +406,10 @@ impl Inner {
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let weak = Arc::downgrade(&self);
-        match process::spawn(spec, id, move |exit| on_exit(&weak, id, exit)).await {
+        let started = self
+            .spawner
+            .spawn(spec, id, Box::new(move |exit| on_exit(&weak, id, exit)));
+        match started.await {
             Ok((process, conn)) => {
                 let mut st = self.lock();
                 if st.closed {

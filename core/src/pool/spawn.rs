@@ -1,15 +1,44 @@
 //! How a pool starts its processes: the [`SpawnSpec`] resolved once from
 //! the app's config (the program on PATH, the clean environment, the
-//! private socket folder and a launcher's runtime files), and the
-//! `instance_max_requests` a pool really applies.
+//! private socket folder and a launcher's runtime files), the [`Spawner`]
+//! a pool starts them with, and the `instance_max_requests` a pool really
+//! applies.
 //!
 //! This file prepares; starting and supervising a process is `process.rs`.
 
+use std::future::Future;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 
-use super::process::{SpawnSpec, private_dir};
+use super::process::{self, Exit, Process, SpawnSpec, private_dir};
 use crate::config::{self, AppConfig};
+use crate::fcgi::client::Connection;
+
+/// Runs in a process's supervisor once the process has been reaped.
+pub(super) type OnExit = Box<dyn FnOnce(Exit) + Send>;
+
+/// A started instance (its process and the connection to it), once ready.
+pub(super) type Started<'a> =
+    Pin<Box<dyn Future<Output = io::Result<(Process, Connection)>> + Send + 'a>>;
+
+/// Starts the process of one instance. A pool holds one: [`ProcessSpawner`]
+/// in the gateway; the pool's unit tests put a stand-in here to check the
+/// slot accounting without app processes. Called once per spawn, never per
+/// request.
+pub(super) trait Spawner: Send + Sync {
+    fn spawn<'a>(&'a self, spec: &'a SpawnSpec, instance_id: u64, on_exit: OnExit) -> Started<'a>;
+}
+
+/// Starts real app processes ([`process::spawn`]).
+pub(super) struct ProcessSpawner;
+
+impl Spawner for ProcessSpawner {
+    fn spawn<'a>(&'a self, spec: &'a SpawnSpec, instance_id: u64, on_exit: OnExit) -> Started<'a> {
+        Box::pin(process::spawn(spec, instance_id, on_exit))
+    }
+}
 
 /// Resolves what a pool needs to start processes: the program on PATH, the
 /// clean environment, the private socket folder.
