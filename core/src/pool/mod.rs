@@ -19,6 +19,9 @@ mod process;
 mod rapid_fail;
 mod sizing;
 mod spawn;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
 mod watch;
 
 use std::collections::{HashMap, VecDeque};
