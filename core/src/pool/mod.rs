@@ -14,7 +14,16 @@
 //! This module does not know HTTP or CGI: it hands out connections.
 
 pub mod exchange;
+mod lease;
+mod maintain;
 mod process;
+mod rapid_fail;
+mod sizing;
+mod spawn;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
+mod watch;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -27,9 +36,15 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{self, AppConfig};
+use crate::config::AppConfig;
 use crate::fcgi::client::Connection;
+pub use lease::Lease;
+use lease::{Grant, Waiting};
+use maintain::maintain;
 pub use process::{Process, SpawnSpec, private_dir};
+use sizing::{Window, initial_limit};
+use spawn::{ProcessSpawner, Spawner, effective_max_requests, spawn_spec};
+use watch::watch_files;
 
 /// Why a pool could not lease an instance.
 #[derive(Debug, thiserror::Error)]
@@ -96,16 +111,6 @@ impl Instance {
     }
 }
 
-/// What a waiting request is handed.
-enum Grant {
-    /// An idle instance.
-    Instance(Instance),
-    /// A reserved slot: the waiter starts the instance itself.
-    Spawn,
-    /// The app went offline while the request waited.
-    Offline,
-}
-
 struct State {
     idle: Vec<Instance>,
     /// Instances alive or being started.
@@ -131,19 +136,12 @@ struct State {
     auto_ticking: bool,
 }
 
-/// Load seen by a pool during one automatic-sizing window.
-#[derive(Debug, Default)]
-struct Window {
-    requests: u64,
-    waited: u64,
-    wait_total: Duration,
-    peak_busy: u32,
-}
-
 struct Inner {
     name: Arc<str>,
     /// How to start processes, or why they cannot be started.
     spec: Result<SpawnSpec, String>,
+    /// What starts them: real processes, or a unit test's stand-in.
+    spawner: Arc<dyn Spawner>,
     /// `Some(ceiling)` with `max_instances = 0`.
     auto_ceiling: Option<u32>,
     min_instances: u32,
@@ -188,6 +186,11 @@ impl Pool {
     /// or the first request. An app whose command cannot be found still gets
     /// a pool: it answers every request with [`PoolError::Unavailable`].
     pub fn new(app: &AppConfig, runtime_dir: &Path) -> Pool {
+        Pool::with_spawner(app, runtime_dir, Arc::new(ProcessSpawner))
+    }
+
+    /// [`new`](Self::new), starting processes with `spawner`.
+    fn with_spawner(app: &AppConfig, runtime_dir: &Path, spawner: Arc<dyn Spawner>) -> Pool {
         let name: Arc<str> = Arc::from(app.name.as_str());
         let spec = spawn_spec(app, runtime_dir, &name);
         if let Err(reason) = &spec {
@@ -197,6 +200,7 @@ impl Pool {
             inner: Arc::new(Inner {
                 name,
                 spec,
+                spawner,
                 auto_ceiling: (app.max_instances == 0)
                     .then_some(app.max_instances_auto_ceiling.max(1)),
                 min_instances: app
@@ -303,10 +307,7 @@ impl Pool {
             } else {
                 let (tx, rx) = oneshot::channel();
                 st.waiters.push_back(tx);
-                Some(Waiting {
-                    inner: inner.clone(),
-                    rx: Some(rx),
-                })
+                Some(Waiting::new(inner.clone(), rx))
             }
         };
         let grant = match waiting {
@@ -384,68 +385,6 @@ impl Inner {
         }
     }
 
-    /// Refuses while the app is offline; brings it back, on probation, once
-    /// the minute is over.
-    fn check_offline(&self, st: &mut State) -> Result<(), PoolError> {
-        let Some(until) = st.offline_until else {
-            return Ok(());
-        };
-        let now = Instant::now();
-        if now < until {
-            return Err(PoolError::Offline {
-                app: self.name.clone(),
-                failures: st.failures.len(),
-                retry_after: until - now,
-            });
-        }
-        st.offline_until = None;
-        st.failures.clear();
-        st.probing = true;
-        info!(app = %self.name, "rapid-fail pause over; starting one probe instance");
-        Ok(())
-    }
-
-    /// How many instances may run now: one while probing after an offline spell.
-    fn spawn_limit(&self, st: &State) -> u32 {
-        if st.probing { 1 } else { st.limit }
-    }
-
-    /// Counts a failure of an instance (a start that failed, a crash, a
-    /// protocol error) and takes the app offline after too many in a minute.
-    fn record_failure(&self, st: &mut State, pid: Option<u32>, what: &str) {
-        let now = Instant::now();
-        while st
-            .failures
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= RAPID_FAIL_WINDOW)
-        {
-            st.failures.pop_front();
-        }
-        st.failures.push_back(now);
-        let count = st.failures.len();
-        warn!(app = %self.name, pid, failures = count, limit = self.rapid_fails, "instance failure: {what}");
-        if st.offline_until.is_none() && (st.probing || count >= self.rapid_fails) {
-            let first = st.failures.front().copied().unwrap_or(now);
-            let until = if st.probing {
-                now + RAPID_FAIL_WINDOW
-            } else {
-                first + RAPID_FAIL_WINDOW
-            };
-            st.offline_until = Some(until);
-            st.probing = false;
-            error!(
-                app = %self.name,
-                failures = count,
-                offline_for = ?until.saturating_duration_since(now),
-                "app failed {count} times within a minute: taking it offline (rapid_fails_per_minute); no process is started until then"
-            );
-            // Requests already waiting get the 503 now.
-            for waiter in st.waiters.drain(..) {
-                let _ = waiter.send(Grant::Offline);
-            }
-        }
-    }
-
     fn recycle(self: &Arc<Self>, reason: &str) {
         let mut st = self.lock();
         st.generation += 1;
@@ -471,7 +410,10 @@ impl Inner {
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let weak = Arc::downgrade(&self);
-        match process::spawn(spec, id, move |exit| on_exit(&weak, id, exit)).await {
+        let started = self
+            .spawner
+            .spawn(spec, id, Box::new(move |exit| on_exit(&weak, id, exit)));
+        match started.await {
             Ok((process, conn)) => {
                 let mut st = self.lock();
                 if st.closed {
@@ -623,436 +565,6 @@ fn on_exit(pool: &Weak<Inner>, id: u64, exit: process::Exit) {
         debug!(app = %inner.name, pid = instance.process.pid(), "idle instance exited");
         drop(instance);
         inner.free_slot(&mut st);
-    }
-}
-
-/// How often automatic sizing decides (while there is traffic).
-const AUTO_INTERVAL: Duration = Duration::from_secs(2);
-/// Average queue wait in a window above which automatic sizing grows the pool.
-const AUTO_GROW_WAIT: Duration = Duration::from_millis(20);
-/// CPU use above which growing would not help.
-const AUTO_CPU_BUSY: f64 = 0.9;
-
-fn initial_limit(app: &AppConfig) -> u32 {
-    if app.max_instances == 0 {
-        config::cpu_count().clamp(1, app.max_instances_auto_ceiling.max(1))
-    } else {
-        app.max_instances
-    }
-}
-
-/// Clock ticks per second of /proc CPU times (USER_HZ, 100 on Linux).
-const CLOCK_TICKS: f64 = 100.0;
-
-/// CPU time (user + system, in clock ticks) a process has used so far.
-fn process_ticks(pid: u32) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    // Fields after the command name (which may hold spaces): utime is the
-    // 12th and stime the 13th of them.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    field(11) + field(12)
-}
-
-/// Whole-machine CPU counters from /proc/stat (busy, total jiffies).
-#[derive(Debug, Clone, Copy)]
-struct CpuSample {
-    busy: u64,
-    total: u64,
-}
-
-impl CpuSample {
-    fn read() -> Option<CpuSample> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let line = stat.lines().next()?.strip_prefix("cpu ")?;
-        let fields: Vec<u64> = line
-            .split_whitespace()
-            .filter_map(|f| f.parse().ok())
-            .collect();
-        let total: u64 = fields.iter().sum();
-        // idle + iowait are not busy.
-        let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
-        Some(CpuSample {
-            busy: total - idle,
-            total,
-        })
-    }
-
-    /// Busy fraction since `earlier`.
-    fn busy_since(&self, earlier: &CpuSample) -> f64 {
-        let total = self.total.saturating_sub(earlier.total);
-        if total == 0 {
-            return 0.0;
-        }
-        self.busy.saturating_sub(earlier.busy) as f64 / total as f64
-    }
-}
-
-impl Inner {
-    /// Automatic sizing (`max_instances = 0`): one decision per window.
-    /// Grow when requests queued noticeably and the CPU has room; shrink by
-    /// one when nobody waited and at most half the instances were busy.
-    fn resize(
-        self: &Arc<Self>,
-        st: &mut State,
-        ceiling: u32,
-        cpu: &mut (Option<CpuSample>, HashMap<u32, u64>),
-    ) {
-        let window = std::mem::take(&mut st.window);
-        let now_cpu = CpuSample::read();
-        let busy = match (&now_cpu, cpu.0.as_ref()) {
-            (Some(now), Some(before)) => now.busy_since(before),
-            _ => 0.0,
-        };
-        cpu.0 = now_cpu;
-        let avg_wait = if window.waited > 0 {
-            window.wait_total / window.waited as u32
-        } else {
-            Duration::ZERO
-        };
-        // CPU the pool's own processes used per process: processes that
-        // mostly wait (I/O, a database) are helped by more of them even on
-        // a busy machine; CPU-bound ones on a saturated machine are not.
-        let ticks_now: HashMap<u32, u64> = st
-            .processes
-            .values()
-            .map(|p| (p.pid(), process_ticks(p.pid())))
-            .collect();
-        let used: u64 = ticks_now
-            .iter()
-            .map(|(pid, t)| t.saturating_sub(cpu.1.get(pid).copied().unwrap_or(0)))
-            .sum();
-        let per_process =
-            used as f64 / (CLOCK_TICKS * AUTO_INTERVAL.as_secs_f64() * f64::from(st.live.max(1)));
-        cpu.1 = ticks_now;
-        let has_room = busy < AUTO_CPU_BUSY || per_process < 0.5;
-        let floor = self.min_instances.max(1);
-        let old = st.limit;
-        if window.waited > 0 && avg_wait >= AUTO_GROW_WAIT && has_room && old < ceiling {
-            st.limit = (old + (old / 4).max(1)).min(ceiling);
-            info!(app = %self.name, from = old, to = st.limit, queued = window.waited, avg_wait = ?avg_wait, machine_cpu = format!("{:.0}%", busy * 100.0), process_cpu = format!("{:.0}%", per_process * 100.0), "automatic sizing: growing the pool");
-            // Waiters can use the new room at once.
-            while st.live < st.limit && !st.waiters.is_empty() {
-                st.live += 1;
-                self.hand_over(st, Grant::Spawn);
-            }
-        } else if window.waited == 0 && window.peak_busy * 2 <= old && old > floor {
-            st.limit = old - 1;
-            info!(app = %self.name, from = old, to = st.limit, peak_busy = window.peak_busy, "automatic sizing: shrinking the pool");
-            while st.live > st.limit && !st.idle.is_empty() {
-                let instance = st.idle.remove(0);
-                self.retire(st, instance);
-            }
-        }
-        if window.requests == 0 && st.limit <= floor {
-            // At rest: no more ticks until traffic comes back.
-            st.auto_ticking = false;
-        }
-    }
-}
-
-/// How long failures count against `rapid_fails_per_minute`.
-const RAPID_FAIL_WINDOW: Duration = Duration::from_secs(60);
-/// How often `monitor_changes_to` files are looked at.
-const MONITOR_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Stops instances idle longer than `idle_timeout` (down to
-/// `min_instances`). Sleeps until the next deadline, or until woken: a pool
-/// at rest costs nothing.
-async fn maintain(pool: Weak<Inner>) {
-    let mut last_eval: Option<Instant> = None;
-    let mut cpu = (CpuSample::read(), HashMap::new());
-    loop {
-        let (next, notified) = {
-            let Some(inner) = pool.upgrade() else { return };
-            let mut st = inner.lock();
-            if st.closed {
-                return;
-            }
-            let now = Instant::now();
-            // `idle` is a stack: the longest idle instance is at the bottom.
-            while st.live > inner.min_instances
-                && st
-                    .idle
-                    .first()
-                    .is_some_and(|i| now.duration_since(i.idle_since) >= inner.idle_timeout)
-            {
-                let instance = st.idle.remove(0);
-                info!(app = %inner.name, pid = instance.process.pid(), idle_timeout = ?inner.idle_timeout, "stopping idle instance");
-                inner.retire(&mut st, instance);
-            }
-            let mut next = if st.live > inner.min_instances {
-                st.idle.first().map(|i| i.idle_since + inner.idle_timeout)
-            } else {
-                None
-            };
-            if let Some(ceiling) = inner.auto_ceiling
-                && st.auto_ticking
-            {
-                let due = *last_eval.get_or_insert(now) + AUTO_INTERVAL;
-                if now >= due {
-                    inner.resize(&mut st, ceiling, &mut cpu);
-                    last_eval = Some(now);
-                }
-                if st.auto_ticking {
-                    let at = last_eval.unwrap_or(now) + AUTO_INTERVAL;
-                    next = Some(next.map_or(at, |n| n.min(at)));
-                } else {
-                    last_eval = None;
-                }
-            }
-            drop(st);
-            // Registered before the lock is released would be ideal; a
-            // wake-up that slips in between only delays one check.
-            let inner2 = inner.clone();
-            (next, async move { inner2.maintenance.notified().await })
-        };
-        match next {
-            Some(at) => {
-                tokio::select! {
-                    () = tokio::time::sleep_until(at) => {}
-                    () = notified => {}
-                }
-            }
-            None => notified.await,
-        }
-    }
-}
-
-/// Recycles the pool when a `monitor_changes_to` file changes.
-async fn watch_files(pool: Weak<Inner>) {
-    let stamp = |path: &Path| {
-        std::fs::metadata(path).ok().map(|m| {
-            use std::os::unix::fs::MetadataExt;
-            (m.mtime(), m.mtime_nsec(), m.len(), m.ino())
-        })
-    };
-    let mut last: Vec<_> = match pool.upgrade() {
-        Some(inner) => inner.monitored.iter().map(|p| stamp(p)).collect(),
-        None => return,
-    };
-    let mut interval = tokio::time::interval(MONITOR_INTERVAL);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        let Some(inner) = pool.upgrade() else { return };
-        if inner.lock().closed {
-            return;
-        }
-        for (path, seen) in inner.monitored.iter().zip(last.iter_mut()) {
-            let now = stamp(path);
-            if now != *seen {
-                *seen = now;
-                inner.recycle(&format!("{} changed (monitor_changes_to)", path.display()));
-            }
-        }
-    }
-}
-
-/// A request waiting in the queue. If it is dropped (client gone), whatever
-/// it was granted in the meantime goes back to the pool.
-struct Waiting {
-    inner: Arc<Inner>,
-    rx: Option<oneshot::Receiver<Grant>>,
-}
-
-impl Waiting {
-    async fn wait(&mut self) -> Result<Grant, PoolError> {
-        let rx = self.rx.as_mut().expect("waited once");
-        let result = rx.await;
-        self.rx = None;
-        result.map_err(|_| self.inner.shutting_down())
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        let Some(mut rx) = self.rx.take() else { return };
-        rx.close();
-        if let Ok(grant) = rx.try_recv() {
-            let mut st = self.inner.lock();
-            match grant {
-                Grant::Spawn => self.inner.free_slot(&mut st),
-                Grant::Offline => {}
-                grant => self.inner.hand_over(&mut st, grant),
-            }
-        }
-    }
-}
-
-/// An instance leased for one request. Give it back with
-/// [`finish`](Self::finish); dropping a lease mid-request terminates the
-/// instance, since its connection is in an unknown state.
-pub struct Lease {
-    inner: Arc<Inner>,
-    instance: Option<Instance>,
-}
-
-impl std::fmt::Debug for Lease {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease")
-            .field("pid", &self.pid())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Lease {
-    fn new(inner: Arc<Inner>, instance: Instance) -> Lease {
-        Lease {
-            inner,
-            instance: Some(instance),
-        }
-    }
-
-    fn instance(&self) -> &Instance {
-        self.instance
-            .as_ref()
-            .expect("lease holds its instance until consumed")
-    }
-
-    /// The pid of the leased process.
-    pub fn pid(&self) -> u32 {
-        self.instance().process.pid()
-    }
-
-    /// The app's name.
-    pub fn app(&self) -> &Arc<str> {
-        &self.inner.name
-    }
-
-    /// Whether the instance served requests before: only then can a dead
-    /// connection be a stale one (the app exited between requests), which
-    /// is safe to retry on another instance.
-    pub fn is_reused(&self) -> bool {
-        self.instance().served > 0
-    }
-
-    /// The FastCGI connection to the instance.
-    pub fn connection(&mut self) -> &mut Connection {
-        &mut self
-            .instance
-            .as_mut()
-            .expect("lease holds its instance until consumed")
-            .conn
-    }
-
-    /// The request is complete. `reusable`: the connection is in a clean
-    /// state (END_REQUEST seen, request fully written).
-    pub fn finish(mut self, reusable: bool) {
-        if let Some(instance) = self.instance.take() {
-            self.inner.release(instance, reusable);
-        }
-    }
-
-    /// The instance was found dead before the request reached it (it
-    /// exited between requests): let it go; its supervisor judges the exit.
-    pub fn discard(mut self) {
-        if let Some(instance) = self.instance.take() {
-            let mut st = self.inner.lock();
-            self.inner.retire(&mut st, instance);
-        }
-    }
-
-    /// The instance failed the request (crashed, broke the protocol): it is
-    /// terminated and the failure counts for `rapid_fails_per_minute`.
-    pub fn fail(mut self, what: &str) {
-        if let Some(instance) = self.instance.take() {
-            let mut st = self.inner.lock();
-            if instance.process.count_failure_once() {
-                self.inner
-                    .record_failure(&mut st, Some(instance.process.pid()), what);
-            }
-            self.inner.retire(&mut st, instance);
-        }
-    }
-
-    /// Stops the instance (a timeout, `stderr_mode = terminate-process`):
-    /// SIGTERM and `signal_before_terminate`, or SIGKILL at once.
-    pub fn terminate(self, why: &str) {
-        info!(app = %self.inner.name, pid = self.pid(), "terminating instance: {why}");
-        self.discard();
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        if let Some(instance) = self.instance.take() {
-            debug!(app = %self.inner.name, pid = instance.process.pid(), "request abandoned mid-flight; retiring instance");
-            let mut st = self.inner.lock();
-            self.inner.retire(&mut st, instance);
-        }
-    }
-}
-
-/// Resolves what a pool needs to start processes: the program on PATH, the
-/// clean environment, the private socket folder.
-fn spawn_spec(app: &AppConfig, runtime_dir: &Path, name: &Arc<str>) -> Result<SpawnSpec, String> {
-    let socket_dir = runtime_dir.join(&app.name);
-    private_dir(&socket_dir).map_err(|e| format!("cannot create {}: {e}", socket_dir.display()))?;
-    // A launcher's `{runtime_dir}` placeholder: the app's private folder,
-    // where its runtime files are written.
-    let dir_text = socket_dir.display().to_string();
-    let subst = |s: &str| s.replace("{runtime_dir}", &dir_text);
-    for file in &app.runtime_files {
-        write_runtime_file(&socket_dir, file)
-            .map_err(|e| format!("cannot write runtime file {}: {e}", file.name))?;
-    }
-    let command = PathBuf::from(subst(&app.command.to_string_lossy()));
-    let program = config::resolve_command(&command).map_err(|e| e.to_string())?;
-    let mut env = app.inherited_env();
-    env.extend(app.env.iter().map(|(k, v)| (k.clone(), subst(v))));
-    let working_dir: PathBuf = app.working_dir.as_ref().map_or_else(
-        || app.root.clone(),
-        |d| PathBuf::from(subst(&d.to_string_lossy())),
-    );
-    Ok(SpawnSpec {
-        app: name.clone(),
-        program,
-        args: app.args.iter().map(|a| subst(a)).collect(),
-        env,
-        working_dir,
-        protocol: app.protocol,
-        socket_dir,
-    })
-}
-
-/// Writes a launcher's file into the app's private folder (0600, or 0700
-/// when executable), replacing an older one.
-fn write_runtime_file(dir: &Path, file: &config::RuntimeFile) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let path = dir.join(&file.name);
-    let mode = if file.executable { 0o700 } else { 0o600 };
-    let _ = std::fs::remove_file(&path);
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&path)?;
-    std::io::Write::write_all(&mut out, &file.contents)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-}
-
-/// php-cgi exits on its own after `PHP_FCGI_MAX_REQUESTS` requests; sending
-/// it one more would fail. Recycle no later than that.
-fn effective_max_requests(app: &AppConfig) -> u64 {
-    let php_limit = app
-        .env
-        .get("PHP_FCGI_MAX_REQUESTS")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|&n| n > 0);
-    match php_limit {
-        Some(limit) => app.instance_max_requests.min(limit),
-        None => app.instance_max_requests,
     }
 }
 

@@ -94,6 +94,35 @@ impl Process {
     }
 }
 
+#[cfg(test)]
+impl Process {
+    /// A process that is not there, for the pool's unit tests. Its stand-in
+    /// supervisor reports a requested, successful exit at the first
+    /// terminate request, as a real app that obeys SIGTERM would.
+    pub(super) fn stand_in(pid: u32, on_exit: impl FnOnce(Exit) + Send + 'static) -> Process {
+        use std::os::unix::process::ExitStatusExt;
+        let (commands, mut command_rx) = mpsc::unbounded_channel();
+        let (exited_tx, exited) = watch::channel(None);
+        tokio::spawn(async move {
+            // None: every handle is gone without a stop; nothing to report.
+            if command_rx.recv().await.is_some() {
+                let status = ExitStatus::from_raw(0);
+                let _ = exited_tx.send(Some(status));
+                on_exit(Exit {
+                    status,
+                    requested: true,
+                });
+            }
+        });
+        Process {
+            pid,
+            commands,
+            exited,
+            failure_counted: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
 /// Starts one process listening on a fresh socket and connects to it.
 /// `on_exit` runs in the supervisor after the process was reaped.
 pub async fn spawn(

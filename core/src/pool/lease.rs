@@ -1,0 +1,167 @@
+//! Leases and the queue's side of a request: what a waiting request is
+//! granted ([`Grant`]), the guard that gives a grant back when a waiting
+//! request is dropped ([`Waiting`]), and the [`Lease`] a request holds
+//! while it uses an instance.
+//!
+//! This file does not decide who gets what (that is the slot accounting
+//! in the pool itself); it only makes sure nothing handed out is lost.
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use tracing::{debug, info};
+
+use super::{Inner, Instance, PoolError};
+use crate::fcgi::client::Connection;
+
+/// What a waiting request is handed.
+pub(super) enum Grant {
+    /// An idle instance.
+    Instance(Instance),
+    /// A reserved slot: the waiter starts the instance itself.
+    Spawn,
+    /// The app went offline while the request waited.
+    Offline,
+}
+
+/// A request waiting in the queue. If it is dropped (client gone), whatever
+/// it was granted in the meantime goes back to the pool.
+pub(super) struct Waiting {
+    inner: Arc<Inner>,
+    rx: Option<oneshot::Receiver<Grant>>,
+}
+
+impl Waiting {
+    pub(super) fn new(inner: Arc<Inner>, rx: oneshot::Receiver<Grant>) -> Waiting {
+        Waiting {
+            inner,
+            rx: Some(rx),
+        }
+    }
+
+    pub(super) async fn wait(&mut self) -> Result<Grant, PoolError> {
+        let rx = self.rx.as_mut().expect("waited once");
+        let result = rx.await;
+        self.rx = None;
+        result.map_err(|_| self.inner.shutting_down())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let Some(mut rx) = self.rx.take() else { return };
+        rx.close();
+        if let Ok(grant) = rx.try_recv() {
+            let mut st = self.inner.lock();
+            match grant {
+                Grant::Spawn => self.inner.free_slot(&mut st),
+                Grant::Offline => {}
+                grant => self.inner.hand_over(&mut st, grant),
+            }
+        }
+    }
+}
+
+/// An instance leased for one request. Give it back with
+/// [`finish`](Self::finish); dropping a lease mid-request terminates the
+/// instance, since its connection is in an unknown state.
+pub struct Lease {
+    inner: Arc<Inner>,
+    instance: Option<Instance>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("pid", &self.pid())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lease {
+    pub(super) fn new(inner: Arc<Inner>, instance: Instance) -> Lease {
+        Lease {
+            inner,
+            instance: Some(instance),
+        }
+    }
+
+    fn instance(&self) -> &Instance {
+        self.instance
+            .as_ref()
+            .expect("lease holds its instance until consumed")
+    }
+
+    /// The pid of the leased process.
+    pub fn pid(&self) -> u32 {
+        self.instance().process.pid()
+    }
+
+    /// The app's name.
+    pub fn app(&self) -> &Arc<str> {
+        &self.inner.name
+    }
+
+    /// Whether the instance served requests before: only then can a dead
+    /// connection be a stale one (the app exited between requests), which
+    /// is safe to retry on another instance.
+    pub fn is_reused(&self) -> bool {
+        self.instance().served > 0
+    }
+
+    /// The FastCGI connection to the instance.
+    pub fn connection(&mut self) -> &mut Connection {
+        &mut self
+            .instance
+            .as_mut()
+            .expect("lease holds its instance until consumed")
+            .conn
+    }
+
+    /// The request is complete. `reusable`: the connection is in a clean
+    /// state (END_REQUEST seen, request fully written).
+    pub fn finish(mut self, reusable: bool) {
+        if let Some(instance) = self.instance.take() {
+            self.inner.release(instance, reusable);
+        }
+    }
+
+    /// The instance was found dead before the request reached it (it
+    /// exited between requests): let it go; its supervisor judges the exit.
+    pub fn discard(mut self) {
+        if let Some(instance) = self.instance.take() {
+            let mut st = self.inner.lock();
+            self.inner.retire(&mut st, instance);
+        }
+    }
+
+    /// The instance failed the request (crashed, broke the protocol): it is
+    /// terminated and the failure counts for `rapid_fails_per_minute`.
+    pub fn fail(mut self, what: &str) {
+        if let Some(instance) = self.instance.take() {
+            let mut st = self.inner.lock();
+            if instance.process.count_failure_once() {
+                self.inner
+                    .record_failure(&mut st, Some(instance.process.pid()), what);
+            }
+            self.inner.retire(&mut st, instance);
+        }
+    }
+
+    /// Stops the instance (a timeout, `stderr_mode = terminate-process`):
+    /// SIGTERM and `signal_before_terminate`, or SIGKILL at once.
+    pub fn terminate(self, why: &str) {
+        info!(app = %self.inner.name, pid = self.pid(), "terminating instance: {why}");
+        self.discard();
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(instance) = self.instance.take() {
+            debug!(app = %self.inner.name, pid = instance.process.pid(), "request abandoned mid-flight; retiring instance");
+            let mut st = self.inner.lock();
+            self.inner.retire(&mut st, instance);
+        }
+    }
+}

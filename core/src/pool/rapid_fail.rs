@@ -1,0 +1,82 @@
+//! Rapid-fail protection (IIS rapidFailsPerMinute): instance failures are
+//! counted over a sliding minute; too many take the app offline for the
+//! rest of that minute, after which a single probe instance must serve a
+//! request before the app is back in service.
+//!
+//! This file judges failures and the offline state; it does not decide
+//! what is a failure (the lease, the spawn path and the exit handler report
+//! them) nor start or retire instances.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use super::{Grant, Inner, PoolError, State};
+
+/// How long failures count against `rapid_fails_per_minute`.
+const RAPID_FAIL_WINDOW: Duration = Duration::from_secs(60);
+
+impl Inner {
+    /// Refuses while the app is offline; brings it back, on probation, once
+    /// the minute is over.
+    pub(super) fn check_offline(&self, st: &mut State) -> Result<(), PoolError> {
+        let Some(until) = st.offline_until else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if now < until {
+            return Err(PoolError::Offline {
+                app: self.name.clone(),
+                failures: st.failures.len(),
+                retry_after: until - now,
+            });
+        }
+        st.offline_until = None;
+        st.failures.clear();
+        st.probing = true;
+        info!(app = %self.name, "rapid-fail pause over; starting one probe instance");
+        Ok(())
+    }
+
+    /// How many instances may run now: one while probing after an offline spell.
+    pub(super) fn spawn_limit(&self, st: &State) -> u32 {
+        if st.probing { 1 } else { st.limit }
+    }
+
+    /// Counts a failure of an instance (a start that failed, a crash, a
+    /// protocol error) and takes the app offline after too many in a minute.
+    pub(super) fn record_failure(&self, st: &mut State, pid: Option<u32>, what: &str) {
+        let now = Instant::now();
+        while st
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= RAPID_FAIL_WINDOW)
+        {
+            st.failures.pop_front();
+        }
+        st.failures.push_back(now);
+        let count = st.failures.len();
+        warn!(app = %self.name, pid, failures = count, limit = self.rapid_fails, "instance failure: {what}");
+        if st.offline_until.is_none() && (st.probing || count >= self.rapid_fails) {
+            let first = st.failures.front().copied().unwrap_or(now);
+            let until = if st.probing {
+                now + RAPID_FAIL_WINDOW
+            } else {
+                first + RAPID_FAIL_WINDOW
+            };
+            st.offline_until = Some(until);
+            st.probing = false;
+            error!(
+                app = %self.name,
+                failures = count,
+                offline_for = ?until.saturating_duration_since(now),
+                "app failed {count} times within a minute: taking it offline (rapid_fails_per_minute); no process is started until then"
+            );
+            // Requests already waiting get the 503 now.
+            for waiter in st.waiters.drain(..) {
+                let _ = waiter.send(Grant::Offline);
+            }
+        }
+    }
+}

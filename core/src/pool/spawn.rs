@@ -1,0 +1,107 @@
+//! How a pool starts its processes: the [`SpawnSpec`] resolved once from
+//! the app's config (the program on PATH, the clean environment, the
+//! private socket folder and a launcher's runtime files), the [`Spawner`]
+//! a pool starts them with, and the `instance_max_requests` a pool really
+//! applies.
+//!
+//! This file prepares; starting and supervising a process is `process.rs`.
+
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use super::process::{self, Exit, Process, SpawnSpec, private_dir};
+use crate::config::{self, AppConfig};
+use crate::fcgi::client::Connection;
+
+/// Runs in a process's supervisor once the process has been reaped.
+pub(super) type OnExit = Box<dyn FnOnce(Exit) + Send>;
+
+/// A started instance (its process and the connection to it), once ready.
+pub(super) type Started<'a> =
+    Pin<Box<dyn Future<Output = io::Result<(Process, Connection)>> + Send + 'a>>;
+
+/// Starts the process of one instance. A pool holds one: [`ProcessSpawner`]
+/// in the gateway; the pool's unit tests put a stand-in here to check the
+/// slot accounting without app processes. Called once per spawn, never per
+/// request.
+pub(super) trait Spawner: Send + Sync {
+    fn spawn<'a>(&'a self, spec: &'a SpawnSpec, instance_id: u64, on_exit: OnExit) -> Started<'a>;
+}
+
+/// Starts real app processes ([`process::spawn`]).
+pub(super) struct ProcessSpawner;
+
+impl Spawner for ProcessSpawner {
+    fn spawn<'a>(&'a self, spec: &'a SpawnSpec, instance_id: u64, on_exit: OnExit) -> Started<'a> {
+        Box::pin(process::spawn(spec, instance_id, on_exit))
+    }
+}
+
+/// Resolves what a pool needs to start processes: the program on PATH, the
+/// clean environment, the private socket folder.
+pub(super) fn spawn_spec(
+    app: &AppConfig,
+    runtime_dir: &Path,
+    name: &Arc<str>,
+) -> Result<SpawnSpec, String> {
+    let socket_dir = runtime_dir.join(&app.name);
+    private_dir(&socket_dir).map_err(|e| format!("cannot create {}: {e}", socket_dir.display()))?;
+    // A launcher's `{runtime_dir}` placeholder: the app's private folder,
+    // where its runtime files are written.
+    let dir_text = socket_dir.display().to_string();
+    let subst = |s: &str| s.replace("{runtime_dir}", &dir_text);
+    for file in &app.runtime_files {
+        write_runtime_file(&socket_dir, file)
+            .map_err(|e| format!("cannot write runtime file {}: {e}", file.name))?;
+    }
+    let command = PathBuf::from(subst(&app.command.to_string_lossy()));
+    let program = config::resolve_command(&command).map_err(|e| e.to_string())?;
+    let mut env = app.inherited_env();
+    env.extend(app.env.iter().map(|(k, v)| (k.clone(), subst(v))));
+    let working_dir: PathBuf = app.working_dir.as_ref().map_or_else(
+        || app.root.clone(),
+        |d| PathBuf::from(subst(&d.to_string_lossy())),
+    );
+    Ok(SpawnSpec {
+        app: name.clone(),
+        program,
+        args: app.args.iter().map(|a| subst(a)).collect(),
+        env,
+        working_dir,
+        protocol: app.protocol,
+        socket_dir,
+    })
+}
+
+/// Writes a launcher's file into the app's private folder (0600, or 0700
+/// when executable), replacing an older one.
+fn write_runtime_file(dir: &Path, file: &config::RuntimeFile) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let path = dir.join(&file.name);
+    let mode = if file.executable { 0o700 } else { 0o600 };
+    let _ = std::fs::remove_file(&path);
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&path)?;
+    std::io::Write::write_all(&mut out, &file.contents)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+}
+
+/// php-cgi exits on its own after `PHP_FCGI_MAX_REQUESTS` requests; sending
+/// it one more would fail. Recycle no later than that.
+pub(super) fn effective_max_requests(app: &AppConfig) -> u64 {
+    let php_limit = app
+        .env
+        .get("PHP_FCGI_MAX_REQUESTS")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&n| n > 0);
+    match php_limit {
+        Some(limit) => app.instance_max_requests.min(limit),
+        None => app.instance_max_requests,
+    }
+}

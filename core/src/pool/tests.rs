@@ -1,0 +1,385 @@
+//! Unit tests of the pool's slot accounting: the queue, leases, recycling,
+//! rapid-fail protection and `min_instances`, with a stand-in spawner and
+//! no app processes. The real processes are covered by the integration
+//! suite (`tests/integration`, `pool::` and `iis::`).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio::net::{UnixListener, UnixStream};
+
+use super::spawn::{OnExit, Spawner, Started};
+use super::{Pool, PoolError, PoolStatus, Process, SpawnSpec};
+use crate::config::{self, AppConfig};
+use crate::fcgi::client::Connection;
+
+/// Stand-in pids start above this (plus the instance id).
+const PID_BASE: u32 = 1000;
+
+/// Starts stand-in instances: a real FastCGI connection to a socket whose
+/// other end the stand-in keeps open (so the connection stays reusable),
+/// and a [`Process`] that exits only when the pool stops it.
+struct StandInSpawner {
+    sockets: TempDir,
+    spawned: Mutex<Spawned>,
+}
+
+#[derive(Default)]
+struct Spawned {
+    /// Every spawn fails while set, as a missing program would.
+    failing: bool,
+    /// Spawns asked for, failed ones included.
+    attempts: u32,
+    /// The instances started, in order.
+    processes: Vec<Process>,
+    /// The app ends of their connections.
+    app_ends: Vec<UnixStream>,
+}
+
+impl StandInSpawner {
+    fn spawned(&self) -> MutexGuard<'_, Spawned> {
+        self.spawned.lock().unwrap()
+    }
+
+    fn attempts(&self) -> u32 {
+        self.spawned().attempts
+    }
+
+    fn set_failing(&self, failing: bool) {
+        self.spawned().failing = failing;
+    }
+
+    /// The `n`th instance started (from 0).
+    fn process(&self, n: usize) -> Process {
+        self.spawned().processes[n].clone()
+    }
+
+    async fn start(&self, instance_id: u64, on_exit: OnExit) -> io::Result<(Process, Connection)> {
+        let failing = {
+            let mut spawned = self.spawned();
+            spawned.attempts += 1;
+            spawned.failing
+        };
+        if failing {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "stand-in: no such program",
+            ));
+        }
+        let path = self.sockets.path().join(format!("{instance_id}.sock"));
+        let listener = UnixListener::bind(&path)?;
+        let conn = Connection::connect_unix(&path).await?;
+        let (app_end, _) = listener.accept().await?;
+        let process = Process::stand_in(PID_BASE + instance_id as u32, on_exit);
+        let mut spawned = self.spawned();
+        spawned.processes.push(process.clone());
+        spawned.app_ends.push(app_end);
+        Ok((process, conn))
+    }
+}
+
+impl Spawner for StandInSpawner {
+    fn spawn<'a>(&'a self, _spec: &'a SpawnSpec, instance_id: u64, on_exit: OnExit) -> Started<'a> {
+        Box::pin(self.start(instance_id, on_exit))
+    }
+}
+
+/// A pool of an app with `settings` (lines of its `[[app]]` table), its
+/// stand-in spawner, and the runtime folder to keep while it runs.
+fn stand_in_pool(settings: &str) -> (Pool, Arc<StandInSpawner>, TempDir) {
+    let text = format!(
+        "[[app]]\nname = \"stand-in\"\ncommand = \"/bin/sh\"\nhandles = [\"*.t\"]\n{settings}\n"
+    );
+    let app: AppConfig = config::load_str(&text, None).unwrap().apps.remove(0);
+    let runtime = tempfile::tempdir().unwrap();
+    let spawner = Arc::new(StandInSpawner {
+        sockets: tempfile::tempdir().unwrap(),
+        spawned: Mutex::default(),
+    });
+    let pool = Pool::with_spawner(&app, runtime.path(), spawner.clone());
+    (pool, spawner, runtime)
+}
+
+fn status(limit: u32, live: u32, idle: usize, waiting: usize) -> PoolStatus {
+    PoolStatus {
+        limit,
+        live,
+        idle,
+        waiting,
+    }
+}
+
+/// Lets background tasks (spares, stand-in supervisors) run until `done`.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("still waiting for: {what}");
+}
+
+/// Polls `future` once, as a request would on its first turn.
+async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
+}
+
+#[tokio::test]
+async fn waiters_are_served_in_arrival_order() {
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 1");
+    let first = pool.acquire().await.unwrap();
+    let pid = first.pid();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut requests = Vec::new();
+    for n in 1..=3 {
+        let (pool2, order) = (pool.clone(), order.clone());
+        requests.push(tokio::spawn(async move {
+            let lease = pool2.acquire().await.unwrap();
+            order.lock().unwrap().push((n, lease.pid()));
+            lease.finish(true);
+        }));
+        until("the request is queued", || pool.status().waiting == n).await;
+    }
+    first.finish(true);
+    for request in requests {
+        request.await.unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), [(1, pid), (2, pid), (3, pid)]);
+    assert_eq!(spawner.attempts(), 1);
+    assert_eq!(pool.status(), status(1, 1, 1, 0));
+}
+
+#[tokio::test]
+async fn a_dropped_lease_frees_its_slot() {
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 1");
+    let lease = pool.acquire().await.unwrap();
+    let old = lease.pid();
+    let mut waiting = Box::pin(pool.acquire());
+    assert!(poll_once(&mut waiting).await.is_pending());
+    // Abandoned mid-request: the instance is stopped, its slot goes to the waiter.
+    drop(lease);
+    let next = waiting.await.unwrap();
+    assert_ne!(next.pid(), old);
+    assert!(!next.is_reused());
+    assert_eq!(spawner.attempts(), 2);
+    until("the abandoned instance stopped", || {
+        spawner.process(0).has_exited()
+    })
+    .await;
+    assert_eq!(pool.status(), status(1, 1, 0, 0));
+    drop(next);
+    assert_eq!(pool.status(), status(1, 0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_dropped_waiting_request_gives_back_what_it_was_granted() {
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 1");
+    // Granted an idle instance: it becomes idle again.
+    let lease = pool.acquire().await.unwrap();
+    let pid = lease.pid();
+    let mut waiting = Box::pin(pool.acquire());
+    assert!(poll_once(&mut waiting).await.is_pending());
+    lease.finish(true);
+    assert_eq!(pool.status(), status(1, 1, 0, 0));
+    drop(waiting);
+    assert_eq!(pool.status(), status(1, 1, 1, 0));
+    let lease = pool.acquire().await.unwrap();
+    assert_eq!(lease.pid(), pid);
+    assert!(lease.is_reused());
+    // Granted a slot to start an instance in: the slot is freed.
+    let mut waiting = Box::pin(pool.acquire());
+    assert!(poll_once(&mut waiting).await.is_pending());
+    drop(lease);
+    assert_eq!(pool.status(), status(1, 1, 0, 0));
+    drop(waiting);
+    assert_eq!(pool.status(), status(1, 0, 0, 0));
+    assert_eq!(spawner.attempts(), 1);
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_at_once() {
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 1\nqueue_length = 2");
+    let lease = pool.acquire().await.unwrap();
+    let mut first = Box::pin(pool.acquire());
+    let mut second = Box::pin(pool.acquire());
+    assert!(poll_once(&mut first).await.is_pending());
+    assert!(poll_once(&mut second).await.is_pending());
+    let refused = pool.acquire().await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            PoolError::QueueFull {
+                max_instances: 1,
+                queue_length: 2,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    assert_eq!(refused.retry_after(), None);
+    assert_eq!(pool.status(), status(1, 1, 0, 2));
+    // The queued requests are still served, in order.
+    let pid = lease.pid();
+    lease.finish(true);
+    let lease = first.await.unwrap();
+    assert_eq!(lease.pid(), pid);
+    lease.finish(true);
+    assert_eq!(second.await.unwrap().pid(), pid);
+    assert_eq!(spawner.attempts(), 1);
+}
+
+#[tokio::test]
+async fn an_instance_is_recycled_after_instance_max_requests() {
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 1\ninstance_max_requests = 3");
+    let mut served = Vec::new();
+    for _ in 0..3 {
+        let lease = pool.acquire().await.unwrap();
+        served.push((lease.pid(), lease.is_reused()));
+        lease.finish(true);
+    }
+    let pid = spawner.process(0).pid();
+    assert_eq!(served, [(pid, false), (pid, true), (pid, true)]);
+    assert_eq!(pool.status(), status(1, 0, 0, 0));
+    until("the recycled instance stopped", || {
+        spawner.process(0).has_exited()
+    })
+    .await;
+    let lease = pool.acquire().await.unwrap();
+    assert_ne!(lease.pid(), pid);
+    assert!(!lease.is_reused());
+    assert_eq!(spawner.attempts(), 2);
+}
+
+#[tokio::test]
+async fn php_fcgi_max_requests_recycles_earlier() {
+    let (pool, spawner, _runtime) = stand_in_pool(
+        "max_instances = 1\ninstance_max_requests = 3\n[app.env]\nPHP_FCGI_MAX_REQUESTS = \"2\"",
+    );
+    for _ in 0..2 {
+        pool.acquire().await.unwrap().finish(true);
+    }
+    assert_eq!(pool.status(), status(1, 0, 0, 0));
+    pool.acquire().await.unwrap().finish(true);
+    assert_eq!(spawner.attempts(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rapid_failures_take_the_app_offline_until_a_probe_serves() {
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 2\nrapid_fails_per_minute = 3");
+    spawner.set_failing(true);
+    for _ in 0..3 {
+        let error = pool.acquire().await.unwrap_err();
+        assert!(matches!(error, PoolError::Spawn { .. }), "{error}");
+    }
+    assert_eq!(pool.status(), status(2, 0, 0, 0));
+    spawner.set_failing(false);
+    let offline = pool.acquire().await.unwrap_err();
+    assert!(
+        matches!(offline, PoolError::Offline { failures: 3, .. }),
+        "{offline}"
+    );
+    assert_eq!(offline.retry_after(), Some(Duration::from_secs(60)));
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let offline = pool.acquire().await.unwrap_err();
+    assert_eq!(offline.retry_after(), Some(Duration::from_secs(30)));
+    assert_eq!(spawner.attempts(), 3);
+
+    // After the minute, one probe instance, and only one, until it serves.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let probe = pool.acquire().await.unwrap();
+    let mut waiting = Box::pin(pool.acquire());
+    assert!(poll_once(&mut waiting).await.is_pending());
+    assert_eq!(pool.status(), status(2, 1, 0, 1));
+    let pid = probe.pid();
+    probe.finish(true);
+    let lease = waiting.await.unwrap();
+    assert_eq!(lease.pid(), pid);
+    // Back in service: a second instance may start.
+    let second = pool.acquire().await.unwrap();
+    assert_ne!(second.pid(), pid);
+    assert_eq!(spawner.attempts(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_probe_takes_the_app_offline_for_another_minute() {
+    let (pool, spawner, _runtime) = stand_in_pool("rapid_fails_per_minute = 2");
+    spawner.set_failing(true);
+    for _ in 0..2 {
+        pool.acquire().await.unwrap_err();
+    }
+    tokio::time::advance(Duration::from_secs(45)).await;
+    let offline = pool.acquire().await.unwrap_err();
+    assert_eq!(offline.retry_after(), Some(Duration::from_secs(15)));
+    tokio::time::advance(Duration::from_secs(15)).await;
+    let error = pool.acquire().await.unwrap_err();
+    assert!(matches!(error, PoolError::Spawn { .. }), "{error}");
+    let offline = pool.acquire().await.unwrap_err();
+    assert!(
+        matches!(offline, PoolError::Offline { failures: 1, .. }),
+        "{offline}"
+    );
+    assert_eq!(offline.retry_after(), Some(Duration::from_secs(60)));
+    assert_eq!(spawner.attempts(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_older_than_a_minute_no_longer_count() {
+    let (pool, spawner, _runtime) = stand_in_pool("rapid_fails_per_minute = 3");
+    spawner.set_failing(true);
+    for _ in 0..2 {
+        pool.acquire().await.unwrap_err();
+    }
+    tokio::time::advance(Duration::from_secs(60)).await;
+    for _ in 0..2 {
+        let error = pool.acquire().await.unwrap_err();
+        assert!(matches!(error, PoolError::Spawn { .. }), "{error}");
+    }
+    assert_eq!(pool.status(), status(4, 0, 0, 0));
+    // The third within the minute takes the app offline.
+    let error = pool.acquire().await.unwrap_err();
+    assert!(matches!(error, PoolError::Spawn { .. }), "{error}");
+    let error = pool.acquire().await.unwrap_err();
+    assert!(
+        matches!(error, PoolError::Offline { failures: 3, .. }),
+        "{error}"
+    );
+    assert_eq!(spawner.attempts(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn min_instances_are_kept_running() {
+    let (pool, spawner, _runtime) =
+        stand_in_pool("max_instances = 4\nmin_instances = 2\nidle_timeout = 10");
+    pool.start();
+    until("two spare instances", || pool.status().idle == 2).await;
+    assert_eq!(pool.status(), status(4, 2, 2, 0));
+    assert_eq!(spawner.attempts(), 2);
+
+    // A failed instance is replaced at once.
+    pool.acquire().await.unwrap().fail("stand-in failure");
+    until("a replacement", || pool.status().idle == 2).await;
+    assert_eq!(pool.status(), status(4, 2, 2, 0));
+    assert_eq!(spawner.attempts(), 3);
+
+    // Idle timeouts stop instances down to min_instances, not below.
+    let mut leases = Vec::new();
+    for _ in 0..3 {
+        leases.push(pool.acquire().await.unwrap());
+    }
+    assert_eq!(spawner.attempts(), 4);
+    for lease in leases {
+        lease.finish(true);
+    }
+    assert_eq!(pool.status(), status(4, 3, 3, 0));
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(pool.status(), status(4, 2, 2, 0));
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(pool.status(), status(4, 2, 2, 0));
+    assert_eq!(spawner.attempts(), 4);
+}
