@@ -119,14 +119,14 @@ impl AppError {
 
 impl fmt::Display for AppError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "app {}", self.app)?;
+        if let Some(pid) = self.pid {
+            write!(f, " (pid {pid})")?;
+        }
         match &self.kind {
-            // Pool errors name the app themselves.
-            Kind::Pool(e) => fmt::Display::fmt(e, f),
-            Kind::Answer(e) => match self.pid {
-                Some(pid) => write!(f, "app {} (pid {pid}): {e}", self.app),
-                None => write!(f, "app {}: {e}", self.app),
-            },
-            Kind::Plugin(e) => write!(f, "app {}: {e}", self.app),
+            Kind::Pool(e) => write!(f, ": {e}"),
+            Kind::Answer(e) => write!(f, ": {e}"),
+            Kind::Plugin(e) => write!(f, ": {e}"),
         }
     }
 }

@@ -94,9 +94,7 @@ pub async fn forward(
         }),
         Ok(Err(e)) => Err(e),
         // The task ends without answering only if the runtime is going away.
-        Err(_) => Err(ExchangeError::Pool(PoolError::ShuttingDown {
-            app: Arc::from(pool.name()),
-        })),
+        Err(_) => Err(ExchangeError::Pool(PoolError::ShuttingDown)),
     }
 }
 
@@ -235,7 +233,6 @@ impl ExchangeTask {
                 }
                 Outcome::Stale(returned) => {
                     let _ = returned.send(Err(ExchangeError::Pool(PoolError::Unavailable {
-                        app: Arc::from(self.pool.name()),
                         reason: "instances keep closing their connections".into(),
                     })));
                     return;

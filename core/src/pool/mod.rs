@@ -46,37 +46,33 @@ use sizing::{Window, initial_limit};
 use spawn::{ProcessSpawner, Spawner, effective_max_requests, spawn_spec};
 use watch::watch_files;
 
-/// Why a pool could not lease an instance.
+/// Why a pool could not lease an instance. The app is named by the app
+/// layer's error, which wraps this one.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     /// `queue_length` requests are already waiting.
-    #[error(
-        "app {app}: all {max_instances} instances busy and the queue is full ({queue_length} waiting)"
-    )]
+    #[error("all {max_instances} instances busy and the queue is full ({queue_length} waiting)")]
     QueueFull {
-        app: Arc<str>,
         max_instances: u32,
         queue_length: usize,
     },
     /// The app cannot run at all (e.g. its command is missing).
-    #[error("app {app} is unavailable: {reason}")]
-    Unavailable { app: Arc<str>, reason: String },
+    #[error("unavailable: {reason}")]
+    Unavailable { reason: String },
     /// Starting a process failed.
-    #[error("app {app}: could not start a process: {source}")]
+    #[error("could not start a process")]
     Spawn {
-        app: Arc<str>,
         #[source]
         source: io::Error,
     },
     /// The gateway is stopping.
-    #[error("app {app}: the gateway is shutting down")]
-    ShuttingDown { app: Arc<str> },
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
     /// Too many instance failures within a minute (rapid_fails_per_minute).
     #[error(
-        "app {app} is offline for {retry_after:?} after {failures} failures within a minute (rapid_fails_per_minute)"
+        "offline for {retry_after:?} after {failures} failures within a minute (rapid_fails_per_minute)"
     )]
     Offline {
-        app: Arc<str>,
         failures: usize,
         retry_after: Duration,
     },
@@ -275,7 +271,6 @@ impl Pool {
             }
             if let Err(reason) = &inner.spec {
                 return Err(PoolError::Unavailable {
-                    app: inner.name.clone(),
                     reason: reason.clone(),
                 });
             }
@@ -300,7 +295,6 @@ impl Pool {
                 None
             } else if st.waiters.len() >= inner.queue_length {
                 return Err(PoolError::QueueFull {
-                    app: inner.name.clone(),
                     max_instances: st.limit,
                     queue_length: inner.queue_length,
                 });
@@ -380,9 +374,7 @@ impl Inner {
     }
 
     fn shutting_down(&self) -> PoolError {
-        PoolError::ShuttingDown {
-            app: self.name.clone(),
-        }
+        PoolError::ShuttingDown
     }
 
     fn recycle(self: &Arc<Self>, reason: &str) {
@@ -403,7 +395,6 @@ impl Inner {
             Err(reason) => {
                 self.free_slot(&mut self.lock());
                 return Err(PoolError::Unavailable {
-                    app: self.name.clone(),
                     reason: reason.clone(),
                 });
             }
@@ -441,10 +432,7 @@ impl Inner {
                 let mut st = self.lock();
                 self.record_failure(&mut st, None, "could not start a process");
                 self.free_slot(&mut st);
-                Err(PoolError::Spawn {
-                    app: self.name.clone(),
-                    source,
-                })
+                Err(PoolError::Spawn { source })
             }
         }
     }

@@ -27,7 +27,6 @@ impl Inner {
         let now = Instant::now();
         if now < until {
             return Err(PoolError::Offline {
-                app: self.name.clone(),
                 failures: st.failures.len(),
                 retry_after: until - now,
             });
