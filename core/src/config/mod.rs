@@ -303,7 +303,25 @@ pub enum Protocol {
     Tcp,
 }
 
+/// `PHP_FCGI_MAX_REQUESTS` of an app's environment, when set above zero:
+/// php-cgi exits on its own after that many requests.
+pub fn php_fcgi_max_requests(env: &BTreeMap<String, String>) -> Option<u64> {
+    env.get("PHP_FCGI_MAX_REQUESTS")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&n| n > 0)
+}
+
 impl AppConfig {
+    /// Requests after which an instance is recycled: `instance_max_requests`,
+    /// or fewer when php-cgi would exit on its own first (sending it one
+    /// more request would fail).
+    pub fn effective_max_requests(&self) -> u64 {
+        match php_fcgi_max_requests(&self.env) {
+            Some(limit) => self.instance_max_requests.min(limit),
+            None => self.instance_max_requests,
+        }
+    }
+
     /// The values of `inherit_env` in the gateway's own environment (the
     /// only part of it an app process sees).
     pub fn inherited_env(&self) -> BTreeMap<String, String> {

@@ -43,7 +43,7 @@ use lease::{Grant, Waiting};
 use maintain::maintain;
 pub use process::{Process, SpawnSpec, private_dir};
 use sizing::{Window, initial_limit};
-use spawn::{ProcessSpawner, Spawner, effective_max_requests, spawn_spec};
+use spawn::{ProcessSpawner, Spawner, spawn_spec};
 use watch::watch_files;
 
 /// Why a pool could not lease an instance. The app is named by the app
@@ -202,7 +202,7 @@ impl Pool {
                 min_instances: app
                     .min_instances
                     .min(initial_limit(app).max(app.min_instances)),
-                max_requests: effective_max_requests(app),
+                max_requests: app.effective_max_requests(),
                 queue_length: app.queue_length,
                 grace: app.signal_before_terminate,
                 idle_timeout: app.idle_timeout,

@@ -91,17 +91,3 @@ fn write_runtime_file(dir: &Path, file: &config::RuntimeFile) -> std::io::Result
     std::io::Write::write_all(&mut out, &file.contents)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
 }
-
-/// php-cgi exits on its own after `PHP_FCGI_MAX_REQUESTS` requests; sending
-/// it one more would fail. Recycle no later than that.
-pub(super) fn effective_max_requests(app: &AppConfig) -> u64 {
-    let php_limit = app
-        .env
-        .get("PHP_FCGI_MAX_REQUESTS")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|&n| n > 0);
-    match php_limit {
-        Some(limit) => app.instance_max_requests.min(limit),
-        None => app.instance_max_requests,
-    }
-}

@@ -365,10 +365,7 @@ fn env(
     warnings: &mut Vec<String>,
 ) -> BTreeMap<String, String> {
     let env: BTreeMap<String, String> = strings(raw).collect();
-    if let Some(php_max) = env
-        .get("PHP_FCGI_MAX_REQUESTS")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        && php_max > 0
+    if let Some(php_max) = crate::config::php_fcgi_max_requests(&env)
         && php_max < instance_max_requests
     {
         warnings.push(format!(
