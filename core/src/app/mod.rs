@@ -30,7 +30,7 @@ use crate::cgi::answer::Answer;
 use crate::cgi::params::{self, RequestInfo};
 use crate::cgi::response::ResponseKind;
 use crate::cgi::runner::CgiApp;
-use crate::config::{AppConfig, Config};
+use crate::config::{AppSettings, Config};
 use crate::plugin::{Chain, Flow, Plugins, RequestView};
 use crate::pool::Pool;
 use crate::pool::exchange::{self, ExchangeLimits};
@@ -72,7 +72,7 @@ pub enum Runner {
 #[derive(Debug)]
 pub struct App {
     name: Arc<str>,
-    config: AppConfig,
+    config: AppSettings,
     runner: Runner,
     plugins: Chain,
     /// The exchange limits of a pool app, made once.
@@ -109,7 +109,7 @@ pub enum Outcome {
 impl App {
     /// The app of `config`, with the runner it asks for; nothing starts yet.
     pub fn new(
-        config: AppConfig,
+        config: AppSettings,
         runtime_dir: &Path,
         max_header_size: usize,
         plugins: &Plugins,
@@ -131,7 +131,7 @@ impl App {
         &self.name
     }
 
-    pub fn config(&self) -> &AppConfig {
+    pub fn config(&self) -> &AppSettings {
         &self.config
     }
 

@@ -32,7 +32,7 @@ use super::answer::{Answer, AnswerError};
 use super::params::Params;
 use super::response::{HeadError, ResponseHead, ResponseKind, parse_head};
 use crate::body::RequestBody;
-use crate::config::{AppConfig, CgiSettings};
+use crate::config::{AppSettings, CgiSettings};
 
 /// One CGI app: its limits and its interpreter.
 #[derive(Debug)]
@@ -53,7 +53,7 @@ impl CgiApp {
     /// The runner of `app`: its interpreter, the environment its pool's
     /// processes would get (`inherit_env`, then `[app.env]`), its
     /// `max_instances`, `queue_length` and `request_timeout`.
-    pub fn new(app: &AppConfig, cgi: &CgiSettings, max_header_size: usize) -> CgiApp {
+    pub fn new(app: &AppSettings, cgi: &CgiSettings, max_header_size: usize) -> CgiApp {
         let max = app.max_instances.max(1) as usize;
         let mut env = app.inherited_env();
         env.extend(app.env.iter().map(|(k, v)| (k.clone(), v.clone())));

@@ -15,8 +15,8 @@ use super::parse::{parse_duration, parse_listen, parse_on_error, parse_size};
 use super::raw::{RawApp, RawConfig, RawPlugin, RawServer};
 use super::source::Source;
 use super::{
-    AccessLogTarget, AppConfig, Config, ConfigError, OnError, PluginConfig, PluginKind,
-    ServerConfig, cpu_count, defaults,
+    AccessLogTarget, AppSettings, Config, ConfigError, OnError, PluginKind, PluginSettings,
+    ServerSettings, cpu_count, defaults,
 };
 
 mod app;
@@ -56,8 +56,8 @@ pub(super) fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, Config
 fn convert_plugins(
     raw: Vec<Spanned<RawPlugin>>,
     src: &Source<'_>,
-) -> Result<Vec<PluginConfig>, ConfigError> {
-    let mut plugins: Vec<PluginConfig> = Vec::with_capacity(raw.len());
+) -> Result<Vec<PluginSettings>, ConfigError> {
+    let mut plugins: Vec<PluginSettings> = Vec::with_capacity(raw.len());
     for (i, raw_plugin) in raw.into_iter().enumerate() {
         let span = raw_plugin.span();
         let plugin = convert_plugin(raw_plugin.into_inner(), span.clone(), i, src)?;
@@ -77,12 +77,12 @@ fn convert_plugins(
 /// the plugins and launcher an app names exist.
 fn convert_apps(
     raw: Vec<Spanned<RawApp>>,
-    plugins: &[PluginConfig],
-    server: &ServerConfig,
+    plugins: &[PluginSettings],
+    server: &ServerSettings,
     src: &Source<'_>,
     warnings: &mut Vec<String>,
-) -> Result<(Vec<AppConfig>, Vec<Option<usize>>), ConfigError> {
-    let mut apps: Vec<AppConfig> = Vec::with_capacity(raw.len());
+) -> Result<(Vec<AppSettings>, Vec<Option<usize>>), ConfigError> {
+    let mut apps: Vec<AppSettings> = Vec::with_capacity(raw.len());
     let mut command_lines = Vec::with_capacity(raw.len());
     for (i, raw_app) in raw.into_iter().enumerate() {
         let span = raw_app.span();
@@ -118,7 +118,7 @@ fn convert_apps(
 
 /// `plugins = [...]` of the server or an app: names of `[[plugin]]` entries.
 fn plugin_refs(
-    plugins: &[PluginConfig],
+    plugins: &[PluginSettings],
     names: Option<Vec<Spanned<String>>>,
     key: &str,
     src: &Source<'_>,
@@ -132,7 +132,7 @@ fn plugin_refs(
 
 /// An app's `launcher`: built in, or the name of a `[[plugin]]`.
 fn check_launcher(
-    plugins: &[PluginConfig],
+    plugins: &[PluginSettings],
     launcher: &Spanned<String>,
     app_name: &str,
     src: &Source<'_>,
@@ -153,7 +153,7 @@ fn check_launcher(
 
 /// The name of a `[[plugin]]`, or an error listing the known ones.
 fn plugin_ref(
-    plugins: &[PluginConfig],
+    plugins: &[PluginSettings],
     name: &Spanned<String>,
     key: &str,
     src: &Source<'_>,
@@ -175,7 +175,7 @@ fn plugin_ref(
 }
 
 /// `[server]`.
-fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerConfig, ConfigError> {
+fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerSettings, ConfigError> {
     let t = Section::new(src, "server.".to_string());
     let listen = match raw.listen.as_ref() {
         Some(listen) => t.read(listen, "listen", parse_listen)?,
@@ -191,7 +191,7 @@ fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerConfig, Conf
         "max_response_header_size",
         defaults::MAX_RESPONSE_HEADER_SIZE as u64,
     )?;
-    Ok(ServerConfig {
+    Ok(ServerSettings {
         listen,
         root,
         index: raw
@@ -278,7 +278,7 @@ fn convert_plugin(
     span: Range<usize>,
     index: usize,
     src: &Source<'_>,
-) -> Result<PluginConfig, ConfigError> {
+) -> Result<PluginSettings, ConfigError> {
     let name = table_name(raw.name.as_ref(), "plugin", span.clone(), index, src)?;
     let t = Section::new(src, format!("plugin \"{name}\": "));
     let Some(path) = raw.path else {
@@ -327,7 +327,7 @@ fn convert_plugin(
         2 * cpu_count() as u64,
         1,
     )?;
-    Ok(PluginConfig {
+    Ok(PluginSettings {
         name,
         path: file,
         kind,

@@ -41,10 +41,10 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// Where relative paths resolve: the file's folder, absolute.
     pub base_dir: PathBuf,
-    pub server: ServerConfig,
-    pub apps: Vec<AppConfig>,
+    pub server: ServerSettings,
+    pub apps: Vec<AppSettings>,
     /// `[[plugin]]`: every plugin the gateway loads, in file order.
-    pub plugins: Vec<PluginConfig>,
+    pub plugins: Vec<PluginSettings>,
     /// Non-fatal findings (shown by `fastgate check` and logged at start).
     pub warnings: Vec<String>,
     /// The line of each app's `command` key (same order as `apps`), so that
@@ -54,7 +54,7 @@ pub struct Config {
 
 /// `[server]`: the HTTP front and the static file root.
 #[derive(Debug, Clone)]
-pub struct ServerConfig {
+pub struct ServerSettings {
     /// Every address to listen on (`listen`, a string or a list).
     pub listen: Vec<SocketAddr>,
     /// Document root for static files and the default app root (`root`).
@@ -87,7 +87,7 @@ pub struct ServerConfig {
 
 /// One `[[plugin]]`.
 #[derive(Debug, Clone)]
-pub struct PluginConfig {
+pub struct PluginSettings {
     /// Unique name (`name`), used in `plugins = [...]`, `launcher` and logs.
     pub name: String,
     /// The file (`path`): a `.wasm` component or a native `.so`.
@@ -133,7 +133,7 @@ pub enum AccessLogTarget {
 
 /// One `[[app]]`: a pool of processes and the handler mapping that feeds it.
 #[derive(Debug, Clone)]
-pub struct AppConfig {
+pub struct AppSettings {
     /// Unique name (`name`), used in logs, metrics and errors.
     pub name: String,
     /// The program to run (`command`, IIS fullPath), as written in the file:
@@ -196,7 +196,7 @@ pub struct AppConfig {
     pub launcher: Option<LauncherRef>,
     /// Files written into the app's runtime directory before the first
     /// process starts (from a launcher).
-    pub runtime_files: Vec<RuntimeFile>,
+    pub runtime_files: Vec<AppFile>,
     /// URL prefix (ending in `/`) → folder the gateway serves itself (from
     /// a launcher, e.g. Django's static files); the app never sees those.
     pub static_dirs: Vec<(String, std::path::PathBuf)>,
@@ -229,7 +229,7 @@ pub struct LauncherRef {
 
 /// A file for the app's runtime directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuntimeFile {
+pub struct AppFile {
     /// A plain file name.
     pub name: String,
     pub contents: Vec<u8>,
@@ -311,7 +311,7 @@ pub fn php_fcgi_max_requests(env: &BTreeMap<String, String>) -> Option<u64> {
         .filter(|&n| n > 0)
 }
 
-impl AppConfig {
+impl AppSettings {
     /// Requests after which an instance is recycled: `instance_max_requests`,
     /// or fewer when php-cgi would exit on its own first (sending it one
     /// more request would fail).

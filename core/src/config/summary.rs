@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use http::Method;
 
-use super::{AppConfig, Config, HandlerPattern, ServerConfig, Verbs};
+use super::{AppSettings, Config, HandlerPattern, ServerSettings, Verbs};
 
 /// A readable summary of a configuration, for `fastgate check`.
 pub fn render_summary(config: &Config) -> String {
@@ -23,7 +23,7 @@ pub fn render_summary(config: &Config) -> String {
     out
 }
 
-fn render_server(out: &mut String, s: &ServerConfig) {
+fn render_server(out: &mut String, s: &ServerSettings) {
     let listen: Vec<String> = s.listen.iter().map(ToString::to_string).collect();
     let _ = writeln!(out, "listen      {}", listen.join(", "));
     let _ = writeln!(out, "root        {}", s.root.display());
@@ -39,7 +39,7 @@ fn render_server(out: &mut String, s: &ServerConfig) {
 }
 
 /// An app: its process pool first, then what it handles and runs with.
-fn render_app(out: &mut String, app: &AppConfig) {
+fn render_app(out: &mut String, app: &AppSettings) {
     let _ = writeln!(out, "\napp \"{}\"", app.name);
     let mut command = app.command.display().to_string();
     for arg in &app.args {
@@ -67,7 +67,7 @@ fn render_app(out: &mut String, app: &AppConfig) {
     render_environment(out, app);
 }
 
-fn render_mapping(out: &mut String, app: &AppConfig) {
+fn render_mapping(out: &mut String, app: &AppSettings) {
     let handles: Vec<String> = app.handles.iter().map(pattern_text).collect();
     let _ = writeln!(out, "  handles               {}", handles.join(", "));
     let verbs = match &app.verbs {
@@ -87,7 +87,7 @@ fn render_mapping(out: &mut String, app: &AppConfig) {
 }
 
 /// `env`, `inherit_env` and `params`, each only when set.
-fn render_environment(out: &mut String, app: &AppConfig) {
+fn render_environment(out: &mut String, app: &AppSettings) {
     if !app.env.is_empty() {
         let env: Vec<String> = app.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(out, "  env                   {}", env.join(" "));

@@ -11,7 +11,7 @@ use fastgate_sdk as sdk;
 
 use super::{PluginError, Plugins};
 use crate::config::{
-    AppConfig, CgiSettings, Config, LauncherRef, RuntimeFile, parse_fallback, parse_pattern,
+    AppFile, AppSettings, CgiSettings, Config, LauncherRef, parse_fallback, parse_pattern,
     parse_resource_type, resolve_command,
 };
 
@@ -52,7 +52,7 @@ pub fn apply(config: &mut Config, plugins: &Plugins) -> Result<(), Vec<LaunchErr
 
 /// One app: its launcher's spec, validated and folded in.
 fn launch(
-    app: &mut AppConfig,
+    app: &mut AppSettings,
     launcher: &LauncherRef,
     plugins: &Plugins,
     root: &str,
@@ -94,7 +94,7 @@ fn launch(
 }
 
 /// Validates a spec and merges it into the app's config.
-fn fold(app: &mut AppConfig, launcher: &LauncherRef, spec: sdk::SpawnSpec) -> Result<(), String> {
+fn fold(app: &mut AppSettings, launcher: &LauncherRef, spec: sdk::SpawnSpec) -> Result<(), String> {
     validate(&spec)?;
     merge_process(app, launcher, &spec);
     merge_mapping(app, launcher, spec)
@@ -145,7 +145,7 @@ fn validate(spec: &sdk::SpawnSpec) -> Result<(), String> {
 
 /// The process side of a spec: what runs, with which environment and
 /// files. The user's settings win.
-fn merge_process(app: &mut AppConfig, launcher: &LauncherRef, spec: &sdk::SpawnSpec) {
+fn merge_process(app: &mut AppSettings, launcher: &LauncherRef, spec: &sdk::SpawnSpec) {
     if spec.protocol == sdk::AppProtocol::Cgi {
         app.cgi = Some(CgiSettings {
             interpreter: (!spec.command.is_empty()).then(|| spec.command.clone().into()),
@@ -174,7 +174,7 @@ fn merge_process(app: &mut AppConfig, launcher: &LauncherRef, spec: &sdk::SpawnS
     app.runtime_files = spec
         .files
         .iter()
-        .map(|f| RuntimeFile {
+        .map(|f| AppFile {
             name: f.name.clone(),
             contents: f.contents.clone(),
             executable: f.executable,
@@ -185,7 +185,7 @@ fn merge_process(app: &mut AppConfig, launcher: &LauncherRef, spec: &sdk::SpawnS
 /// The mapping side of a spec: parameters, handles, resource type,
 /// fallback. The user's settings win.
 fn merge_mapping(
-    app: &mut AppConfig,
+    app: &mut AppSettings,
     launcher: &LauncherRef,
     spec: sdk::SpawnSpec,
 ) -> Result<(), String> {

@@ -30,7 +30,7 @@ use tracing::{debug, warn};
 
 use crate::body::ResponseBody;
 use crate::cgi::params::Params;
-use crate::config::{Config, OnError, PluginConfig, PluginKind};
+use crate::config::{Config, OnError, PluginKind, PluginSettings};
 use crate::error::chain;
 
 /// Why a plugin could not be loaded or a hook could not run.
@@ -204,7 +204,7 @@ impl std::fmt::Debug for Plugin {
 impl Plugin {
     /// Loads a plugin and runs its `init` (once, to learn its capabilities
     /// and to surface configuration errors now rather than per request).
-    pub fn load(config: &PluginConfig) -> Result<Plugin, PluginError> {
+    pub fn load(config: &PluginSettings) -> Result<Plugin, PluginError> {
         let name: Arc<str> = Arc::from(config.name.as_str());
         let (backend, capabilities): (Box<dyn Backend>, _) = match config.kind {
             PluginKind::Wasm => {
@@ -278,7 +278,7 @@ impl Plugins {
     /// Loads every `[[plugin]]`; all of them, so that `fastgate check`
     /// reports every broken plugin at once. Then the built-ins (the
     /// framework launchers), unless a `[[plugin]]` took their name.
-    pub fn load(configs: &[PluginConfig]) -> Result<Plugins, Vec<LoadError>> {
+    pub fn load(configs: &[PluginSettings]) -> Result<Plugins, Vec<LoadError>> {
         let builtins = crate::config::BUILTIN_LAUNCHERS
             .iter()
             .filter(|&&name| !configs.iter().any(|c| c.name == name))

@@ -30,7 +30,7 @@ use tracing::{debug, error, info, trace, warn};
 
 use super::{Backend, PluginError, RequestView, header_pairs, put_request};
 use crate::cgi::params::Params;
-use crate::config::PluginConfig;
+use crate::config::PluginSettings;
 
 /// The first two fields of every version of [`PluginTable`]: what may be
 /// read before the version is known.
@@ -92,7 +92,7 @@ pub struct NativePlugin {
 
 /// Opens a plugin library for good and returns its table once its ABI
 /// version and size are checked.
-fn open_table(config: &PluginConfig) -> Result<&'static PluginTable, PluginError> {
+fn open_table(config: &PluginSettings) -> Result<&'static PluginTable, PluginError> {
     let path = config.path.display().to_string();
     let load_error = |reason: String| PluginError::Load {
         path: path.clone(),
@@ -146,7 +146,7 @@ fn open_table(config: &PluginConfig) -> Result<&'static PluginTable, PluginError
 
 impl NativePlugin {
     /// Opens the library, checks its table and runs its `init`.
-    pub fn load(config: &PluginConfig) -> Result<(NativePlugin, sdk::Capabilities), PluginError> {
+    pub fn load(config: &PluginSettings) -> Result<(NativePlugin, sdk::Capabilities), PluginError> {
         let table = open_table(config)?;
         let name: Arc<str> = Arc::from(config.name.as_str());
         let mut instance: *const c_void = std::ptr::null();

@@ -39,7 +39,7 @@ use wasmtime::{Engine, ResourceLimiter, Store};
 
 use super::{Backend, PluginError, RequestView, header_pairs, put_params, put_request};
 use crate::cgi::params::Params;
-use crate::config::PluginConfig;
+use crate::config::PluginSettings;
 use http::HeaderMap;
 
 mod bindings {
@@ -165,7 +165,7 @@ pub struct WasmPlugin {
 impl WasmPlugin {
     /// Compiles the component, links it, and creates the first instance
     /// (whose `init` tells the capabilities and validates the config).
-    pub fn load(config: &PluginConfig) -> Result<(WasmPlugin, sdk::Capabilities), PluginError> {
+    pub fn load(config: &PluginSettings) -> Result<(WasmPlugin, sdk::Capabilities), PluginError> {
         let engine = engine()?;
         let load_error = |reason: String| PluginError::Load {
             path: config.path.display().to_string(),
@@ -638,7 +638,7 @@ mod tests {
             ("misbehave", "{}", &bench_headers[..]),
             ("path_filter", bench_config, &bench_headers[..]),
         ] {
-            let config = PluginConfig {
+            let config = PluginSettings {
                 name: plugin.into(),
                 path: wasm(plugin),
                 kind: PluginKind::Wasm,

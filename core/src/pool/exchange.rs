@@ -57,7 +57,7 @@ pub struct ExchangeLimits {
 }
 
 impl ExchangeLimits {
-    pub fn of(app: &crate::config::AppConfig, max_header_size: usize) -> ExchangeLimits {
+    pub fn of(app: &crate::config::AppSettings, max_header_size: usize) -> ExchangeLimits {
         ExchangeLimits {
             max_header_size,
             request_timeout: app.request_timeout,

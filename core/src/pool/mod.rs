@@ -36,12 +36,12 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::config::AppConfig;
+use crate::config::AppSettings;
 use crate::fcgi::client::Connection;
 pub use lease::Lease;
 use lease::{Grant, Waiting};
 use maintain::maintain;
-pub use process::{Process, SpawnSpec, private_dir};
+pub use process::{Process, ProcessSpec, private_dir};
 use sizing::{Window, initial_limit};
 use spawn::{ProcessSpawner, Spawner, spawn_spec};
 use watch::watch_files;
@@ -135,7 +135,7 @@ struct State {
 struct Inner {
     name: Arc<str>,
     /// How to start processes, or why they cannot be started.
-    spec: Result<SpawnSpec, String>,
+    spec: Result<ProcessSpec, String>,
     /// What starts them: real processes, or a unit test's stand-in.
     spawner: Arc<dyn Spawner>,
     /// `Some(ceiling)` with `max_instances = 0`.
@@ -181,12 +181,12 @@ impl Pool {
     /// Creates the pool of `app`. Nothing is started until [`start`](Self::start)
     /// or the first request. An app whose command cannot be found still gets
     /// a pool: it answers every request with [`PoolError::Unavailable`].
-    pub fn new(app: &AppConfig, runtime_dir: &Path) -> Pool {
+    pub fn new(app: &AppSettings, runtime_dir: &Path) -> Pool {
         Pool::with_spawner(app, runtime_dir, Arc::new(ProcessSpawner))
     }
 
     /// [`new`](Self::new), starting processes with `spawner`.
-    fn with_spawner(app: &AppConfig, runtime_dir: &Path, spawner: Arc<dyn Spawner>) -> Pool {
+    fn with_spawner(app: &AppSettings, runtime_dir: &Path, spawner: Arc<dyn Spawner>) -> Pool {
         let name: Arc<str> = Arc::from(app.name.as_str());
         let spec = spawn_spec(app, runtime_dir, &name);
         if let Err(reason) = &spec {

@@ -27,7 +27,7 @@ use crate::fcgi::client::Connection;
 
 /// Everything needed to start processes of one app, resolved once.
 #[derive(Debug, Clone)]
-pub struct SpawnSpec {
+pub struct ProcessSpec {
     pub app: Arc<str>,
     pub program: PathBuf,
     pub args: Vec<String>,
@@ -126,7 +126,7 @@ impl Process {
 /// Starts one process listening on a fresh socket and connects to it.
 /// `on_exit` runs in the supervisor after the process was reaped.
 pub async fn spawn(
-    spec: &SpawnSpec,
+    spec: &ProcessSpec,
     instance_id: u64,
     on_exit: impl FnOnce(Exit) + Send + 'static,
 ) -> io::Result<(Process, Connection)> {
@@ -208,7 +208,7 @@ impl Endpoint {
 }
 
 /// Creates the listening socket a new process inherits as fd 0.
-fn listen(spec: &SpawnSpec, instance_id: u64) -> io::Result<(OwnedFd, Endpoint)> {
+fn listen(spec: &ProcessSpec, instance_id: u64) -> io::Result<(OwnedFd, Endpoint)> {
     match spec.protocol {
         Protocol::Unix => {
             let path = spec.socket_dir.join(format!("{instance_id}.sock"));

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tracing::info;
 
 use super::{Grant, Inner, State};
-use crate::config::{self, AppConfig};
+use crate::config::{self, AppSettings};
 
 /// Load seen by a pool during one automatic-sizing window.
 #[derive(Debug, Default)]
@@ -33,7 +33,7 @@ const AUTO_CPU_BUSY: f64 = 0.9;
 
 /// The limit a pool starts with: `max_instances`, or under automatic
 /// sizing one instance per CPU, within the ceiling.
-pub(super) fn initial_limit(app: &AppConfig) -> u32 {
+pub(super) fn initial_limit(app: &AppSettings) -> u32 {
     if app.max_instances == 0 {
         config::cpu_count().clamp(1, app.max_instances_auto_ceiling.max(1))
     } else {

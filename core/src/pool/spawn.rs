@@ -1,4 +1,4 @@
-//! How a pool starts its processes: the [`SpawnSpec`] resolved once from
+//! How a pool starts its processes: the [`ProcessSpec`] resolved once from
 //! the app's config (the program on PATH, the clean environment, the
 //! private socket folder and a launcher's runtime files), the [`Spawner`]
 //! a pool starts them with, and the `instance_max_requests` a pool really
@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::process::{self, Exit, Process, SpawnSpec, private_dir};
-use crate::config::{self, AppConfig};
+use super::process::{self, Exit, Process, ProcessSpec, private_dir};
+use crate::config::{self, AppSettings};
 use crate::fcgi::client::Connection;
 
 /// Runs in a process's supervisor once the process has been reaped.
@@ -28,14 +28,20 @@ pub(super) type Started<'a> =
 /// slot accounting without app processes. Called once per spawn, never per
 /// request.
 pub(super) trait Spawner: Send + Sync {
-    fn spawn<'a>(&'a self, spec: &'a SpawnSpec, instance_id: u64, on_exit: OnExit) -> Started<'a>;
+    fn spawn<'a>(&'a self, spec: &'a ProcessSpec, instance_id: u64, on_exit: OnExit)
+    -> Started<'a>;
 }
 
 /// Starts real app processes ([`process::spawn`]).
 pub(super) struct ProcessSpawner;
 
 impl Spawner for ProcessSpawner {
-    fn spawn<'a>(&'a self, spec: &'a SpawnSpec, instance_id: u64, on_exit: OnExit) -> Started<'a> {
+    fn spawn<'a>(
+        &'a self,
+        spec: &'a ProcessSpec,
+        instance_id: u64,
+        on_exit: OnExit,
+    ) -> Started<'a> {
         Box::pin(process::spawn(spec, instance_id, on_exit))
     }
 }
@@ -43,10 +49,10 @@ impl Spawner for ProcessSpawner {
 /// Resolves what a pool needs to start processes: the program on PATH, the
 /// clean environment, the private socket folder.
 pub(super) fn spawn_spec(
-    app: &AppConfig,
+    app: &AppSettings,
     runtime_dir: &Path,
     name: &Arc<str>,
-) -> Result<SpawnSpec, String> {
+) -> Result<ProcessSpec, String> {
     let socket_dir = runtime_dir.join(&app.name);
     private_dir(&socket_dir).map_err(|e| format!("cannot create {}: {e}", socket_dir.display()))?;
     // A launcher's `{runtime_dir}` placeholder: the app's private folder,
@@ -65,7 +71,7 @@ pub(super) fn spawn_spec(
         || app.root.clone(),
         |d| PathBuf::from(subst(&d.to_string_lossy())),
     );
-    Ok(SpawnSpec {
+    Ok(ProcessSpec {
         app: name.clone(),
         program,
         args: app.args.iter().map(|a| subst(a)).collect(),
@@ -78,7 +84,7 @@ pub(super) fn spawn_spec(
 
 /// Writes a launcher's file into the app's private folder (0600, or 0700
 /// when executable), replacing an older one.
-fn write_runtime_file(dir: &Path, file: &config::RuntimeFile) -> std::io::Result<()> {
+fn write_runtime_file(dir: &Path, file: &config::AppFile) -> std::io::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let path = dir.join(&file.name);
     let mode = if file.executable { 0o700 } else { 0o600 };

@@ -14,8 +14,8 @@ use tempfile::TempDir;
 use tokio::net::{UnixListener, UnixStream};
 
 use super::spawn::{OnExit, Spawner, Started};
-use super::{Pool, PoolError, PoolStatus, Process, SpawnSpec};
-use crate::config::{self, AppConfig};
+use super::{Pool, PoolError, PoolStatus, Process, ProcessSpec};
+use crate::config::{self, AppSettings};
 use crate::fcgi::client::Connection;
 
 /// Stand-in pids start above this (plus the instance id).
@@ -84,7 +84,12 @@ impl StandInSpawner {
 }
 
 impl Spawner for StandInSpawner {
-    fn spawn<'a>(&'a self, _spec: &'a SpawnSpec, instance_id: u64, on_exit: OnExit) -> Started<'a> {
+    fn spawn<'a>(
+        &'a self,
+        _spec: &'a ProcessSpec,
+        instance_id: u64,
+        on_exit: OnExit,
+    ) -> Started<'a> {
         Box::pin(self.start(instance_id, on_exit))
     }
 }
@@ -95,7 +100,7 @@ fn stand_in_pool(settings: &str) -> (Pool, Arc<StandInSpawner>, TempDir) {
     let text = format!(
         "[[app]]\nname = \"stand-in\"\ncommand = \"/bin/sh\"\nhandles = [\"*.t\"]\n{settings}\n"
     );
-    let app: AppConfig = config::load_str(&text, None).unwrap().apps.remove(0);
+    let app: AppSettings = config::load_str(&text, None).unwrap().apps.remove(0);
     let runtime = tempfile::tempdir().unwrap();
     let spawner = Arc::new(StandInSpawner {
         sockets: tempfile::tempdir().unwrap(),

@@ -19,7 +19,7 @@ use http::Method;
 pub use path::{PathError, normalize_path};
 
 use crate::cgi::ScriptTarget;
-use crate::config::{AppConfig, HandlerPattern, ResourceType, ServerConfig, Verbs};
+use crate::config::{AppSettings, HandlerPattern, ResourceType, ServerSettings, Verbs};
 
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +77,7 @@ enum Matched {
 }
 
 impl Router {
-    pub fn new(server: &ServerConfig, apps: &[AppConfig]) -> Router {
+    pub fn new(server: &ServerSettings, apps: &[AppSettings]) -> Router {
         Router {
             mounts: apps
                 .iter()
@@ -303,8 +303,8 @@ mod tests {
     use crate::config::{AccessLogTarget, Protocol};
     use std::time::Duration;
 
-    fn server(root: &Path) -> ServerConfig {
-        ServerConfig {
+    fn server(root: &Path) -> ServerSettings {
+        ServerSettings {
             listen: vec![],
             root: root.to_path_buf(),
             index: vec!["index.php".into(), "index.html".into()],
@@ -320,8 +320,8 @@ mod tests {
         }
     }
 
-    fn app(root: &Path, handles: Vec<HandlerPattern>) -> AppConfig {
-        AppConfig {
+    fn app(root: &Path, handles: Vec<HandlerPattern>) -> AppSettings {
+        AppSettings {
             name: "php".into(),
             command: "php-cgi".into(),
             args: vec![],

@@ -1,4 +1,4 @@
-//! One `[[app]]` table → [`AppConfig`], a concern at a time: the launcher,
+//! One `[[app]]` table → [`AppSettings`], a concern at a time: the launcher,
 //! the command, the handler mapping, the pool's limits, its timeouts, and
 //! the environment the processes get.
 //!
@@ -23,7 +23,7 @@ use crate::config::parse::{
 use crate::config::raw::{EnvValue, RawApp};
 use crate::config::source::Source;
 use crate::config::{
-    AppConfig, ConfigError, HandlerPattern, LauncherRef, Protocol, ResourceType, ServerConfig,
+    AppSettings, ConfigError, HandlerPattern, LauncherRef, Protocol, ResourceType, ServerSettings,
     StderrMode, Verbs, cpu_count, defaults,
 };
 
@@ -34,10 +34,10 @@ pub(super) fn convert_app(
     raw: RawApp,
     span: Range<usize>,
     index: usize,
-    server: &ServerConfig,
+    server: &ServerSettings,
     src: &Source<'_>,
     warnings: &mut Vec<String>,
-) -> Result<(AppConfig, Option<usize>), ConfigError> {
+) -> Result<(AppSettings, Option<usize>), ConfigError> {
     let name = table_name(raw.name.as_ref(), "app", span.clone(), index, src)?;
     let t = Section::new(src, format!("app \"{name}\": "));
     let launcher = launcher_ref(&raw, span.clone(), &t)?;
@@ -69,7 +69,7 @@ pub(super) fn convert_app(
             root.display()
         ));
     }
-    let app = AppConfig {
+    let app = AppSettings {
         name,
         command,
         args: raw.args,
