@@ -33,6 +33,7 @@ use tracing::{info, warn};
 use crate::access_log::AccessLog;
 use crate::app::Apps;
 use crate::config::Config;
+use crate::route::Router;
 
 /// Why the gateway stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -55,11 +56,11 @@ pub enum RunError {
 
 /// Serves `config` until SIGTERM or SIGINT, then drains in-flight requests
 /// (at most `shutdown_timeout`) and stops every app process.
-pub async fn serve(mut config: Config) -> Result<(), RunError> {
+pub async fn serve(config: Config) -> Result<(), RunError> {
     for warning in &config.warnings {
         warn!("{warning}");
     }
-    let plugins = plugin::prepare(&mut config).map_err(RunError::Plugins)?;
+    let prepared = plugin::prepare(&config).map_err(RunError::Plugins)?;
     let config = Arc::new(config);
     // Sockets live in a private directory: either the configured one or a
     // fresh temporary one that is removed on exit.
@@ -67,14 +68,22 @@ pub async fn serve(mut config: Config) -> Result<(), RunError> {
     let access_log = AccessLog::open(&config.server.access_log).map_err(RunError::AccessLog)?;
     let listeners = http::bind(&config.server.listen).await?;
 
-    // Each app is a pool of processes, or (CGI) a process per request.
-    let apps = Arc::new(Apps::new(&config, &runtime_dir, &plugins));
+    // The mappings follow the apps in the file's order; each app is a pool
+    // of processes, or (CGI) a process per request.
+    let router = Router::new(&config.server, &prepared.apps);
+    let apps = Arc::new(Apps::new(
+        &config.server,
+        prepared.apps,
+        &runtime_dir,
+        &prepared.plugins,
+    ));
     apps.start();
     let gateway = Arc::new(http::Gateway::new(
         config.clone(),
+        router,
         apps.clone(),
         access_log,
-        &plugins,
+        &prepared.plugins,
     ));
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -95,7 +95,7 @@ fn serve(path: Option<&Path>) -> ExitCode {
 }
 
 fn check(path: &Path) -> ExitCode {
-    let mut config = match config::load_file(path) {
+    let config = match config::load_file(path) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("{e}");
@@ -104,14 +104,21 @@ fn check(path: &Path) -> ExitCode {
     };
     // Plugins are loaded and their `init` run: a plugin's verdict on its
     // own config is part of the check, and launchers decide the commands.
-    if let Err(problems) = fastgate::plugin::prepare(&mut config) {
-        for problem in &problems {
-            eprintln!("{problem}");
+    let resolved = match fastgate::plugin::prepare(&config) {
+        // What is checked and shown is each app as it will run.
+        Ok(prepared) => config::Config {
+            apps: prepared.apps,
+            ..config
+        },
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            return ExitCode::FAILURE;
         }
-        return ExitCode::FAILURE;
-    }
-    let problems = config::check_commands(&config);
-    print!("{}", config::render_summary(&config));
+    };
+    let problems = config::check_commands(&resolved);
+    print!("{}", config::render_summary(&resolved));
     if problems.is_empty() {
         println!("configuration OK");
         ExitCode::SUCCESS

@@ -30,7 +30,7 @@ use crate::cgi::answer::Answer;
 use crate::cgi::params::{self, RequestInfo};
 use crate::cgi::response::ResponseKind;
 use crate::cgi::runner::CgiApp;
-use crate::config::{AppSettings, Config};
+use crate::config::{AppSettings, ServerSettings};
 use crate::plugin::{Chain, Flow, Plugins, RequestView};
 use crate::pool::Pool;
 use crate::pool::exchange::{self, ExchangeLimits};
@@ -238,14 +238,19 @@ pub struct Apps {
 }
 
 impl Apps {
-    /// The apps of `config`, their pools not started yet.
-    pub fn new(config: &Config, runtime_dir: &Path, plugins: &Plugins) -> Apps {
-        let max_header_size = config.server.max_response_header_size;
-        let by_name = config
-            .apps
-            .iter()
+    /// The apps, as resolved with their launchers; their pools not
+    /// started yet.
+    pub fn new(
+        server: &ServerSettings,
+        apps: Vec<AppSettings>,
+        runtime_dir: &Path,
+        plugins: &Plugins,
+    ) -> Apps {
+        let max_header_size = server.max_response_header_size;
+        let by_name = apps
+            .into_iter()
             .map(|app| {
-                let app = App::new(app.clone(), runtime_dir, max_header_size, plugins);
+                let app = App::new(app, runtime_dir, max_header_size, plugins);
                 (app.name.clone(), app)
             })
             .collect();

@@ -71,13 +71,12 @@ pub fn check_commands(config: &Config) -> Vec<ConfigError> {
     config
         .apps
         .iter()
-        .enumerate()
-        .filter_map(|(i, app)| {
+        .filter_map(|app| {
             resolve_command(app.command_to_check()?)
                 .err()
                 .map(|e| ConfigError {
                     file: config.source.clone(),
-                    line: config.command_lines.get(i).copied().flatten(),
+                    line: app.command_line,
                     column: None,
                     key: Some(format!("app \"{}\": command", app.name)),
                     message: e.message,

@@ -34,7 +34,7 @@ pub(super) fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, Config
     let mut server = convert_server(raw_server, src)?;
     server.plugins = server_plugins;
     let mut warnings = Vec::new();
-    let (apps, command_lines) = convert_apps(raw.app, &plugins, &server, src, &mut warnings)?;
+    let apps = convert_apps(raw.app, &plugins, &server, src, &mut warnings)?;
     if !server.root.is_dir() {
         warnings.push(format!(
             "server root {} is not a directory",
@@ -48,7 +48,6 @@ pub(super) fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, Config
         apps,
         plugins,
         warnings,
-        command_lines,
     })
 }
 
@@ -81,9 +80,8 @@ fn convert_apps(
     server: &ServerSettings,
     src: &Source<'_>,
     warnings: &mut Vec<String>,
-) -> Result<(Vec<AppSettings>, Vec<Option<usize>>), ConfigError> {
+) -> Result<Vec<AppSettings>, ConfigError> {
     let mut apps: Vec<AppSettings> = Vec::with_capacity(raw.len());
-    let mut command_lines = Vec::with_capacity(raw.len());
     for (i, raw_app) in raw.into_iter().enumerate() {
         let span = raw_app.span();
         let mut raw_app = raw_app.into_inner();
@@ -97,7 +95,7 @@ fn convert_apps(
         if let Some(launcher) = &raw_app.launcher {
             check_launcher(plugins, launcher, &app_name, src)?;
         }
-        let (mut app, command_line) = convert_app(raw_app, span.clone(), i, server, src, warnings)?;
+        let mut app = convert_app(raw_app, span.clone(), i, server, src, warnings)?;
         if let Some(first) = apps.iter().position(|a| a.name == app.name) {
             return Err(src.error(
                 Some(span),
@@ -111,9 +109,8 @@ fn convert_apps(
         }
         app.plugins = app_plugins;
         apps.push(app);
-        command_lines.push(command_line);
     }
-    Ok((apps, command_lines))
+    Ok(apps)
 }
 
 /// `plugins = [...]` of the server or an app: names of `[[plugin]]` entries.
@@ -372,7 +369,7 @@ mod tests {
         assert_eq!(a.command, PathBuf::from("php-cgi"));
         assert_eq!(a.root, PathBuf::from("/etc/fg"));
         assert_eq!(a.signal_before_terminate, Duration::ZERO);
-        assert_eq!(c.command_lines, vec![Some(3)]);
+        assert_eq!(c.apps[0].command_line, Some(3));
     }
 
     #[test]

@@ -47,9 +47,6 @@ pub struct Config {
     pub plugins: Vec<PluginSettings>,
     /// Non-fatal findings (shown by `fastgate check` and logged at start).
     pub warnings: Vec<String>,
-    /// The line of each app's `command` key (same order as `apps`), so that
-    /// `fastgate check` can point at a command that cannot be run.
-    pub command_lines: Vec<Option<usize>>,
 }
 
 /// `[server]`: the HTTP front and the static file root.
@@ -203,6 +200,9 @@ pub struct AppSettings {
     /// Run as RFC 3875 CGI, one process per request (the `cgi` launcher),
     /// instead of a FastCGI pool.
     pub cgi: Option<CgiSettings>,
+    /// The line of the `command` key, so that `fastgate check` can point at
+    /// a command that cannot be run.
+    pub command_line: Option<usize>,
 }
 
 /// An app run as CGI: each request `execve`s its script.

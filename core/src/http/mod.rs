@@ -63,12 +63,13 @@ impl Served {
 impl Gateway {
     pub fn new(
         config: Arc<Config>,
+        router: Router,
         apps: Arc<Apps>,
         access_log: AccessLog,
         plugins: &Plugins,
     ) -> Gateway {
         Gateway {
-            router: Router::new(&config.server, &config.apps),
+            router,
             server_plugins: plugins.chain(&config.server.plugins),
             config,
             apps,

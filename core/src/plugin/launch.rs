@@ -2,10 +2,13 @@
 //!
 //! For every `[[app]]` with `launcher = "..."`, the launcher's `launch` hook
 //! gets the app's settings and returns a spawn spec. This module validates
-//! the spec and folds it into the app's config; the pool then spawns and
-//! supervises the processes exactly as for any other app. What the user
-//! wrote in fastgate.toml wins over the launcher's proposals (`env` entries,
-//! `working_dir`, `handles`, `resource_type`, `fallback`, `params`).
+//! the spec and resolves the app as it will run: a copy of what the file
+//! says, with the launcher's proposals where the user set nothing. The
+//! validated [`Config`] is left as the file says; the app module holds the
+//! resolved settings, and the pool spawns and supervises the processes
+//! exactly as for any other app. What the user wrote in fastgate.toml wins
+//! over the launcher's proposals (`env` entries, `working_dir`, `handles`,
+//! `resource_type`, `fallback`, `params`).
 
 use fastgate_sdk as sdk;
 
@@ -24,33 +27,36 @@ pub struct LaunchError {
     pub reason: String,
 }
 
-/// Asks each app's launcher for its spawn spec and applies it. Every app
-/// is tried, so that `fastgate check` lists every problem at once.
-pub fn apply(config: &mut Config, plugins: &Plugins) -> Result<(), Vec<LaunchError>> {
+/// Every app as it will run, in the file's order: its launcher's spawn
+/// spec, validated and merged with what the user wrote. Every app is tried,
+/// so that `fastgate check` lists every problem at once.
+pub fn resolve(config: &Config, plugins: &Plugins) -> Result<Vec<AppSettings>, Vec<LaunchError>> {
     let root = config.server.root.display().to_string();
     // Relative paths in options resolve like the file's own.
     let config_dir = config.base_dir.display().to_string();
     let mut errors = Vec::new();
-    for app in &mut config.apps {
-        let Some(launcher) = app.launcher.clone() else {
-            continue;
-        };
-        if let Err(reason) = launch(app, &launcher, plugins, &root, &config_dir) {
+    let mut apps = Vec::with_capacity(config.apps.len());
+    for file_app in &config.apps {
+        let mut app = file_app.clone();
+        if let Some(launcher) = &file_app.launcher
+            && let Err(reason) = launch(&mut app, launcher, plugins, &root, &config_dir)
+        {
             errors.push(LaunchError {
                 app: app.name.clone(),
-                launcher: launcher.plugin,
+                launcher: launcher.plugin.clone(),
                 reason,
             });
         }
+        apps.push(app);
     }
     if errors.is_empty() {
-        Ok(())
+        Ok(apps)
     } else {
         Err(errors)
     }
 }
 
-/// One app: its launcher's spec, validated and folded in.
+/// One app: its launcher's spec, validated and merged into its settings.
 fn launch(
     app: &mut AppSettings,
     launcher: &LauncherRef,

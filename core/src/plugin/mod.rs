@@ -30,7 +30,7 @@ use tracing::{debug, warn};
 
 use crate::body::ResponseBody;
 use crate::cgi::params::Params;
-use crate::config::{Config, OnError, PluginKind, PluginSettings};
+use crate::config::{AppSettings, Config, OnError, PluginKind, PluginSettings};
 use crate::error::chain;
 
 /// Why a plugin could not be loaded or a hook could not run.
@@ -248,15 +248,23 @@ impl Plugin {
     }
 }
 
-/// Loads every plugin and folds the launchers' spawn specs into the apps:
-/// what `fastgate serve` and `fastgate check` do before anything else.
-/// Errors are one line each, naming the plugin (and app).
-pub fn prepare(config: &mut Config) -> Result<Plugins, Vec<String>> {
+/// The plugins of a config, loaded, and its apps as they will run.
+#[derive(Debug)]
+pub struct Prepared {
+    pub plugins: Plugins,
+    /// Every app in the file's order, launchers' proposals resolved.
+    pub apps: Vec<AppSettings>,
+}
+
+/// Loads every plugin and resolves each app with its launcher: what
+/// `fastgate serve` and `fastgate check` do before anything else. Errors
+/// are one line each, naming the plugin (and app).
+pub fn prepare(config: &Config) -> Result<Prepared, Vec<String>> {
     let plugins = Plugins::load(&config.plugins)
         .map_err(|errors| errors.iter().map(|e| chain(e)).collect::<Vec<_>>())?;
-    launch::apply(config, &plugins)
+    let apps = launch::resolve(config, &plugins)
         .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    Ok(plugins)
+    Ok(Prepared { plugins, apps })
 }
 
 /// Every plugin of the config, by name.

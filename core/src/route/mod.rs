@@ -353,6 +353,7 @@ mod tests {
             runtime_files: vec![],
             static_dirs: vec![],
             cgi: None,
+            command_line: None,
         }
     }
 

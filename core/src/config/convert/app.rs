@@ -37,7 +37,7 @@ pub(super) fn convert_app(
     server: &ServerSettings,
     src: &Source<'_>,
     warnings: &mut Vec<String>,
-) -> Result<(AppSettings, Option<usize>), ConfigError> {
+) -> Result<AppSettings, ConfigError> {
     let name = table_name(raw.name.as_ref(), "app", span.clone(), index, src)?;
     let t = Section::new(src, format!("app \"{name}\": "));
     let launcher = launcher_ref(&raw, span.clone(), &t)?;
@@ -101,8 +101,9 @@ pub(super) fn convert_app(
         runtime_files: Vec::new(),
         static_dirs: Vec::new(),
         cgi: None,
+        command_line,
     };
-    Ok((app, command_line))
+    Ok(app)
 }
 
 /// `launcher` and `[app.options]`, with what the user set themselves (which
