@@ -23,6 +23,7 @@ pub mod http;
 pub mod plugin;
 pub mod pool;
 pub mod route;
+pub mod spool;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

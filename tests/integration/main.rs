@@ -13,6 +13,7 @@ mod plugins;
 mod pool;
 mod protocol;
 mod security;
+mod spool;
 mod static_files;
 mod upload;
 mod util;

@@ -172,6 +172,17 @@ fn parse_status(value: &[u8]) -> Result<StatusCode, HeadError> {
         .map_err(|_| HeadError::Malformed(format!("invalid Status {:?}", excerpt(value))))
 }
 
+/// `X-Accel-Buffering: yes | no` (the nginx convention an app uses to ask
+/// for streaming), taken out of the response.
+pub fn take_accel_buffering(headers: &mut http::HeaderMap) -> Option<bool> {
+    let value = headers.remove("x-accel-buffering")?;
+    match value.as_bytes() {
+        v if v.eq_ignore_ascii_case(b"no") => Some(false),
+        v if v.eq_ignore_ascii_case(b"yes") => Some(true),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

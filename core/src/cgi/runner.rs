@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::StatusCode;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
@@ -30,9 +30,10 @@ use tracing::{debug, info, warn};
 
 use super::answer::{Answer, AnswerError};
 use super::params::Params;
-use super::response::{HeadError, ResponseHead, ResponseKind, parse_head};
+use super::response::{HeadError, ResponseHead, ResponseKind, parse_head, take_accel_buffering};
 use crate::body::RequestBody;
 use crate::config::{AppSettings, CgiSettings};
+use crate::spool::{Outlet, SpoolLimits};
 
 /// One CGI app: its limits and its interpreter.
 #[derive(Debug)]
@@ -47,6 +48,9 @@ pub struct CgiApp {
     queue_length: usize,
     timeout: Duration,
     max_header_size: usize,
+    /// `response_buffering` and the spool's limits, for a slow client.
+    buffering: bool,
+    spool: SpoolLimits,
 }
 
 impl CgiApp {
@@ -67,6 +71,11 @@ impl CgiApp {
             queue_length: app.queue_length,
             timeout: app.request_timeout,
             max_header_size,
+            buffering: app.response_buffering,
+            spool: SpoolLimits {
+                memory: usize::try_from(app.response_memory_buffer).unwrap_or(usize::MAX),
+                file: app.max_temp_file_size,
+            },
         }
     }
 
@@ -119,7 +128,7 @@ impl CgiApp {
             .file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.starts_with("nph-"));
-        let (head, rest) = match script_run.read_head(nph, self.max_header_size).await {
+        let (mut head, rest) = match script_run.read_head(nph, self.max_header_size).await {
             Ok(read) => read,
             Err(HeadFailure::Head(source)) => {
                 script_run.kill().await;
@@ -135,8 +144,12 @@ impl CgiApp {
                 return Err(AnswerError::timeout(pid, "cgi_timeout", self.timeout));
             }
         };
-        let (tx, rx) = mpsc::channel(8);
-        tokio::spawn(script_run.stream_body(rest, tx));
+        let (tx, rx) = mpsc::channel(BODY_CHANNEL);
+        // A script, like a pool instance, is not held by a slow client: its
+        // output is spooled once the client falls behind.
+        let buffering = take_accel_buffering(&mut head.headers).unwrap_or(self.buffering);
+        let outlet = Outlet::new(tx, buffering.then_some(self.spool));
+        tokio::spawn(script_run.stream_body(rest, outlet));
         Ok(Answer {
             head,
             pid,
@@ -255,37 +268,37 @@ impl Script {
 
     /// Streams the rest of the output to `tx`, until it ends, the client
     /// goes away (the script is killed) or the deadline passes.
-    async fn stream_body(mut self, first: BytesMut, tx: BodySender) {
-        if !first.is_empty() && tx.send(Ok(first.freeze())).await.is_err() {
-            self.kill().await;
-            return;
+    async fn stream_body(mut self, first: BytesMut, mut outlet: Outlet) {
+        let (app, pid) = (self.app.clone(), self.pid);
+        if !first.is_empty() {
+            outlet.send(first.freeze(), &app, pid).await;
         }
         loop {
+            if matches!(outlet, Outlet::Gone) {
+                // The client went away.
+                self.kill().await;
+                return;
+            }
             let mut chunk = BytesMut::with_capacity(16 * 1024);
             match tokio::time::timeout_at(self.deadline, self.stdout.read_buf(&mut chunk)).await {
                 Ok(Ok(0)) => break,
-                Ok(Ok(_)) => {
-                    if tx.send(Ok(chunk.freeze())).await.is_err() {
-                        // The client went away.
-                        self.kill().await;
-                        return;
-                    }
-                }
+                Ok(Ok(_)) => outlet.send(chunk.freeze(), &app, pid).await,
                 Ok(Err(e)) => {
-                    let _ = tx.send(Err(e)).await;
-                    break;
+                    outlet.finish(Err(e.to_string())).await;
+                    self.finish().await;
+                    return;
                 }
                 Err(_) => {
                     warn!(app = %self.app, pid = self.pid, "CGI script killed at its timeout (response cut off)");
                     self.kill().await;
-                    let _ = tx.send(Err(std::io::Error::other("CGI timeout"))).await;
+                    outlet.finish(Err("CGI timeout".into())).await;
                     return;
                 }
             }
         }
         // The response ends with the output, whether or not the script has
         // exited yet.
-        drop(tx);
+        outlet.finish(Ok(())).await;
         self.finish().await;
     }
 
@@ -313,7 +326,8 @@ impl Script {
     }
 }
 
-type BodySender = mpsc::Sender<Result<Bytes, std::io::Error>>;
+/// Chunks of output in flight to the client before a slow one is spooled.
+const BODY_CHANNEL: usize = 4;
 
 /// Kills the script's whole process group and reaps it.
 async fn kill(child: &mut Child, pid: u32) {

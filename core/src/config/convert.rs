@@ -222,6 +222,11 @@ fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerSettings, Co
             "shutdown_timeout",
             defaults::SHUTDOWN_TIMEOUT,
         )?,
+        send_timeout: t.timeout(
+            raw.send_timeout.as_ref(),
+            "send_timeout",
+            defaults::SEND_TIMEOUT,
+        )?,
         access_log: match raw.access_log.as_deref() {
             None | Some("stdout") => AccessLogTarget::Stdout,
             Some("off") => AccessLogTarget::Off,

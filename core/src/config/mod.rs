@@ -72,6 +72,9 @@ pub struct ServerSettings {
     pub body_read_timeout: Duration,
     /// How long in-flight requests may run after a shutdown signal (`shutdown_timeout`, 30s).
     pub shutdown_timeout: Duration,
+    /// A client that accepts no byte of its response for this long is
+    /// disconnected (`send_timeout`, nginx's, 60s).
+    pub send_timeout: Duration,
     /// Where the access log goes (`access_log`: "stdout" (default), "off", or a path).
     pub access_log: AccessLogTarget,
     /// Folder for per-app runtime directories (`runtime_dir`, default: a
@@ -187,6 +190,18 @@ pub struct AppSettings {
     pub monitor_changes_to: Vec<PathBuf>,
     /// Bytes of response buffered before the head is sent (`response_buffer_limit`, 0 = stream).
     pub response_buffer_limit: u64,
+    /// Read the response at the app's speed, whatever the client's, so the
+    /// instance is free as soon as the app is done (`response_buffering`,
+    /// nginx `fastcgi_buffering`, default true). An app turns it off for
+    /// one response with `X-Accel-Buffering: no`.
+    pub response_buffering: bool,
+    /// Bytes of a response held in memory for a client that falls behind
+    /// (`response_memory_buffer`, default 64 KiB, like nginx's `fastcgi_buffers 8 8k`).
+    pub response_memory_buffer: u64,
+    /// Beyond memory, bytes held in an anonymous temporary file
+    /// (`max_temp_file_size`, nginx's, default 1 GiB; 0 = none). Past it the
+    /// response streams at the client's speed.
+    pub max_temp_file_size: u64,
     /// Request filters and env injectors for this app's requests (`plugins`).
     pub plugins: Vec<String>,
     /// The launcher that describes this app's processes (`launcher`).
@@ -368,6 +383,9 @@ pub mod defaults {
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
     pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const RESPONSE_MEMORY_BUFFER: u64 = 64 * 1024;
+    pub const MAX_TEMP_FILE_SIZE: u64 = 1024 * 1024 * 1024;
     pub const MAX_INSTANCES: u32 = 4;
     pub const MIN_INSTANCES: u32 = 0;
     pub const INSTANCE_MAX_REQUESTS: u64 = 200;

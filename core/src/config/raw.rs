@@ -48,6 +48,7 @@ pub(super) struct RawServer {
     pub(super) header_read_timeout: Option<Spanned<Scalar>>,
     pub(super) body_read_timeout: Option<Spanned<Scalar>>,
     pub(super) shutdown_timeout: Option<Spanned<Scalar>>,
+    pub(super) send_timeout: Option<Spanned<Scalar>>,
     pub(super) access_log: Option<String>,
     pub(super) runtime_dir: Option<String>,
     pub(super) plugins: Option<Vec<Spanned<String>>>,
@@ -84,6 +85,9 @@ pub(super) struct RawApp {
     #[serde(default)]
     pub(super) monitor_changes_to: Vec<String>,
     pub(super) response_buffer_limit: Option<Spanned<Scalar>>,
+    pub(super) response_buffering: Option<bool>,
+    pub(super) response_memory_buffer: Option<Spanned<Scalar>>,
+    pub(super) max_temp_file_size: Option<Spanned<Scalar>>,
     #[serde(default)]
     pub(super) env: BTreeMap<String, EnvValue>,
     #[serde(default)]

@@ -17,7 +17,13 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::Gateway;
 use super::framing;
+use super::send_timeout::SendTimeout;
 use crate::app::Peer;
+
+/// hyper's buffer per connection, for reading heads and queueing writes
+/// (its default is ~400 KiB): a response held for a slow client is memory
+/// per connection, and what goes beyond is spooled to a file anyway.
+const MAX_BUF_SIZE: usize = 128 * 1024;
 
 /// Why the gateway could not start serving.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +63,8 @@ pub async fn run(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        .max_buf_size(MAX_BUF_SIZE);
 
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(64);
     let accept_tasks: Vec<_> = listeners
@@ -131,6 +138,7 @@ fn serve_connection(
         return;
     };
     let _ = stream.set_nodelay(true);
+    let send_timeout = gateway.config().server.send_timeout;
     let gateway = gateway.clone();
     let peer = Arc::new(Peer::new(remote, local));
     let service = service_fn(move |req| {
@@ -140,6 +148,7 @@ fn serve_connection(
         async move { Ok::<_, Infallible>(gateway.handle(req, &peer).await) }.instrument(span)
     });
     let io = framing::Guarded::new(stream, header_read_timeout);
+    let io = SendTimeout::new(io, send_timeout);
     let conn = builder
         .serve_connection(TokioIo::new(io), service)
         .into_owned();

@@ -11,6 +11,7 @@
 mod error;
 mod framing;
 mod listen;
+mod send_timeout;
 mod static_files;
 
 use std::sync::Arc;

@@ -24,15 +24,18 @@ use super::{Lease, Pool, PoolError};
 use crate::body::RequestBody;
 use crate::cgi::answer::{Answer, AnswerError};
 use crate::cgi::params::Params;
-use crate::cgi::response::{HeadError, ResponseHead, parse_head};
+use crate::cgi::response::{HeadError, ResponseHead, parse_head, take_accel_buffering};
 use crate::config::StderrMode;
 use crate::fcgi::client::{ClientError, Event, Exchange};
+use crate::spool::{Outlet, SpoolLimits};
 
 /// How many times a request is retried on a fresh instance when the one it
 /// got turned out to be dead before reading anything.
 const STALE_RETRIES: usize = 2;
-/// Chunks of response body in flight between the app task and the client.
-const BODY_CHANNEL: usize = 8;
+/// Chunks of response body in flight between the app task and the client
+/// (each up to a FastCGI record, 64 KiB): few, since a client that falls
+/// behind is spooled and each held chunk is memory per slow client.
+const BODY_CHANNEL: usize = 4;
 /// Most stderr text kept per request for the log.
 const STDERR_KEEP: usize = 16 * 1024;
 
@@ -54,6 +57,9 @@ pub struct ExchangeLimits {
     pub activity_timeout: Duration,
     pub stderr_mode: StderrMode,
     pub response_buffer_limit: u64,
+    /// `response_buffering`: spool for a client that falls behind.
+    pub buffering: bool,
+    pub spool: SpoolLimits,
 }
 
 impl ExchangeLimits {
@@ -64,6 +70,11 @@ impl ExchangeLimits {
             activity_timeout: app.activity_timeout,
             stderr_mode: app.stderr_mode,
             response_buffer_limit: app.response_buffer_limit,
+            buffering: app.response_buffering,
+            spool: SpoolLimits {
+                memory: usize::try_from(app.response_memory_buffer).unwrap_or(usize::MAX),
+                file: app.max_temp_file_size,
+            },
         }
     }
 }
@@ -149,6 +160,9 @@ enum Uncommitted {
     Committed {
         head: ResponseHead,
         buffered: Vec<Bytes>,
+        /// Spool for a slow client (`response_buffering`, or the app's
+        /// `X-Accel-Buffering`).
+        buffering: bool,
     },
     /// The request failed before the client saw anything.
     Failed {
@@ -167,6 +181,9 @@ struct Building {
     head: Option<ResponseHead>,
     buffered: Vec<Bytes>,
     buffered_len: u64,
+    /// What the app asked for with `X-Accel-Buffering` (removed from the
+    /// response, as nginx does).
+    buffering: Option<bool>,
 }
 
 impl Building {
@@ -178,7 +195,8 @@ impl Building {
             return Ok(());
         }
         self.head_buf.extend_from_slice(&data);
-        if let Some((head, body_start)) = parse_head(&self.head_buf, max_header_size)? {
+        if let Some((mut head, body_start)) = parse_head(&self.head_buf, max_header_size)? {
+            self.buffering = take_accel_buffering(&mut head.headers);
             let rest = self.head_buf.split_off(body_start).freeze();
             if !rest.is_empty() {
                 self.buffer(rest);
@@ -292,15 +310,16 @@ impl ExchangeTask {
                 buffered,
                 head_tx,
             } => deliver(result, buffered, head_tx, body_tx).await,
-            After::Streamed { abort: Some(abort) } => {
-                warn!(app = %app, pid, uri = %self.uri, "aborting a response in the middle: {abort}");
-                let _ = body_tx
-                    .send(Err(std::io::Error::other(format!(
-                        "app {app} (pid {pid}): {abort}"
-                    ))))
-                    .await;
+            After::Streamed { abort, outlet } => {
+                let result = match abort {
+                    Some(abort) => {
+                        warn!(app = %app, pid, uri = %self.uri, "aborting a response in the middle: {abort}");
+                        Err(format!("app {app} (pid {pid}): {abort}"))
+                    }
+                    None => Ok(()),
+                };
+                outlet.finish(result).await;
             }
-            After::Streamed { abort: None } => {}
         }
         Outcome::Done
     }
@@ -316,8 +335,12 @@ enum After {
         buffered: Vec<Bytes>,
         head_tx: HeadSender,
     },
-    /// The head went out and the body streamed; abort it for this reason.
-    Streamed { abort: Option<String> },
+    /// The head went out and the body streamed (or is still spooled); abort
+    /// it for this reason.
+    Streamed {
+        abort: Option<String>,
+        outlet: Outlet,
+    },
 }
 
 /// Hands a response that ended before it was committed to the client: the
@@ -383,10 +406,18 @@ impl<B: tokio::io::AsyncRead + Unpin> Conversation<'_, '_, B> {
             }
             // Committed: the head goes out, then the body streams with
             // backpressure from the client; failures can only abort it now.
-            Uncommitted::Committed { head, buffered } => {
-                let client_gone = head_tx.send(Ok((head, pid))).is_err();
-                let (release, abort) = self.stream(buffered, body_tx, client_gone, app).await;
-                (release, After::Streamed { abort })
+            Uncommitted::Committed {
+                head,
+                buffered,
+                buffering,
+            } => {
+                let mut outlet = if head_tx.send(Ok((head, pid))).is_err() {
+                    Outlet::Gone
+                } else {
+                    Outlet::new(body_tx.clone(), buffering.then_some(self.limits.spool))
+                };
+                let (release, abort) = self.stream(buffered, &mut outlet, app).await;
+                (release, After::Streamed { abort, outlet })
             }
         }
     }
@@ -407,6 +438,7 @@ impl<B: tokio::io::AsyncRead + Unpin> Conversation<'_, '_, B> {
                 return Uncommitted::Committed {
                     head,
                     buffered: response.buffered,
+                    buffering: response.buffering.unwrap_or(self.limits.buffering),
                 };
             }
             match self.next_event().await {
@@ -467,28 +499,21 @@ impl<B: tokio::io::AsyncRead + Unpin> Conversation<'_, '_, B> {
     }
 
     /// Phase 2: the head is out; the buffered chunks and the rest of the
-    /// body go to the client with backpressure. Returns what becomes of the
-    /// instance, and why the response must be aborted, if it must.
+    /// body go to the client through `outlet`, at the app's speed when it
+    /// spools. Returns what becomes of the instance, and why the response
+    /// must be aborted, if it must.
     async fn stream(
         &mut self,
         buffered: Vec<Bytes>,
-        body_tx: &BodySender,
-        mut client_gone: bool,
+        outlet: &mut Outlet,
         app: &str,
     ) -> (Release, Option<String>) {
         for chunk in buffered {
-            if !client_gone && body_tx.send(Ok(chunk)).await.is_err() {
-                client_gone = true;
-            }
+            outlet.send(chunk, app, self.pid).await;
         }
         loop {
             match self.next_event().await {
-                Ok(Event::Stdout(data)) => {
-                    if !client_gone && body_tx.send(Ok(data)).await.is_err() {
-                        debug!(app = %app, pid = self.pid, "client went away; draining the rest of the response");
-                        client_gone = true;
-                    }
-                }
+                Ok(Event::Stdout(data)) => outlet.send(data, app, self.pid).await,
                 Ok(Event::Stderr(data)) => {
                     self.stderr.push(&data);
                     if self.limits.stderr_mode == StderrMode::TerminateProcess {

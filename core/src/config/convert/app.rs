@@ -48,17 +48,7 @@ pub(super) fn convert_app(
         parse_protocol(v)
     })?;
     let lifetimes = lifetimes(&raw, &t)?;
-    let stderr_mode = t.read_or(
-        raw.stderr_mode.as_ref(),
-        "stderr_mode",
-        StderrMode::ReturnStderrIn500,
-        |v| parse_stderr_mode(v),
-    )?;
-    let response_buffer_limit = t.size(
-        raw.response_buffer_limit.as_ref(),
-        "response_buffer_limit",
-        defaults::RESPONSE_BUFFER_LIMIT,
-    )?;
+    let response = response(&raw, &t)?;
     let env = env(raw.env, &name, pool.instance_max_requests, warnings);
     let root = raw
         .root
@@ -93,9 +83,12 @@ pub(super) fn convert_app(
         activity_timeout: lifetimes.activity_timeout,
         idle_timeout: lifetimes.idle_timeout,
         rapid_fails_per_minute: lifetimes.rapid_fails_per_minute,
-        stderr_mode,
+        stderr_mode: response.stderr_mode,
         monitor_changes_to: raw.monitor_changes_to.iter().map(|p| src.path(p)).collect(),
-        response_buffer_limit,
+        response_buffer_limit: response.buffer_limit,
+        response_buffering: response.buffering,
+        response_memory_buffer: response.memory_buffer,
+        max_temp_file_size: response.max_temp_file_size,
         plugins: Vec::new(),
         launcher,
         runtime_files: Vec::new(),
@@ -354,6 +347,43 @@ fn lifetimes(raw: &RawApp, t: &Section<'_>) -> Result<Lifetimes, ConfigError> {
         activity_timeout,
         idle_timeout,
         rapid_fails_per_minute: u32::try_from(rapid_fails_per_minute).unwrap_or(u32::MAX),
+    })
+}
+
+/// How the app's responses are taken: stderr, buffering before the head,
+/// spooling for slow clients.
+struct Response {
+    stderr_mode: StderrMode,
+    buffer_limit: u64,
+    buffering: bool,
+    memory_buffer: u64,
+    max_temp_file_size: u64,
+}
+
+fn response(raw: &RawApp, t: &Section<'_>) -> Result<Response, ConfigError> {
+    Ok(Response {
+        stderr_mode: t.read_or(
+            raw.stderr_mode.as_ref(),
+            "stderr_mode",
+            StderrMode::ReturnStderrIn500,
+            |v| parse_stderr_mode(v),
+        )?,
+        buffer_limit: t.size(
+            raw.response_buffer_limit.as_ref(),
+            "response_buffer_limit",
+            defaults::RESPONSE_BUFFER_LIMIT,
+        )?,
+        buffering: raw.response_buffering.unwrap_or(true),
+        memory_buffer: t.size(
+            raw.response_memory_buffer.as_ref(),
+            "response_memory_buffer",
+            defaults::RESPONSE_MEMORY_BUFFER,
+        )?,
+        max_temp_file_size: t.size(
+            raw.max_temp_file_size.as_ref(),
+            "max_temp_file_size",
+            defaults::MAX_TEMP_FILE_SIZE,
+        )?,
     })
 }
 
