@@ -248,8 +248,7 @@ impl Spool {
         };
         let len = data.len() as u64;
         // Written in place, as nginx writes its temporary files: a write to
-        // the page cache is quick, and a thread per write would cost more
-        // (each blocking thread brings its own malloc arena).
+        // the page cache is quick, quicker than handing it to a thread.
         file.write_all_at(&data, offset).map_err(SpoolError::File)?;
         let mut st = self.lock();
         if st.reader_gone {
