@@ -27,7 +27,7 @@ use crate::cgi::params::Params;
 use crate::cgi::response::{HeadError, ResponseHead, parse_head, take_accel_buffering};
 use crate::config::StderrMode;
 use crate::fcgi::client::{ClientError, Event, Exchange};
-use crate::spool::{Outlet, SpoolLimits};
+use crate::spool::{BodySender, Outlet, SpoolLimits};
 
 /// How many times a request is retried on a fresh instance when the one it
 /// got turned out to be dead before reading anything.
@@ -110,7 +110,6 @@ pub async fn forward(
 }
 
 type HeadSender = oneshot::Sender<Result<(ResponseHead, u32), ExchangeError>>;
-type BodySender = mpsc::Sender<Result<Bytes, std::io::Error>>;
 
 struct ExchangeTask {
     pool: Pool,
