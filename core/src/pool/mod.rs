@@ -12,6 +12,13 @@
 //! make sure a dropped future never leaks a slot or orphans a process.
 //!
 //! This module does not know HTTP or CGI: it hands out connections.
+//!
+//! This file keeps the pool, its state and the slot accounting (acquire,
+//! release, retire, hand-over, exits). Around it: `lease.rs` (leases and
+//! what a waiting request is granted), `rapid_fail.rs`, `sizing.rs`
+//! (automatic sizing), `maintain.rs` (idle timeouts), `watch.rs`
+//! (`monitor_changes_to`), `spawn.rs` (how processes are started) and
+//! `process.rs` (one process and its supervisor).
 
 pub mod exchange;
 mod lease;
