@@ -263,7 +263,7 @@ impl Pool {
             limit: st.limit,
             live: st.live,
             idle: st.idle.len(),
-            waiting: st.waiters.len(),
+            waiting: st.waiters.iter().filter(|w| !w.is_closed()).count(),
         }
     }
 
@@ -300,7 +300,12 @@ impl Pool {
                 st.live += 1;
                 st.window.peak_busy = st.window.peak_busy.max(st.live - st.idle.len() as u32);
                 None
-            } else if st.waiters.len() >= inner.queue_length {
+            } else if st.waiters.len() >= inner.queue_length && {
+                // Clients that left while queued hold no place: a burst of
+                // abandoned requests must not turn the next ones away.
+                st.waiters.retain(|waiter| !waiter.is_closed());
+                st.waiters.len() >= inner.queue_length
+            } {
                 return Err(PoolError::QueueFull {
                     max_instances: st.limit,
                     queue_length: inner.queue_length,

@@ -399,3 +399,23 @@ async fn min_instances_are_kept_running() {
     assert_eq!(pool.status(), status(4, 2, 2, 0));
     assert_eq!(spawner.attempts(), 4);
 }
+
+#[tokio::test]
+async fn requests_that_left_the_queue_do_not_fill_it() {
+    let (pool, _spawner, _runtime) = stand_in_pool("max_instances = 1\nqueue_length = 2");
+    let lease = pool.acquire().await.unwrap();
+    // Two clients queue, then go away (their futures are dropped).
+    for _ in 0..2 {
+        let mut gone = Box::pin(pool.acquire());
+        assert!(poll_once(&mut gone).await.is_pending());
+    }
+    // The queue has room again for a client that stays.
+    let mut staying = Box::pin(pool.acquire());
+    assert!(
+        poll_once(&mut staying).await.is_pending(),
+        "a request was refused for a queue of clients that had left"
+    );
+    assert_eq!(pool.status().waiting, 1);
+    lease.finish(true);
+    served(staying).await.unwrap().finish(true);
+}
