@@ -151,3 +151,31 @@ fn issue11_an_app_that_exits_between_requests_costs_no_request() {
     assert!(!gw.logs().contains("taking it offline"), "{}", gw.logs());
     gw.assert_no_zombies();
 }
+
+#[test]
+fn issue11_a_process_that_cannot_start_is_stopped_within_rapid_fails_per_minute_spawns() {
+    // No request at all: min_instances keeps starting a process that exits
+    // at once. It never accepts its connection, so each is a failed start.
+    let gw = Gateway::start(&test_app_config(
+        &["--fail-start"],
+        "rapid_fails_per_minute = 3\nmin_instances = 1",
+    ));
+    assert!(
+        gw.wait_for_log("taking it offline", std::time::Duration::from_secs(10)),
+        "{}",
+        gw.logs()
+    );
+    let spawned = gw.logs().matches("process started").count();
+    assert_eq!(spawned, 3, "{}", gw.logs());
+    assert!(
+        gw.logs()
+            .contains("exited during start-up, before accepting a connection (exit status 1)"),
+        "{}",
+        gw.logs()
+    );
+    let r = gw.get("/py/hello");
+    assert_eq!(r.status, 503);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(gw.logs().matches("process started").count(), 3);
+    gw.assert_no_zombies();
+}
