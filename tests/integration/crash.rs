@@ -179,3 +179,23 @@ fn issue11_a_process_that_cannot_start_is_stopped_within_rapid_fails_per_minute_
     assert_eq!(gw.logs().matches("process started").count(), 3);
     gw.assert_no_zombies();
 }
+
+#[test]
+fn issue11_a_process_that_never_accepts_is_killed_after_activity_timeout() {
+    let gw = Gateway::start(&test_app_config(
+        &["--hang-start"],
+        "activity_timeout = \"1s\"\nmax_instances = 1",
+    ));
+    let started = std::time::Instant::now();
+    let r = gw.get("/py/hello");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(
+        gw.logs()
+            .contains("did not accept a connection within 1s (activity_timeout); killed"),
+        "{}",
+        gw.logs()
+    );
+    assert!(gw.wait_for_log("signal=\"SIGKILL\"", std::time::Duration::from_secs(5)));
+    gw.assert_no_zombies();
+}

@@ -104,9 +104,7 @@ impl Lease {
         &self.inner.name
     }
 
-    /// Whether the instance served requests before: only then can a dead
-    /// connection be a stale one (the app exited between requests), which
-    /// is safe to retry on another instance.
+    /// Whether the instance served requests before.
     pub fn is_reused(&self) -> bool {
         self.instance().served > 0
     }
