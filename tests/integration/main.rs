@@ -4,6 +4,7 @@
 
 mod cgi;
 mod check;
+mod crash;
 mod fcgiwrap;
 mod iis;
 mod launchers;

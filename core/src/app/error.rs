@@ -79,7 +79,7 @@ impl AppError {
     /// it is offline or stopping): the client may try again later.
     pub fn is_unavailable(&self) -> bool {
         match &self.kind {
-            Kind::Pool(_) => true,
+            Kind::Pool(e) => !e.is_start_failure(),
             Kind::Answer(e) => e.is_queue_full(),
             Kind::Plugin(_) => false,
         }
@@ -95,9 +95,14 @@ impl AppError {
         matches!(&self.kind, Kind::Answer(e) if e.is_timeout())
     }
 
-    /// The process crashed, broke the protocol or sent a bad head.
+    /// The process crashed, broke the protocol or sent a bad head, or the
+    /// one started for the request died before accepting it.
     pub fn is_bad_answer(&self) -> bool {
-        matches!(&self.kind, Kind::Answer(e) if e.is_bad_answer())
+        match &self.kind {
+            Kind::Answer(e) => e.is_bad_answer(),
+            Kind::Pool(e) => e.is_start_failure(),
+            Kind::Plugin(_) => false,
+        }
     }
 
     /// How long a client should wait before trying again, when known.

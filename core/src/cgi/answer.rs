@@ -49,9 +49,12 @@ enum Kind {
         which: &'static str,
         after: Duration,
     },
-    /// The connection to the process failed (it crashed, or broke the
-    /// protocol).
+    /// The connection to the process failed (it broke the protocol, or
+    /// closed the connection early).
     Connection(Box<dyn std::error::Error + Send + Sync>),
+    /// The process died while serving the request; `how` names the signal
+    /// or the exit status.
+    Died { how: String },
     /// The response head is malformed or too large.
     Head(HeadError),
     /// The output ended before a complete response head.
@@ -85,6 +88,10 @@ impl AnswerError {
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> AnswerError {
         Self::new(Some(pid), Kind::Connection(Box::new(source)))
+    }
+
+    pub fn died(pid: u32, how: String) -> AnswerError {
+        Self::new(Some(pid), Kind::Died { how })
     }
 
     pub fn head(pid: u32, source: HeadError) -> AnswerError {
@@ -123,7 +130,7 @@ impl AnswerError {
     pub fn is_bad_answer(&self) -> bool {
         matches!(
             self.kind,
-            Kind::Connection(_) | Kind::Head(_) | Kind::NoHead
+            Kind::Connection(_) | Kind::Died { .. } | Kind::Head(_) | Kind::NoHead
         )
     }
 
@@ -148,6 +155,9 @@ impl fmt::Display for AnswerError {
                 write!(f, "no answer within {after:?} ({which}); process killed")
             }
             Kind::Connection(_) => f.write_str("the connection to the app failed"),
+            Kind::Died { how } => {
+                write!(f, "the process died while serving the request ({how})")
+            }
             Kind::Head(_) => f.write_str("bad response head"),
             Kind::NoHead => f.write_str("ended the request without a complete response head"),
             Kind::Stderr { .. } => f.write_str("wrote to FCGI_STDERR (stderr_mode)"),

@@ -142,6 +142,26 @@ impl Connection {
         matches!(result, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
+    /// Before a request: fails if the app has already closed the connection
+    /// (end of file or an error is pending). Bytes that arrived unasked are
+    /// kept, for the decoder to refuse.
+    fn check_open(&mut self) -> Result<(), ClientError> {
+        let mut probe = [0u8; 512];
+        let result = match &self.reader {
+            ReadHalf::Unix(r) => r.try_read(&mut probe),
+            ReadHalf::Tcp(r) => r.try_read(&mut probe),
+        };
+        match result {
+            Ok(0) => Err(ClientError::Closed),
+            Ok(n) => {
+                self.read_buf.extend_from_slice(&probe[..n]);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Asks the app for its limits (FCGI_GET_VALUES), e.g. `FCGI_MAX_CONNS`.
     pub async fn get_values(&mut self, names: &[&str]) -> Result<Vec<(Bytes, Bytes)>, ClientError> {
         let pairs = names
@@ -213,6 +233,8 @@ pub struct Exchange<'c, B> {
     /// Where body chunks are read into (allocated only for a non-empty body).
     scratch: Vec<u8>,
     stdin_done: bool,
+    /// Bytes of the request the connection accepted so far.
+    written: u64,
 }
 
 impl<'c, B: AsyncRead + Unpin> Exchange<'c, B> {
@@ -236,7 +258,15 @@ impl<'c, B: AsyncRead + Unpin> Exchange<'c, B> {
             pending,
             scratch: Vec::new(),
             stdin_done: false,
+            written: 0,
         }
+    }
+
+    /// Whether any byte of the request was written. Until one is, the app
+    /// cannot have seen the request: a request whose exchange failed before
+    /// that may go to another instance; after, it may have run.
+    pub fn wrote_any(&self) -> bool {
+        self.written > 0
     }
 
     /// Whether the whole body (and the STDIN terminator) was written. An
@@ -246,8 +276,13 @@ impl<'c, B: AsyncRead + Unpin> Exchange<'c, B> {
         self.stdin_done
     }
 
-    /// The next event of the response.
+    /// The next event of the response. Before the first byte of the
+    /// request is written, a connection the app already closed is reported
+    /// (as [`ClientError::Closed`], with nothing written).
     pub async fn next_event(&mut self) -> Result<Event, ClientError> {
+        if self.written == 0 {
+            self.conn.check_open()?;
+        }
         loop {
             while let Some(record) = self.conn.decoder.decode(&mut self.conn.read_buf)? {
                 if let Some(event) = Connection::event_of(record)? {
@@ -274,6 +309,7 @@ impl<'c, B: AsyncRead + Unpin> Exchange<'c, B> {
                         return Err(ClientError::Closed);
                     }
                     self.pending.advance(n);
+                    self.written += n as u64;
                 }
                 read = self.conn.reader.read_buf(&mut self.conn.read_buf) => {
                     if read? == 0 {
@@ -352,5 +388,69 @@ impl AsyncWrite for WriteHalf {
             WriteHalf::Unix(w) => Pin::new(w).poll_shutdown(cx),
             WriteHalf::Tcp(w) => Pin::new(w).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A connection to a fresh Unix socket, and the app's end of it.
+    async fn pair() -> (tempfile::TempDir, Connection, UnixStream) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let conn = Connection::connect_unix(&path).await.unwrap();
+        let (app, _) = listener.accept().await.unwrap();
+        (dir, conn, app)
+    }
+
+    fn params() -> Vec<(&'static [u8], &'static [u8])> {
+        vec![(b"SCRIPT_NAME".as_slice(), b"/x.php".as_slice())]
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_before_the_request_writes_nothing() {
+        let (_dir, mut conn, app) = pair().await;
+        drop(app);
+        let mut exchange = Exchange::start(&mut conn, params(), tokio::io::empty(), 0);
+        let error = exchange.next_event().await.unwrap_err();
+        assert!(error.is_peer_gone(), "{error}");
+        assert!(!exchange.wrote_any());
+    }
+
+    #[tokio::test]
+    async fn a_tcp_connection_closed_before_the_request_writes_nothing() {
+        // Over TCP a write to a closed peer succeeds (the reset comes
+        // later): the end of file must be seen before writing.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut conn = Connection::connect_tcp(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (app, _) = listener.accept().await.unwrap();
+        drop(app);
+        if let ReadHalf::Tcp(r) = &conn.reader {
+            r.readable().await.unwrap();
+        }
+        let mut exchange = Exchange::start(&mut conn, params(), tokio::io::empty(), 0);
+        let error = exchange.next_event().await.unwrap_err();
+        assert!(error.is_peer_gone(), "{error}");
+        assert!(!exchange.wrote_any());
+    }
+
+    #[tokio::test]
+    async fn a_request_the_app_may_have_read_reports_what_was_written() {
+        let (_dir, mut conn, mut app) = pair().await;
+        let mut exchange = Exchange::start(&mut conn, params(), tokio::io::empty(), 0);
+        let app_side = tokio::spawn(async move {
+            let mut header = [0u8; 8];
+            app.read_exact(&mut header).await.unwrap();
+            // Dies having read part of the request.
+        });
+        let error = exchange.next_event().await.unwrap_err();
+        app_side.await.unwrap();
+        assert!(error.is_peer_gone(), "{error}");
+        assert!(exchange.wrote_any());
     }
 }

@@ -7,9 +7,12 @@
 //! unknown state: the task finishes the exchange, drains what is left, and
 //! gives the instance back clean.
 //!
-//! An instance found dead when the request is written (the app exited
-//! between requests, e.g. php-cgi after `PHP_FCGI_MAX_REQUESTS`) is replaced
-//! and the request retried on another instance: the request cannot have run.
+//! No replay: a request goes to another instance only when it provably
+//! never reached the first, i.e. its connection was seen closed before any
+//! byte of the request was written, or the very first write failed (the
+//! app exited between requests). Once a byte is written the request is
+//! never sent again, whatever its method: a process that dies then gives
+//! that request a 502 naming how it died (a request crash).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +21,9 @@ use tokio::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::warn;
 
-use super::{Lease, Pool, PoolError};
+use super::{Exit, Lease, Pool, PoolError};
 use crate::body::RequestBody;
 use crate::cgi::answer::{Answer, AnswerError};
 use crate::cgi::params::Params;
@@ -29,9 +32,14 @@ use crate::config::StderrMode;
 use crate::fcgi::client::{ClientError, Event, Exchange};
 use crate::spool::{BodySender, Outlet, SpoolLimits};
 
-/// How many times a request is retried on a fresh instance when the one it
-/// got turned out to be dead before reading anything.
+/// How many times a request is sent to another instance when the one it got
+/// turned out to be gone before any byte of it was written.
 const STALE_RETRIES: usize = 2;
+/// How long to wait for the supervisor to reap a process whose connection
+/// broke mid-request, to tell the client how it died. A process killed by a
+/// signal is reaped within milliseconds; one that only closed its
+/// connection is stopped after this.
+const CRASH_REAP_WAIT: Duration = Duration::from_millis(250);
 /// Chunks of response body in flight between the app task and the client
 /// (each up to a FastCGI record, 64 KiB): few, since a client that falls
 /// behind is spooled and each held chunk is memory per slow client.
@@ -121,11 +129,18 @@ struct ExchangeTask {
 
 /// What becomes of the instance when an exchange ends: applied to the
 /// lease in one place, after the connection is let go and stderr logged.
+/// None of these counts for rapid-fail protection: the request was in
+/// flight (see `pool::lease`).
 enum Release {
     /// END_REQUEST arrived; `clean`: the request was fully written too.
     Finish { clean: bool },
-    /// It broke the protocol or crashed (counts for rapid-fail).
+    /// The connection broke mid-request: the process may have died
+    /// (`settle` finds out, and makes it a `Crash` or a `Broken`).
     Fail(String),
+    /// The process died while serving the request: a request crash.
+    Crash(Exit),
+    /// It broke the protocol or sent a malformed head: it is replaced.
+    Broken(String),
     /// A timeout or `stderr_mode = terminate-process`.
     Terminate(&'static str),
     /// It was gone before the request reached it.
@@ -136,10 +151,27 @@ impl Release {
     fn apply(self, lease: Lease) {
         match self {
             Release::Finish { clean } => lease.finish(clean),
-            Release::Fail(what) => lease.fail(&what),
+            Release::Fail(what) | Release::Broken(what) => lease.fail(&what),
+            Release::Crash(exit) => lease.crash(exit),
             Release::Terminate(why) => lease.terminate(why),
             Release::Discard => lease.discard(),
         }
+    }
+}
+
+/// A broken connection mid-request: waits briefly for the process to be
+/// reaped. If it died, that is a request crash and the client is told how
+/// it died; if it lives on, it broke the protocol and is replaced.
+async fn settle(lease: &Lease, release: Release, after: After) -> (Release, After) {
+    let Release::Fail(what) = release else {
+        return (release, after);
+    };
+    match lease.exit_within(CRASH_REAP_WAIT).await {
+        Some(exit) if !exit.requested => {
+            let after = after.crashed(lease.pid(), &exit);
+            (Release::Crash(exit), after)
+        }
+        _ => (Release::Broken(what), after),
     }
 }
 
@@ -209,11 +241,6 @@ impl Building {
         self.buffered_len += data.len() as u64;
         self.buffered.push(data);
     }
-
-    /// Nothing of a response has arrived.
-    fn is_empty(&self) -> bool {
-        self.head_buf.is_empty() && self.head.is_none()
-    }
 }
 
 /// The state of one exchange that its phases share.
@@ -223,7 +250,6 @@ struct Conversation<'e, 'c, B> {
     deadline: Instant,
     limits: ExchangeLimits,
     pid: u32,
-    reused: bool,
 }
 
 impl ExchangeTask {
@@ -279,7 +305,6 @@ impl ExchangeTask {
                 return Outcome::Done;
             }
         };
-        let reused = lease.is_reused();
         let mut exchange = Exchange::start(
             lease.connection(),
             self.params.iter(),
@@ -292,14 +317,14 @@ impl ExchangeTask {
             deadline: Instant::now() + self.limits.request_timeout,
             limits: self.limits,
             pid,
-            reused,
         };
         let (release, after) = talk.converse(head_tx, body_tx, &app).await;
         let mut stderr = std::mem::take(&mut talk.stderr);
         drop(exchange);
         stderr.flush(&app, pid, &self.uri);
+        let (release, after) = settle(&lease, release, after).await;
         if matches!(release, Release::Discard) {
-            debug!(app = %app, pid, "instance was gone before the request; retrying on another");
+            warn!(app = %app, pid, uri = %self.uri, "instance was gone before the request reached it (its connection was closed before any byte was written); the request goes to another instance");
         }
         release.apply(lease);
         match after {
@@ -340,6 +365,35 @@ enum After {
         abort: Option<String>,
         outlet: Outlet,
     },
+}
+
+impl After {
+    /// The process died while serving the request: the client's error (or
+    /// the reason the body is aborted) says how.
+    fn crashed(self, pid: u32, exit: &Exit) -> After {
+        let how = exit.describe();
+        match self {
+            After::Answer {
+                result: Err(_),
+                buffered,
+                head_tx,
+            } => After::Answer {
+                result: Err(AnswerError::died(pid, how)),
+                buffered,
+                head_tx,
+            },
+            After::Streamed {
+                abort: Some(_),
+                outlet,
+            } => After::Streamed {
+                abort: Some(format!(
+                    "the process died while serving the request ({how})"
+                )),
+                outlet,
+            },
+            other => other,
+        }
+    }
 }
 
 /// Hands a response that ended before it was committed to the client: the
@@ -445,7 +499,7 @@ impl<B: tokio::io::AsyncRead + Unpin> Conversation<'_, '_, B> {
                 Ok(Event::Stdout(data)) => {
                     if let Err(source) = response.push(data, self.limits.max_header_size) {
                         return Uncommitted::Failed {
-                            release: Release::Fail("malformed response head".into()),
+                            release: Release::Broken(format!("malformed response head: {source}")),
                             error: AnswerError::head(pid, source),
                         };
                     }
@@ -479,17 +533,20 @@ impl<B: tokio::io::AsyncRead + Unpin> Conversation<'_, '_, B> {
                         error: AnswerError::timeout(pid, which, after),
                     };
                 }
-                Err(Failure::Client(e))
-                    if self.reused
-                        && response.is_empty()
-                        && self.stderr.is_empty()
-                        && e.is_peer_gone() =>
-                {
+                // No replay: only a request of which no byte was written
+                // may go to another instance.
+                Err(Failure::Client(e)) if !self.exchange.wrote_any() && e.is_peer_gone() => {
                     return Uncommitted::Stale;
                 }
                 Err(Failure::Client(source)) => {
+                    let what = source.to_string();
+                    let release = if source.is_peer_gone() {
+                        Release::Fail(what)
+                    } else {
+                        Release::Broken(what)
+                    };
                     return Uncommitted::Failed {
-                        release: Release::Fail(source.to_string()),
+                        release,
                         error: AnswerError::connection(pid, source),
                     };
                 }

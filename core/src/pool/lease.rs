@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-use super::{Inner, Instance, PoolError};
+use super::{Exit, Inner, Instance, PoolError};
 use crate::fcgi::client::Connection;
 
 /// What a waiting request is handed.
@@ -64,7 +64,8 @@ impl Drop for Waiting {
 
 /// An instance leased for one request. Give it back with
 /// [`finish`](Self::finish); dropping a lease mid-request terminates the
-/// instance, since its connection is in an unknown state.
+/// instance, since its connection is in an unknown state. While it is held
+/// the process is serving: its exit is the request's to judge.
 pub struct Lease {
     inner: Arc<Inner>,
     instance: Option<Instance>,
@@ -80,6 +81,7 @@ impl std::fmt::Debug for Lease {
 
 impl Lease {
     pub(super) fn new(inner: Arc<Inner>, instance: Instance) -> Lease {
+        instance.process.set_serving(true);
         Lease {
             inner,
             instance: Some(instance),
@@ -102,9 +104,7 @@ impl Lease {
         &self.inner.name
     }
 
-    /// Whether the instance served requests before: only then can a dead
-    /// connection be a stale one (the app exited between requests), which
-    /// is safe to retry on another instance.
+    /// Whether the instance served requests before.
     pub fn is_reused(&self) -> bool {
         self.instance().served > 0
     }
@@ -126,23 +126,61 @@ impl Lease {
         }
     }
 
-    /// The instance was found dead before the request reached it (it
-    /// exited between requests): let it go; its supervisor judges the exit.
+    /// Waits at most `limit` for the leased process to be reaped, to learn
+    /// how it ended (after its connection broke mid-request).
+    pub async fn exit_within(&self, limit: std::time::Duration) -> Option<Exit> {
+        self.instance().process.exit_within(limit).await
+    }
+
+    /// The instance was found gone before the request reached it (it
+    /// exited between requests): let it go. An exit is judged as one with
+    /// no request in flight, which it was.
     pub fn discard(mut self) {
         if let Some(instance) = self.instance.take() {
             let mut st = self.inner.lock();
+            self.inner.end_request(&mut st, &instance.process);
             self.inner.retire(&mut st, instance);
         }
     }
 
-    /// The instance failed the request (crashed, broke the protocol): it is
-    /// terminated and the failure counts for `rapid_fails_per_minute`.
+    /// The process died while serving the request (a request crash): it is
+    /// replaced and counted apart, never for `rapid_fails_per_minute`, so a
+    /// request that kills its process costs that request only.
+    pub fn crash(mut self, exit: Exit) {
+        if let Some(instance) = self.instance.take() {
+            let mut st = self.inner.lock();
+            let process = &instance.process;
+            process.set_serving(false);
+            if process.claim_exit() {
+                st.request_crashes += 1;
+                warn!(
+                    app = %self.inner.name,
+                    pid = process.pid(),
+                    request_crashes = st.request_crashes,
+                    "request crash: the process died while serving a request ({}); replacing it (not counted for rapid_fails_per_minute)",
+                    exit.describe()
+                );
+            }
+            self.inner.retire(&mut st, instance);
+        }
+    }
+
+    /// The instance failed the request without dying (it broke the
+    /// protocol, sent a malformed head, or closed the connection early):
+    /// it is stopped and replaced, counted apart from rapid-fail failures.
     pub fn fail(mut self, what: &str) {
         if let Some(instance) = self.instance.take() {
             let mut st = self.inner.lock();
-            if instance.process.count_failure_once() {
-                self.inner
-                    .record_failure(&mut st, Some(instance.process.pid()), what);
+            let process = &instance.process;
+            process.set_serving(false);
+            if process.claim_exit() {
+                st.bad_answers += 1;
+                warn!(
+                    app = %self.inner.name,
+                    pid = process.pid(),
+                    bad_answers = st.bad_answers,
+                    "instance failed a request: {what}; replacing it (not counted for rapid_fails_per_minute)"
+                );
             }
             self.inner.retire(&mut st, instance);
         }
@@ -161,6 +199,7 @@ impl Drop for Lease {
         if let Some(instance) = self.instance.take() {
             debug!(app = %self.inner.name, pid = instance.process.pid(), "request abandoned mid-flight; retiring instance");
             let mut st = self.inner.lock();
+            self.inner.end_request(&mut st, &instance.process);
             self.inner.retire(&mut st, instance);
         }
     }

@@ -11,6 +11,13 @@
 //! instance is retired or its spawn fails; guards ([`Lease`], `Waiting`)
 //! make sure a dropped future never leaks a slot or orphans a process.
 //!
+//! Failures are judged by when they happen. A process that cannot start,
+//! or dies with no request in flight (starting, idle), is a crash loop in
+//! the making and counts for `rapid_fails_per_minute`; one that dies while
+//! serving a request (a request crash) or answers garbage costs that
+//! request only: it is replaced and counted apart, and never takes the
+//! app offline.
+//!
 //! This module does not know HTTP or CGI: it hands out connections.
 //!
 //! This file keeps the pool, its state and the slot accounting (acquire,
@@ -33,7 +40,6 @@ mod tests;
 mod watch;
 
 use std::collections::{HashMap, VecDeque};
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -48,7 +54,7 @@ use crate::fcgi::client::Connection;
 pub use lease::Lease;
 use lease::{Grant, Waiting};
 use maintain::maintain;
-pub use process::{Process, ProcessSpec, private_dir};
+pub use process::{Exit, Process, ProcessSpec, StartError, private_dir};
 use sizing::{Window, initial_limit};
 use spawn::{ProcessSpawner, Spawner, spawn_spec};
 use watch::watch_files;
@@ -66,11 +72,12 @@ pub enum PoolError {
     /// The app cannot run at all (e.g. its command is missing).
     #[error("unavailable: {reason}")]
     Unavailable { reason: String },
-    /// Starting a process failed.
+    /// Starting a process failed: it could not be run, or it ran and
+    /// exited (or hung) before accepting its connection.
     #[error("could not start a process")]
     Spawn {
         #[source]
-        source: io::Error,
+        source: StartError,
     },
     /// The gateway is stopping.
     #[error("the gateway is shutting down")]
@@ -92,6 +99,13 @@ impl PoolError {
             PoolError::Offline { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
+    }
+
+    /// The process started for this request ran and failed before it
+    /// accepted the request: the app is broken (a bad gateway), rather
+    /// than busy or stopped.
+    pub fn is_start_failure(&self) -> bool {
+        matches!(self, PoolError::Spawn { source } if source.is_startup_failure())
     }
 }
 
@@ -124,8 +138,15 @@ struct State {
     closed: bool,
     /// Bumped when a monitored file changes: older instances are retired.
     generation: u64,
-    /// Instance failures of the last minute (rapid-fail protection).
+    /// Instance failures of the last minute (rapid-fail protection): starts
+    /// that failed and deaths with no request in flight.
     failures: VecDeque<Instant>,
+    /// Processes that died while serving a request, since the pool began
+    /// (never counted in `failures`).
+    request_crashes: u64,
+    /// Instances replaced after a protocol error or a malformed response
+    /// head, since the pool began (never counted in `failures`).
+    bad_answers: u64,
     /// Offline until then after too many failures.
     offline_until: Option<Instant>,
     /// Back from offline: one probe instance until a request succeeds.
@@ -182,6 +203,10 @@ pub struct PoolStatus {
     pub live: u32,
     pub idle: usize,
     pub waiting: usize,
+    /// Processes that died while serving a request, since the start.
+    pub request_crashes: u64,
+    /// Instances replaced for a protocol error or a malformed head.
+    pub bad_answers: u64,
 }
 
 impl Pool {
@@ -224,6 +249,8 @@ impl Pool {
                     closed: false,
                     generation: 0,
                     failures: VecDeque::new(),
+                    request_crashes: 0,
+                    bad_answers: 0,
                     offline_until: None,
                     probing: false,
                     limit: initial_limit(app),
@@ -264,6 +291,8 @@ impl Pool {
             live: st.live,
             idle: st.idle.len(),
             waiting: st.waiters.iter().filter(|w| !w.is_closed()).count(),
+            request_crashes: st.request_crashes,
+            bad_answers: st.bad_answers,
         }
     }
 
@@ -288,12 +317,17 @@ impl Pool {
                 inner.maintenance.notify_one();
             }
             while let Some(mut instance) = st.idle.pop() {
-                if instance.generation == st.generation && instance.is_usable() {
+                let pid = instance.process.pid();
+                if instance.generation != st.generation {
+                    debug!(app = %inner.name, pid, "idle instance is outdated; retiring it");
+                } else if instance.is_usable() {
                     let busy = st.live - st.idle.len() as u32;
                     st.window.peak_busy = st.window.peak_busy.max(busy);
                     return Ok(Lease::new(inner.clone(), instance));
+                } else {
+                    // Nothing was written to it: the request goes elsewhere.
+                    warn!(app = %inner.name, pid, "instance was gone before the request reached it (it closed its connection while idle); the request goes to another instance");
                 }
-                debug!(app = %inner.name, pid = instance.process.pid(), "idle instance is gone or outdated; discarding it");
                 inner.retire(&mut st, instance);
             }
             if st.live < inner.spawn_limit(&st) {
@@ -416,7 +450,17 @@ impl Inner {
         let started = self
             .spawner
             .spawn(spec, id, Box::new(move |exit| on_exit(&weak, id, exit)));
-        match started.await {
+        let started = started
+            .await
+            .and_then(|(process, conn)| match process.exit() {
+                // It accepted, then died at once: still a start that failed.
+                Some(exit) => Err(StartError::Exited {
+                    pid: process.pid(),
+                    how: exit.describe(),
+                }),
+                None => Ok((process, conn)),
+            });
+        match started {
             Ok((process, conn)) => {
                 let mut st = self.lock();
                 if st.closed {
@@ -424,11 +468,9 @@ impl Inner {
                     st.live -= 1;
                     return Err(self.shutting_down());
                 }
-                // The process may already have exited and run on_exit; then it
-                // must not be recorded (the connection will show it's gone).
-                if !process.has_exited() {
-                    st.processes.insert(id, process.clone());
-                }
+                // From here on its exit is judged by `on_exit` (or by the
+                // request holding it); before, by the failed start below.
+                st.processes.insert(id, process.clone());
                 info!(app = %self.name, pid = process.pid(), live = st.live, "instance started");
                 Ok(Instance {
                     id,
@@ -442,7 +484,11 @@ impl Inner {
             Err(source) => {
                 error!(app = %self.name, program = %spec.program.display(), error = %source, "could not start a process");
                 let mut st = self.lock();
-                self.record_failure(&mut st, None, "could not start a process");
+                self.record_failure(
+                    &mut st,
+                    None,
+                    &format!("could not start a process: {source}"),
+                );
                 self.free_slot(&mut st);
                 Err(PoolError::Spawn { source })
             }
@@ -470,8 +516,10 @@ impl Inner {
     /// Gives an instance back after a request.
     fn release(self: &Arc<Self>, mut instance: Instance, reusable: bool) {
         instance.served += 1;
+        instance.process.mark_served();
         let mut st = self.lock();
-        if st.closed {
+        self.end_request(&mut st, &instance.process);
+        if st.closed || instance.process.has_exited() {
             self.retire(&mut st, instance);
         } else if !reusable {
             debug!(app = %self.name, pid = instance.process.pid(), "connection not reusable; retiring instance");
@@ -541,30 +589,57 @@ impl Inner {
 }
 
 /// Runs in a process's supervisor once it has been reaped.
-fn on_exit(pool: &Weak<Inner>, id: u64, exit: process::Exit) {
+fn on_exit(pool: &Weak<Inner>, id: u64, exit: Exit) {
     let Some(inner) = pool.upgrade() else { return };
     let mut st = inner.lock();
-    let process = st.processes.remove(&id);
-    let idle_pos = st.idle.iter().position(|i| i.id == id);
-    // An exit we did not ask for is a failure, unless it is a clean exit of
-    // an instance that had served (php-cgi leaving after PHP_FCGI_MAX_REQUESTS).
-    let served = idle_pos.is_some_and(|pos| st.idle[pos].served > 0);
-    let clean = exit.status.success() && served;
-    if !exit.requested
-        && !clean
-        && !st.closed
-        && process.as_ref().is_none_or(Process::count_failure_once)
-    {
-        let what = format!("process exited unexpectedly ({})", exit.status);
-        inner.record_failure(&mut st, process.as_ref().map(Process::pid), &what);
+    // Not recorded: it never started (its failed start was counted), or
+    // the pool is gone.
+    let Some(process) = st.processes.remove(&id) else {
+        return;
+    };
+    // A request holds it: the request judges the exit when it ends
+    // (`end_request`), a crash of its own or an exit after its answer.
+    if !process.is_serving() {
+        inner.judge_exit(&mut st, &process, exit);
     }
     // An idle instance that died is dropped now rather than at the next
     // request, so its slot serves waiters and min_instances at once.
-    if let Some(pos) = idle_pos {
+    if let Some(pos) = st.idle.iter().position(|i| i.id == id) {
         let instance = st.idle.remove(pos);
         debug!(app = %inner.name, pid = instance.process.pid(), "idle instance exited");
         drop(instance);
         inner.free_slot(&mut st);
+    }
+}
+
+impl Inner {
+    /// A request let go of `process` (under the lock): an exit the
+    /// supervisor left to the request, because it came while the request
+    /// held the process, is judged now as one with no request in flight.
+    fn end_request(&self, st: &mut State, process: &Process) {
+        process.set_serving(false);
+        if let Some(exit) = process.exit() {
+            self.judge_exit(st, process, exit);
+        }
+    }
+
+    /// Judges an exit with no request in flight (idle, or just after an
+    /// answer): unless the gateway asked for it, or the process left
+    /// cleanly after serving (php-cgi after PHP_FCGI_MAX_REQUESTS), it is
+    /// a failure for rapid-fail protection.
+    fn judge_exit(&self, st: &mut State, process: &Process, exit: Exit) {
+        if exit.requested || st.closed || !process.claim_exit() {
+            return;
+        }
+        if exit.status.success() && process.has_served() {
+            debug!(app = %self.name, pid = process.pid(), "process left on its own after serving");
+            return;
+        }
+        let what = format!(
+            "the process exited with no request in flight ({})",
+            exit.describe()
+        );
+        self.record_failure(st, Some(process.pid()), &what);
     }
 }
 

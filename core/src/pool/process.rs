@@ -2,19 +2,23 @@
 //!
 //! Each process gets its own listening socket as fd 0
 //! (`FCGI_LISTENSOCK_FILENO`), which is how php-cgi, libfcgi programs and
-//! fcgiwrap expect to be started. A supervisor task owns the child: it
-//! reaps it (no zombies), logs how it ended, and is the only place that
+//! fcgiwrap expect to be started. A process has started once it has
+//! accepted the gateway's connection: one that exits before that failed to
+//! start (a crash loop, for rapid-fail protection), one that exits later
+//! died idle or while serving a request. A supervisor task owns the child:
+//! it reaps it (no zombies), logs how it ended, and is the only place that
 //! signals it, so a signal can never hit a recycled pid.
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -36,6 +40,34 @@ pub struct ProcessSpec {
     pub protocol: Protocol,
     /// Private (0700) folder for this app's sockets.
     pub socket_dir: PathBuf,
+    /// How long a new process may take to accept its connection
+    /// (`activity_timeout`: the longest silence allowed from an app).
+    pub startup_timeout: Duration,
+}
+
+/// Why a process could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Creating the socket, running the program or connecting failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// It ran, then exited before it accepted its connection.
+    #[error(
+        "the process (pid {pid}) exited during start-up, before accepting a connection ({how})"
+    )]
+    Exited { pid: u32, how: String },
+    /// It ran, but did not accept its connection in time; it was killed.
+    #[error(
+        "the process (pid {pid}) did not accept a connection within {after:?} (activity_timeout); killed"
+    )]
+    NoAccept { pid: u32, after: Duration },
+}
+
+impl StartError {
+    /// A process ran and failed, as opposed to one that could not be run.
+    pub fn is_startup_failure(&self) -> bool {
+        !matches!(self, StartError::Io(_))
+    }
 }
 
 /// A request to the supervisor.
@@ -44,6 +76,9 @@ enum Control {
     /// Stop the process: SIGTERM and wait `grace`, then SIGKILL; with a
     /// zero grace, SIGKILL at once.
     Terminate { grace: Duration },
+    /// A unit test's stand-in process dies on its own with this status.
+    #[cfg(test)]
+    Die(ExitStatus),
 }
 
 /// The gateway's handle on a running process. Cloning shares it.
@@ -51,10 +86,22 @@ enum Control {
 pub struct Process {
     pid: u32,
     commands: mpsc::UnboundedSender<Control>,
-    exited: watch::Receiver<Option<ExitStatus>>,
-    /// Set once a failure of this process has been counted (rapid-fail
-    /// protection), so the exchange and the supervisor never count it twice.
-    failure_counted: Arc<AtomicBool>,
+    exited: watch::Receiver<Option<Exit>>,
+    life: Arc<Life>,
+}
+
+/// What the pool knows of a process between requests, shared by its
+/// handles. The pool changes it under its lock, so the supervisor's report
+/// of an exit and the end of a request never judge one exit twice.
+#[derive(Debug, Default)]
+struct Life {
+    /// A request holds the process: an exit now is that request's to judge.
+    serving: AtomicBool,
+    /// It completed a request.
+    served: AtomicBool,
+    /// Its exit was judged (a request crash, a failure counted for
+    /// rapid-fail protection, or a clean exit).
+    judged: AtomicBool,
 }
 
 /// How a process ended, as the supervisor saw it.
@@ -63,6 +110,21 @@ pub struct Exit {
     pub status: ExitStatus,
     /// The gateway asked it to stop (timeout, recycling, shutdown...).
     pub requested: bool,
+}
+
+impl Exit {
+    /// How it ended, for people: "exit status 3", "killed by SIGKILL".
+    pub fn describe(&self) -> String {
+        use std::os::unix::process::ExitStatusExt;
+        match (self.status.code(), self.status.signal()) {
+            (Some(code), _) => format!("exit status {code}"),
+            (None, Some(signal)) => match Signal::try_from(signal) {
+                Ok(signal) => format!("killed by {}", signal.as_str()),
+                Err(_) => format!("killed by signal {signal}"),
+            },
+            (None, None) => "ended".to_string(),
+        }
+    }
 }
 
 impl Process {
@@ -75,15 +137,49 @@ impl Process {
         self.exited.borrow().is_some()
     }
 
+    /// How it exited, once it has (and been reaped).
+    pub fn exit(&self) -> Option<Exit> {
+        *self.exited.borrow()
+    }
+
+    /// Waits at most `limit` for the process to be reaped: after its
+    /// connection broke, to learn how it ended.
+    pub async fn exit_within(&self, limit: Duration) -> Option<Exit> {
+        let _ = tokio::time::timeout(limit, self.wait()).await;
+        self.exit()
+    }
+
+    /// A request holds the process (`true`) or gave it back.
+    pub fn set_serving(&self, serving: bool) {
+        self.life.serving.store(serving, Ordering::Release);
+    }
+
+    /// Whether a request holds the process.
+    pub fn is_serving(&self) -> bool {
+        self.life.serving.load(Ordering::Acquire)
+    }
+
+    /// The process completed a request.
+    pub fn mark_served(&self) {
+        self.life.served.store(true, Ordering::Release);
+    }
+
+    /// Whether it ever completed a request.
+    pub fn has_served(&self) -> bool {
+        self.life.served.load(Ordering::Acquire)
+    }
+
     /// Asks the supervisor to stop the process (SIGTERM and `grace`, then SIGKILL; SIGKILL at once with a zero grace).
     pub fn terminate(&self, grace: Duration) {
         // A closed channel means the supervisor is gone: the process already exited.
         let _ = self.commands.send(Control::Terminate { grace });
     }
 
-    /// Marks a failure of this process as counted; false if it already was.
-    pub fn count_failure_once(&self) -> bool {
-        !self.failure_counted.swap(true, Ordering::AcqRel)
+    /// Claims the judgement of this process's exit (or of its failure):
+    /// true the first time only, so the exchange and the supervisor never
+    /// count one process twice.
+    pub fn claim_exit(&self) -> bool {
+        !self.life.judged.swap(true, Ordering::AcqRel)
     }
 
     /// Waits until the process has exited.
@@ -98,39 +194,105 @@ impl Process {
 impl Process {
     /// A process that is not there, for the pool's unit tests. Its stand-in
     /// supervisor reports a requested, successful exit at the first
-    /// terminate request, as a real app that obeys SIGTERM would.
+    /// terminate request, as a real app that obeys SIGTERM would, or the
+    /// death [`die`](Self::die) asks for.
     pub(super) fn stand_in(pid: u32, on_exit: impl FnOnce(Exit) + Send + 'static) -> Process {
         use std::os::unix::process::ExitStatusExt;
         let (commands, mut command_rx) = mpsc::unbounded_channel();
         let (exited_tx, exited) = watch::channel(None);
         tokio::spawn(async move {
             // None: every handle is gone without a stop; nothing to report.
-            if command_rx.recv().await.is_some() {
-                let status = ExitStatus::from_raw(0);
-                let _ = exited_tx.send(Some(status));
-                on_exit(Exit {
-                    status,
+            let exit = match command_rx.recv().await {
+                None => return,
+                Some(Control::Terminate { .. }) => Exit {
+                    status: ExitStatus::from_raw(0),
                     requested: true,
-                });
-            }
+                },
+                Some(Control::Die(status)) => Exit {
+                    status,
+                    requested: false,
+                },
+            };
+            let _ = exited_tx.send(Some(exit));
+            on_exit(exit);
         });
         Process {
             pid,
             commands,
             exited,
-            failure_counted: Arc::new(AtomicBool::new(false)),
+            life: Arc::default(),
         }
+    }
+
+    /// Makes a stand-in process die on its own: a raw wait status (a
+    /// signal number, or an exit code shifted left by 8).
+    pub(super) fn die(&self, raw_status: i32) {
+        use std::os::unix::process::ExitStatusExt;
+        let _ = self
+            .commands
+            .send(Control::Die(ExitStatus::from_raw(raw_status)));
     }
 }
 
-/// Starts one process listening on a fresh socket and connects to it.
-/// `on_exit` runs in the supervisor after the process was reaped.
+/// Starts one process listening on a fresh socket, connects to it, and
+/// waits until the process has accepted the connection (its start-up is
+/// over). `on_exit` runs in the supervisor after the process was reaped.
 pub async fn spawn(
     spec: &ProcessSpec,
     instance_id: u64,
     on_exit: impl FnOnce(Exit) + Send + 'static,
-) -> io::Result<(Process, Connection)> {
+) -> Result<(Process, Connection), StartError> {
     let (listener, endpoint) = listen(spec, instance_id)?;
+    // Our copy tells when the process accepts (see `accepted`); it is
+    // dropped when spawn returns, so from then on only the child holds the
+    // listening socket and its death resets pending connections.
+    let watched = match listener.try_clone() {
+        Ok(fd) => fd,
+        Err(e) => {
+            endpoint.remove();
+            return Err(e.into());
+        }
+    };
+    let child = match run(spec, listener) {
+        Ok(child) => child,
+        Err(e) => {
+            endpoint.remove();
+            return Err(e.into());
+        }
+    };
+    let process = supervised(child, &spec.app, on_exit);
+    let pid = process.pid;
+    debug!(app = %spec.app, pid, "process started; waiting for it to accept its connection");
+
+    let connection = endpoint.connect().await;
+    // Once connected nobody needs the path: unlinking it means no other
+    // local process can ever reach the app's socket.
+    endpoint.remove();
+    let conn = match connection {
+        Ok(conn) => conn,
+        Err(e) => {
+            process.terminate(Duration::ZERO);
+            return Err(e.into());
+        }
+    };
+    match accepted(&watched, &process, spec.startup_timeout).await {
+        Accept::Accepted => Ok((process, conn)),
+        Accept::Exited(exit) => Err(StartError::Exited {
+            pid,
+            how: exit.describe(),
+        }),
+        Accept::TimedOut => {
+            process.terminate(Duration::ZERO);
+            Err(StartError::NoAccept {
+                pid,
+                after: spec.startup_timeout,
+            })
+        }
+    }
+}
+
+/// Runs the program with `listener` as its fd 0 and a clean environment.
+fn run(spec: &ProcessSpec, listener: OwnedFd) -> io::Result<Child> {
     let mut command = Command::new(&spec.program);
     command
         .args(&spec.args)
@@ -141,48 +303,82 @@ pub async fn spawn(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(false);
-    let spawned = command.spawn();
-    // Our copy of the listening socket goes with `command`: from here on only
-    // the child holds it, so its death resets pending connections.
-    drop(command);
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(e) => {
-            endpoint.remove();
-            return Err(e);
-        }
-    };
-    let pid = child.id().unwrap_or_default();
-    forward_output(child.stdout.take(), &spec.app, pid, "stdout");
-    forward_output(child.stderr.take(), &spec.app, pid, "stderr");
+    command.spawn()
+}
 
+/// Hands a running child to its supervisor task (and its output to the
+/// log); returns the gateway's handle on it.
+fn supervised(
+    mut child: Child,
+    app: &Arc<str>,
+    on_exit: impl FnOnce(Exit) + Send + 'static,
+) -> Process {
+    let pid = child.id().unwrap_or_default();
+    forward_output(child.stdout.take(), app, pid, "stdout");
+    forward_output(child.stderr.take(), app, pid, "stderr");
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (exited_tx, exited) = watch::channel(None);
     tokio::spawn(supervise(
         child,
-        spec.app.clone(),
+        app.clone(),
         pid,
         command_rx,
         exited_tx,
         on_exit,
     ));
-    let process = Process {
+    Process {
         pid,
         commands,
         exited,
-        failure_counted: Arc::new(AtomicBool::new(false)),
-    };
+        life: Arc::default(),
+    }
+}
 
-    let connection = endpoint.connect().await;
-    // Once connected nobody needs the path: unlinking it means no other
-    // local process can ever reach the app's socket.
-    endpoint.remove();
-    match connection {
-        Ok(conn) => Ok((process, conn)),
-        Err(e) => {
-            process.terminate(Duration::ZERO);
-            Err(e)
+/// How a new process's start-up ended.
+enum Accept {
+    Accepted,
+    Exited(Exit),
+    TimedOut,
+}
+
+/// Waits until the process has accepted the gateway's connection: its
+/// listening socket (of which `listener` is our copy) no longer holds a
+/// pending connection. No event says that a queue became empty, so it is
+/// polled, at short intervals first: php-cgi accepts within milliseconds,
+/// an interpreter loading a framework within seconds.
+async fn accepted(listener: &OwnedFd, process: &Process, limit: Duration) -> Accept {
+    const FIRST_PAUSE: Duration = Duration::from_millis(1);
+    const LONGEST_PAUSE: Duration = Duration::from_millis(4);
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut pause = FIRST_PAUSE;
+    loop {
+        if !has_pending_connection(listener) {
+            return Accept::Accepted;
         }
+        if let Some(exit) = process.exit() {
+            return Accept::Exited(exit);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Accept::TimedOut;
+        }
+        tokio::select! {
+            () = process.wait() => {}
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(LONGEST_PAUSE);
+    }
+}
+
+/// Whether a listening socket has a connection waiting to be accepted.
+/// If it cannot be asked, the process is taken as started (as before this
+/// check existed): a request then finds out.
+fn has_pending_connection(listener: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(n) if n > 0 => fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN)),
+        _ => false,
     }
 }
 
@@ -258,7 +454,7 @@ async fn supervise(
     app: Arc<str>,
     pid: u32,
     mut commands: mpsc::UnboundedReceiver<Control>,
-    exited: watch::Sender<Option<ExitStatus>>,
+    exited: watch::Sender<Option<Exit>>,
     on_exit: impl FnOnce(Exit),
 ) {
     let mut deadline: Option<tokio::time::Instant> = None;
@@ -289,6 +485,8 @@ async fn supervise(
                         deadline = Some(tokio::time::Instant::now() + grace);
                     }
                 }
+                #[cfg(test)]
+                Control::Die(_) => {}
             },
             () = kill_at => {
                 warn!(app = %app, pid, "process ignored SIGTERM; sending SIGKILL");
@@ -297,20 +495,15 @@ async fn supervise(
             }
         }
     };
-    match status {
-        Ok(status) => {
-            log_exit(&app, pid, status);
-            let _ = exited.send(Some(status));
-            on_exit(Exit { status, requested });
-        }
-        Err(e) => {
-            // wait() only fails if the child was already reaped elsewhere.
-            warn!(app = %app, pid, error = %e, "could not wait for the process");
-            let status = std::os::unix::process::ExitStatusExt::from_raw(0);
-            let _ = exited.send(Some(status));
-            on_exit(Exit { status, requested });
-        }
-    }
+    let status = status.unwrap_or_else(|e| {
+        // wait() only fails if the child was already reaped elsewhere.
+        warn!(app = %app, pid, error = %e, "could not wait for the process");
+        std::os::unix::process::ExitStatusExt::from_raw(0)
+    });
+    log_exit(&app, pid, status);
+    let exit = Exit { status, requested };
+    let _ = exited.send(Some(exit));
+    on_exit(exit);
 }
 
 fn log_exit(app: &str, pid: u32, status: ExitStatus) {

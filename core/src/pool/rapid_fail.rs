@@ -3,9 +3,14 @@
 //! rest of that minute, after which a single probe instance must serve a
 //! request before the app is back in service.
 //!
+//! What protection is for is a crash loop: processes that cannot start, or
+//! die with no request in flight. A process that dies serving a request,
+//! or answers garbage, is not reported here (see `lease`): a request of
+//! death must cost that request only, never the app.
+//!
 //! This file judges failures and the offline state; it does not decide
-//! what is a failure (the lease, the spawn path and the exit handler report
-//! them) nor start or retire instances.
+//! what is a failure (the spawn path and the exit judgement report them)
+//! nor start or retire instances.
 
 use std::time::Duration;
 
@@ -43,8 +48,9 @@ impl Inner {
         if st.probing { 1 } else { st.limit }
     }
 
-    /// Counts a failure of an instance (a start that failed, a crash, a
-    /// protocol error) and takes the app offline after too many in a minute.
+    /// Counts a failure of an instance (a start that failed, a death with no
+    /// request in flight) and takes the app offline after too many in a
+    /// minute.
     pub(super) fn record_failure(&self, st: &mut State, pid: Option<u32>, what: &str) {
         let now = Instant::now();
         while st

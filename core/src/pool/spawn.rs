@@ -7,12 +7,11 @@
 //! This file prepares; starting and supervising a process is `process.rs`.
 
 use std::future::Future;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::process::{self, Exit, Process, ProcessSpec, private_dir};
+use super::process::{self, Exit, Process, ProcessSpec, StartError, private_dir};
 use crate::config::{self, AppSettings};
 use crate::fcgi::client::Connection;
 
@@ -21,7 +20,7 @@ pub(super) type OnExit = Box<dyn FnOnce(Exit) + Send>;
 
 /// A started instance (its process and the connection to it), once ready.
 pub(super) type Started<'a> =
-    Pin<Box<dyn Future<Output = io::Result<(Process, Connection)>> + Send + 'a>>;
+    Pin<Box<dyn Future<Output = Result<(Process, Connection), StartError>> + Send + 'a>>;
 
 /// Starts the process of one instance. A pool holds one: [`ProcessSpawner`]
 /// in the gateway; the pool's unit tests put a stand-in here to check the
@@ -79,6 +78,7 @@ pub(super) fn spawn_spec(
         working_dir,
         protocol: app.protocol,
         socket_dir,
+        startup_timeout: app.activity_timeout,
     })
 }
 

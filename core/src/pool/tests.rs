@@ -14,7 +14,7 @@ use tempfile::TempDir;
 use tokio::net::{UnixListener, UnixStream};
 
 use super::spawn::{OnExit, Spawner, Started};
-use super::{Pool, PoolError, PoolStatus, Process, ProcessSpec};
+use super::{Pool, PoolError, PoolStatus, Process, ProcessSpec, StartError};
 use crate::config::{self, AppSettings};
 use crate::fcgi::client::Connection;
 
@@ -59,17 +59,20 @@ impl StandInSpawner {
         self.spawned().processes[n].clone()
     }
 
-    async fn start(&self, instance_id: u64, on_exit: OnExit) -> io::Result<(Process, Connection)> {
+    async fn start(
+        &self,
+        instance_id: u64,
+        on_exit: OnExit,
+    ) -> Result<(Process, Connection), StartError> {
         let failing = {
             let mut spawned = self.spawned();
             spawned.attempts += 1;
             spawned.failing
         };
         if failing {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                "stand-in: no such program",
-            ));
+            return Err(
+                io::Error::new(io::ErrorKind::NotFound, "stand-in: no such program").into(),
+            );
         }
         let path = self.sockets.path().join(format!("{instance_id}.sock"));
         let listener = UnixListener::bind(&path)?;
@@ -116,6 +119,8 @@ fn status(limit: u32, live: u32, idle: usize, waiting: usize) -> PoolStatus {
         live,
         idle,
         waiting,
+        request_crashes: 0,
+        bad_answers: 0,
     }
 }
 
@@ -380,7 +385,11 @@ async fn min_instances_are_kept_running() {
     // A failed instance is replaced at once.
     pool.acquire().await.unwrap().fail("stand-in failure");
     until("a replacement", || pool.status().idle == 2).await;
-    assert_eq!(pool.status(), status(4, 2, 2, 0));
+    let replaced = PoolStatus {
+        bad_answers: 1,
+        ..status(4, 2, 2, 0)
+    };
+    assert_eq!(pool.status(), replaced);
     assert_eq!(spawner.attempts(), 3);
 
     // Idle timeouts stop instances down to min_instances, not below.
@@ -392,11 +401,11 @@ async fn min_instances_are_kept_running() {
     for lease in leases {
         lease.finish(true);
     }
-    assert_eq!(pool.status(), status(4, 3, 3, 0));
+    assert_eq!(pool.status().live, 3);
     tokio::time::sleep(Duration::from_secs(11)).await;
-    assert_eq!(pool.status(), status(4, 2, 2, 0));
+    assert_eq!(pool.status(), replaced);
     tokio::time::sleep(Duration::from_secs(600)).await;
-    assert_eq!(pool.status(), status(4, 2, 2, 0));
+    assert_eq!(pool.status(), replaced);
     assert_eq!(spawner.attempts(), 4);
 }
 
@@ -418,4 +427,118 @@ async fn requests_that_left_the_queue_do_not_fill_it() {
     assert_eq!(pool.status().waiting, 1);
     lease.finish(true);
     served(staying).await.unwrap().finish(true);
+}
+
+/// Raw wait statuses for [`Process::die`].
+const KILLED: i32 = 9;
+const EXIT_1: i32 = 1 << 8;
+const EXIT_0: i32 = 0;
+
+#[tokio::test]
+async fn a_process_dying_while_serving_is_a_request_crash_not_a_rapid_failure() {
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 1\nrapid_fails_per_minute = 2");
+    for n in 0..5 {
+        let lease = pool.acquire().await.unwrap();
+        spawner.process(n).die(KILLED);
+        let exit = lease.exit_within(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(exit.describe(), "killed by SIGKILL");
+        lease.crash(exit);
+    }
+    let status = pool.status();
+    assert_eq!((status.request_crashes, status.live), (5, 0));
+    // Never offline: the next request gets a fresh instance.
+    pool.acquire().await.unwrap().finish(true);
+    assert_eq!(spawner.attempts(), 6);
+}
+
+#[tokio::test]
+async fn a_process_dying_while_idle_counts_for_rapid_fail() {
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 1\nrapid_fails_per_minute = 2");
+    for n in 0..2 {
+        pool.acquire().await.unwrap().finish(true);
+        spawner.process(n).die(KILLED);
+        until("the dead idle instance is dropped", || {
+            pool.status().live == 0
+        })
+        .await;
+    }
+    let offline = pool.acquire().await.unwrap_err();
+    assert!(
+        matches!(offline, PoolError::Offline { failures: 2, .. }),
+        "{offline}"
+    );
+}
+
+#[tokio::test]
+async fn an_exit_after_the_answer_is_judged_when_the_request_ends() {
+    // The bridge of an app that cannot be imported answers, then exits 1:
+    // the exit may be reaped before the request ends. No request was in
+    // flight any more, so it counts, once.
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 1\nrapid_fails_per_minute = 1");
+    let lease = pool.acquire().await.unwrap();
+    let process = spawner.process(0);
+    process.die(EXIT_1);
+    until("the exit is reaped", || process.has_exited()).await;
+    lease.finish(true);
+    assert_eq!(pool.status().live, 0);
+    let offline = pool.acquire().await.unwrap_err();
+    assert!(
+        matches!(offline, PoolError::Offline { failures: 1, .. }),
+        "{offline}"
+    );
+}
+
+#[tokio::test]
+async fn a_clean_exit_after_serving_is_no_failure() {
+    // php-cgi leaving after PHP_FCGI_MAX_REQUESTS, while idle or just as
+    // its last request ends.
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 1\nrapid_fails_per_minute = 1");
+    pool.acquire().await.unwrap().finish(true);
+    spawner.process(0).die(EXIT_0);
+    until("the idle instance is dropped", || pool.status().live == 0).await;
+    let lease = pool.acquire().await.unwrap();
+    lease.finish(true);
+    let lease = pool.acquire().await.unwrap();
+    let process = spawner.process(1);
+    process.die(EXIT_0);
+    until("the exit is reaped", || process.has_exited()).await;
+    lease.finish(true);
+    pool.acquire().await.unwrap().finish(true);
+    assert_eq!(spawner.attempts(), 3);
+}
+
+#[tokio::test]
+async fn a_bad_answer_replaces_the_instance_without_counting_for_rapid_fail() {
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 1\nrapid_fails_per_minute = 1");
+    for _ in 0..3 {
+        pool.acquire().await.unwrap().fail("stand-in: garbage");
+    }
+    pool.acquire().await.unwrap().finish(true);
+    assert_eq!(pool.status().bad_answers, 3);
+    assert_eq!(spawner.attempts(), 4);
+}
+
+#[tokio::test]
+async fn a_discarded_instance_that_died_idle_counts_once() {
+    // Found gone when the request was about to be written: it died with no
+    // request in flight, which the supervisor may report before or after.
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 1\nrapid_fails_per_minute = 2");
+    pool.acquire().await.unwrap().finish(true);
+    let lease = pool.acquire().await.unwrap();
+    let process = spawner.process(0);
+    process.die(KILLED);
+    until("the exit is reaped", || process.has_exited()).await;
+    lease.discard();
+    // One failure so far: the limit of 2 is not reached.
+    pool.acquire().await.unwrap().finish(true);
+    spawner.process(1).die(KILLED);
+    until("the dead idle instance is dropped", || {
+        pool.status().live == 0
+    })
+    .await;
+    let offline = pool.acquire().await.unwrap_err();
+    assert!(
+        matches!(offline, PoolError::Offline { failures: 2, .. }),
+        "{offline}"
+    );
 }
