@@ -59,6 +59,12 @@ impl GatewayError {
                 BodyError::Client(_) => StatusCode::BAD_REQUEST,
                 BodyError::Spill(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            // A parameter too large to send to a FastCGI app, made so by
+            // the client's headers or URI.
+            GatewayError::App(e) if e.is_header_too_large() => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            GatewayError::App(e) if e.is_uri_too_long() => StatusCode::URI_TOO_LONG,
             GatewayError::App(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::App(e) if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::App(e) if e.is_bad_answer() => StatusCode::BAD_GATEWAY,

@@ -26,7 +26,8 @@ use crate::cgi::answer::{Answer, AnswerError};
 use crate::cgi::params::Params;
 use crate::cgi::response::{HeadError, ResponseHead, parse_head};
 use crate::config::StderrMode;
-use crate::fcgi::client::{ClientError, Event, Exchange};
+use crate::fcgi::client::{ClientError, Event, Exchange, RequestParams};
+use crate::fcgi::proto::ParamsError;
 
 /// How many times a request is retried on a fresh instance when the one it
 /// got turned out to be dead before reading anything.
@@ -44,6 +45,10 @@ pub enum ExchangeError {
     Pool(#[from] PoolError),
     #[error(transparent)]
     Answer(#[from] AnswerError),
+    /// The request's parameters cannot be sent (refused before any
+    /// instance was used).
+    #[error(transparent)]
+    Params(#[from] ParamsError),
 }
 
 /// ExchangeLimits applied to one exchange (per app).
@@ -76,6 +81,7 @@ pub async fn forward(
     uri: Arc<str>,
     limits: ExchangeLimits,
 ) -> Result<Answer, ExchangeError> {
+    let params = RequestParams::encode(params.iter())?;
     let (head_tx, head_rx) = oneshot::channel();
     let (body_tx, body_rx) = mpsc::channel(BODY_CHANNEL);
     let task = ExchangeTask {
@@ -103,7 +109,7 @@ type BodySender = mpsc::Sender<Result<Bytes, std::io::Error>>;
 
 struct ExchangeTask {
     pool: Pool,
-    params: Params,
+    params: RequestParams,
     body: Arc<RequestBody>,
     uri: Arc<str>,
     limits: ExchangeLimits,
@@ -263,12 +269,8 @@ impl ExchangeTask {
             }
         };
         let reused = lease.is_reused();
-        let mut exchange = Exchange::start(
-            lease.connection(),
-            self.params.iter(),
-            reader,
-            self.body.len(),
-        );
+        let mut exchange =
+            Exchange::start(lease.connection(), &self.params, reader, self.body.len());
         let mut talk = Conversation {
             exchange: &mut exchange,
             stderr: StderrLog::default(),
