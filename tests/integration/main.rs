@@ -8,6 +8,7 @@ mod fcgiwrap;
 mod iis;
 mod launchers;
 mod lifecycle;
+mod limits;
 mod php;
 mod plugins;
 mod pool;
