@@ -138,7 +138,7 @@ enum State {
     Fixed(u64),
     /// Inside a chunked body.
     Chunked(Chunk),
-    /// After a refused head: no more input reaches hyper.
+    /// After `header_read_timeout`: no more input reaches hyper.
     Closed,
     /// After a refused head, while its answer goes out: what the client
     /// still sends is dropped, and hyper sees neither input nor its end
