@@ -9,6 +9,7 @@ mod fcgiwrap;
 mod iis;
 mod launchers;
 mod lifecycle;
+mod limits;
 mod php;
 mod plugins;
 mod pool;

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cgi::answer::AnswerError;
+use crate::cgi::params::{self, Origin};
+use crate::fcgi::proto::ParamsError;
 use crate::plugin::ChainError;
 use crate::pool::PoolError;
 use crate::pool::exchange::ExchangeError;
@@ -30,6 +32,9 @@ enum Kind {
     Answer(AnswerError),
     /// One of the app's plugins failed closed.
     Plugin(ChainError),
+    /// The request's parameters cannot be sent to a FastCGI app (refused
+    /// before any instance was used).
+    Params(ParamsError),
 }
 
 impl AppError {
@@ -48,6 +53,11 @@ impl AppError {
                 app: app.clone(),
                 pid: None,
                 kind: Kind::Pool(e),
+            },
+            ExchangeError::Params(e) => AppError {
+                app: app.clone(),
+                pid: None,
+                kind: Kind::Params(e),
             },
         }
     }
@@ -81,7 +91,24 @@ impl AppError {
         match &self.kind {
             Kind::Pool(e) => !e.is_start_failure(),
             Kind::Answer(e) => e.is_queue_full(),
-            Kind::Plugin(_) => false,
+            Kind::Plugin(_) | Kind::Params(_) => false,
+        }
+    }
+
+    /// The request's headers make a parameter too large to send (431).
+    pub fn is_header_too_large(&self) -> bool {
+        self.params_origin() == Some(Origin::Headers)
+    }
+
+    /// The request's URI makes a parameter too large to send (414).
+    pub fn is_uri_too_long(&self) -> bool {
+        self.params_origin() == Some(Origin::Uri)
+    }
+
+    fn params_origin(&self) -> Option<Origin> {
+        match &self.kind {
+            Kind::Params(e) => Some(params::origin(e.name())),
+            _ => None,
         }
     }
 
@@ -101,7 +128,7 @@ impl AppError {
         match &self.kind {
             Kind::Answer(e) => e.is_bad_answer(),
             Kind::Pool(e) => e.is_start_failure(),
-            Kind::Plugin(_) => false,
+            Kind::Plugin(_) | Kind::Params(_) => false,
         }
     }
 
@@ -132,6 +159,7 @@ impl fmt::Display for AppError {
             Kind::Pool(e) => write!(f, ": {e}"),
             Kind::Answer(e) => write!(f, ": {e}"),
             Kind::Plugin(e) => write!(f, ": {e}"),
+            Kind::Params(e) => write!(f, ": {e}"),
         }
     }
 }
@@ -142,6 +170,7 @@ impl std::error::Error for AppError {
             Kind::Pool(e) => e.source(),
             Kind::Answer(e) => e.source(),
             Kind::Plugin(e) => std::error::Error::source(e),
+            Kind::Params(_) => None,
         }
     }
 }

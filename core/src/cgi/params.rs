@@ -151,6 +151,27 @@ pub fn build(req: &RequestInfo<'_>, target: &ScriptTarget, extra: &[(String, Str
     p
 }
 
+/// Where a variable's value comes from, which says whose doing a value too
+/// large to pass on is: the client's (its headers, its URI) or the
+/// gateway's and its configuration's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Headers,
+    Uri,
+    Gateway,
+}
+
+/// The [`Origin`] of the variable `name`, as [`build`] sets it.
+pub fn origin(name: &str) -> Origin {
+    match name {
+        "CONTENT_TYPE" | "SERVER_NAME" => Origin::Headers,
+        "REQUEST_URI" | "QUERY_STRING" | "SCRIPT_NAME" | "SCRIPT_FILENAME" | "PATH_INFO"
+        | "PATH_TRANSLATED" | "DOCUMENT_URI" => Origin::Uri,
+        _ if name.starts_with("HTTP_") => Origin::Headers,
+        _ => Origin::Gateway,
+    }
+}
+
 fn protocol(version: Version) -> &'static str {
     match version {
         Version::HTTP_09 => "HTTP/0.9",

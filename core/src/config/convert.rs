@@ -20,9 +20,11 @@ use super::{
 };
 
 mod app;
+mod head;
 mod section;
 
 use app::convert_app;
+use head::head_limits;
 use section::Section;
 
 /// The whole file: the plugins first (apps and the server refer to them by
@@ -182,6 +184,7 @@ fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerSettings, Co
                 .map_err(|_| t.error(None, "listen", "bad default"))?,
         ],
     };
+    let head_limits = head_limits(&raw, &t)?;
     let root = raw.root.map_or_else(|| src.base.clone(), |r| src.path(&r));
     let max_response_header_size = t.size(
         raw.max_response_header_size.as_ref(),
@@ -212,6 +215,7 @@ fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerSettings, Co
             "header_read_timeout",
             defaults::HEADER_READ_TIMEOUT,
         )?,
+        head_limits,
         body_read_timeout: t.timeout(
             raw.body_read_timeout.as_ref(),
             "body_read_timeout",

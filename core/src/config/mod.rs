@@ -68,6 +68,10 @@ pub struct ServerSettings {
     pub max_response_header_size: usize,
     /// Time a client has to send the request head (`header_read_timeout`, 30s).
     pub header_read_timeout: Duration,
+    /// What a request head may hold, checked on the wire before any app
+    /// sees it (`max_header_line`, `max_request_head`, `max_headers`,
+    /// `max_uri_length`).
+    pub head_limits: HeadLimits,
     /// Longest pause between two body chunks from a client (`body_read_timeout`, 60s).
     pub body_read_timeout: Duration,
     /// How long in-flight requests may run after a shutdown signal (`shutdown_timeout`, 30s).
@@ -83,6 +87,34 @@ pub struct ServerSettings {
     /// Plugins applied to every request, in order, before the handler
     /// mapping (`plugins`, names of `[[plugin]]` entries).
     pub plugins: Vec<String>,
+}
+
+/// Limits on a request head. A head beyond one of them is answered 431
+/// (414 for the URI) at the front, as nginx's `large_client_header_buffers`
+/// and Apache's `LimitRequestField*` do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// Longest header line, name and value, without its CR LF
+    /// (`max_header_line`, default 8 KiB).
+    pub max_header_line: usize,
+    /// Largest whole head: request line, header lines and line ends
+    /// (`max_request_head`, default 32 KiB).
+    pub max_request_head: usize,
+    /// Most header lines (`max_headers`, default 100).
+    pub max_headers: usize,
+    /// Longest request target, path and query (`max_uri_length`, default 8 KiB).
+    pub max_uri_length: usize,
+}
+
+impl Default for HeadLimits {
+    fn default() -> Self {
+        HeadLimits {
+            max_header_line: defaults::MAX_HEADER_LINE,
+            max_request_head: defaults::MAX_REQUEST_HEAD,
+            max_headers: defaults::MAX_HEADERS,
+            max_uri_length: defaults::MAX_URI_LENGTH,
+        }
+    }
 }
 
 /// One `[[plugin]]`.
@@ -381,6 +413,10 @@ pub mod defaults {
     pub const BODY_BUFFER_SIZE: u64 = 1024 * 1024;
     pub const MAX_RESPONSE_HEADER_SIZE: usize = 64 * 1024;
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const MAX_HEADER_LINE: usize = 8 * 1024;
+    pub const MAX_REQUEST_HEAD: usize = 32 * 1024;
+    pub const MAX_HEADERS: usize = 100;
+    pub const MAX_URI_LENGTH: usize = 8 * 1024;
     pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
     pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);

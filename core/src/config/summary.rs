@@ -36,6 +36,12 @@ fn render_server(out: &mut String, s: &ServerSettings) {
         humantime::format_duration(s.header_read_timeout),
         humantime::format_duration(s.body_read_timeout)
     );
+    let h = &s.head_limits;
+    let _ = writeln!(
+        out,
+        "head limits max_header_line {} bytes, max_request_head {} bytes, max_headers {}, max_uri_length {} bytes",
+        h.max_header_line, h.max_request_head, h.max_headers, h.max_uri_length
+    );
 }
 
 /// An app: its process pool first, then what it handles and runs with.

@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream, tcp, unix};
 
 use super::decode::Decoder;
-use super::proto::{self, FLAG_KEEP_CONN, ProtocolError, Record, record_type, role};
+use super::proto::{self, FLAG_KEEP_CONN, ParamsError, ProtocolError, Record, record_type, role};
 
 /// The request id used on every connection (one request at a time).
 const REQUEST_ID: u16 = 1;
@@ -221,6 +221,25 @@ impl Connection {
     }
 }
 
+/// A request's PARAMS stream, encoded once before any instance is used: a
+/// request whose parameters cannot be sent is refused before it costs a
+/// process anything, and a retry on another instance sends the same bytes.
+#[derive(Debug, Clone)]
+pub struct RequestParams(Bytes);
+
+impl RequestParams {
+    /// Encodes `pairs`; fails on a pair too large for one record (it is
+    /// never split: see [`proto`]).
+    pub fn encode<'a, I>(pairs: I) -> Result<RequestParams, ParamsError>
+    where
+        I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    {
+        let mut out = BytesMut::with_capacity(1024);
+        proto::encode_params(REQUEST_ID, pairs, &mut out)?;
+        Ok(RequestParams(out.freeze()))
+    }
+}
+
 /// One request in progress: writes the request (BEGIN_REQUEST, PARAMS, the
 /// body as STDIN) while handing out the response's events.
 pub struct Exchange<'c, B> {
@@ -241,13 +260,10 @@ impl<'c, B: AsyncRead + Unpin> Exchange<'c, B> {
     /// Starts a request. Nothing is written until the first
     /// [`next_event`](Self::next_event): BEGIN_REQUEST, the PARAMS stream
     /// and, for an empty body, the STDIN terminator then leave in one write.
-    pub fn start<'a, I>(conn: &'c mut Connection, params: I, body: B, body_len: u64) -> Self
-    where
-        I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
-    {
-        let mut pending = BytesMut::with_capacity(4096);
+    pub fn start(conn: &'c mut Connection, params: &RequestParams, body: B, body_len: u64) -> Self {
+        let mut pending = BytesMut::with_capacity(params.0.len() + 64);
         proto::encode_begin_request(REQUEST_ID, role::RESPONDER, FLAG_KEEP_CONN, &mut pending);
-        proto::encode_params(REQUEST_ID, params, &mut pending);
+        pending.extend_from_slice(&params.0);
         if body_len == 0 {
             proto::encode_stream_end(record_type::STDIN, REQUEST_ID, &mut pending);
         }
@@ -406,15 +422,15 @@ mod tests {
         (dir, conn, app)
     }
 
-    fn params() -> Vec<(&'static [u8], &'static [u8])> {
-        vec![(b"SCRIPT_NAME".as_slice(), b"/x.php".as_slice())]
+    fn params() -> RequestParams {
+        RequestParams::encode([(b"SCRIPT_NAME".as_slice(), b"/x.php".as_slice())]).unwrap()
     }
 
     #[tokio::test]
     async fn a_connection_closed_before_the_request_writes_nothing() {
         let (_dir, mut conn, app) = pair().await;
         drop(app);
-        let mut exchange = Exchange::start(&mut conn, params(), tokio::io::empty(), 0);
+        let mut exchange = Exchange::start(&mut conn, &params(), tokio::io::empty(), 0);
         let error = exchange.next_event().await.unwrap_err();
         assert!(error.is_peer_gone(), "{error}");
         assert!(!exchange.wrote_any());
@@ -433,7 +449,7 @@ mod tests {
         if let ReadHalf::Tcp(r) = &conn.reader {
             r.readable().await.unwrap();
         }
-        let mut exchange = Exchange::start(&mut conn, params(), tokio::io::empty(), 0);
+        let mut exchange = Exchange::start(&mut conn, &params(), tokio::io::empty(), 0);
         let error = exchange.next_event().await.unwrap_err();
         assert!(error.is_peer_gone(), "{error}");
         assert!(!exchange.wrote_any());
@@ -442,7 +458,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_the_app_may_have_read_reports_what_was_written() {
         let (_dir, mut conn, mut app) = pair().await;
-        let mut exchange = Exchange::start(&mut conn, params(), tokio::io::empty(), 0);
+        let mut exchange = Exchange::start(&mut conn, &params(), tokio::io::empty(), 0);
         let app_side = tokio::spawn(async move {
             let mut header = [0u8; 8];
             app.read_exact(&mut header).await.unwrap();

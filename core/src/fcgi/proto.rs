@@ -6,6 +6,13 @@
 //! stream ends with an empty record. Name-value pairs use a 1-byte length
 //! below 128 and a 4-byte length (high bit set) otherwise.
 //!
+//! The specification lets a name-value pair span PARAMS records, but
+//! php-cgi (main/fastcgi.c) and libfcgi parse the pairs of each record on
+//! their own: a pair cut across two records makes them drop the connection.
+//! So [`encode_params`] starts a new record at a pair boundary, and refuses
+//! a pair that cannot fit in one record rather than split it (HAProxy's and
+//! lighttpd's advisories came from getting this wrong).
+//!
 //! This file only turns values into bytes and bytes into values: decoding a
 //! byte stream into records is [`super::decode`], I/O is [`super::client`].
 
@@ -69,6 +76,29 @@ pub enum ProtocolError {
     ManagementRecordWithRequestId { record_type: u8, request_id: u16 },
     #[error("record type {0} with request id 0 (reserved for management records)")]
     ApplicationRecordWithoutRequestId(u8),
+}
+
+/// A name-value pair too large for one PARAMS record: it cannot be sent
+/// to php-cgi or a libfcgi app without being split, so it is not sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "parameter {name} needs {size} bytes, more than one FastCGI record holds ({MAX_CONTENT_LEN}); it is never split across records"
+)]
+pub struct ParamsError {
+    name: String,
+    size: usize,
+}
+
+impl ParamsError {
+    /// The parameter's name (cut to 64 bytes, lossy UTF-8).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The encoded size of the pair.
+    pub fn size(&self) -> usize {
+        self.size
+    }
 }
 
 /// The 8-byte record header.
@@ -331,17 +361,47 @@ where
     }
 }
 
-/// The whole PARAMS stream of a request: the pairs, split across records as
-/// needed (a pair may span records, as the spec allows), then the empty
-/// PARAMS record.
-pub fn encode_params<'a, I>(request_id: u16, pairs: I, out: &mut BytesMut)
+/// Bytes one pair takes in the name-value encoding.
+pub fn pair_len(name: &[u8], value: &[u8]) -> usize {
+    let length = |n: usize| if n < 128 { 1 } else { 4 };
+    length(name.len()) + length(value.len()) + name.len() + value.len()
+}
+
+/// The whole PARAMS stream of a request: the pairs, as many to a record as
+/// fit, a new record starting at a pair boundary, then the empty PARAMS
+/// record. A pair that does not fit in one record is an error, and `out`
+/// is left as it was.
+pub fn encode_params<'a, I>(
+    request_id: u16,
+    pairs: I,
+    out: &mut BytesMut,
+) -> Result<(), ParamsError>
 where
     I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
 {
-    let mut body = BytesMut::with_capacity(1024);
-    encode_pairs(pairs, &mut body);
-    encode_stream(record_type::PARAMS, request_id, &body, out);
+    let start = out.len();
+    let mut record = BytesMut::with_capacity(1024);
+    for (name, value) in pairs {
+        let size = pair_len(name, value);
+        if size > MAX_CONTENT_LEN {
+            out.truncate(start);
+            let shown = &name[..name.len().min(64)];
+            return Err(ParamsError {
+                name: String::from_utf8_lossy(shown).into_owned(),
+                size,
+            });
+        }
+        if record.len() + size > MAX_CONTENT_LEN {
+            encode_record(record_type::PARAMS, request_id, &record, out);
+            record.clear();
+        }
+        encode_pairs([(name, value)], &mut record);
+    }
+    if !record.is_empty() {
+        encode_record(record_type::PARAMS, request_id, &record, out);
+    }
     encode_stream_end(record_type::PARAMS, request_id, out);
+    Ok(())
 }
 
 /// Decodes a name-value pair body.
@@ -494,15 +554,105 @@ mod tests {
         );
     }
 
+    /// The PARAMS records of an encoded stream, each one's content.
+    fn params_records(mut bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut records = Vec::new();
+        while !bytes.is_empty() {
+            let header = RecordHeader::parse(bytes[..HEADER_LEN].try_into().unwrap());
+            assert_eq!(header.record_type, record_type::PARAMS);
+            let len = header.content_length as usize;
+            records.push(bytes[HEADER_LEN..HEADER_LEN + len].to_vec());
+            bytes = &bytes[HEADER_LEN + len + header.padding_length as usize..];
+        }
+        records
+    }
+
     #[test]
-    fn params_stream_spans_records_and_ends_empty() {
-        let big = vec![b'z'; 70_000];
+    fn params_stream_is_cut_between_pairs_and_ends_empty() {
+        // 20 pairs of 4 000 bytes: 80 kB, more than one record holds.
+        let values: Vec<Vec<u8>> = (0..20u8).map(|i| vec![b'a' + i; 4000]).collect();
+        let names: Vec<String> = (0..20).map(|i| format!("HTTP_X_PART_{i}")).collect();
+        let pairs = names
+            .iter()
+            .zip(&values)
+            .map(|(n, v)| (n.as_bytes(), &v[..]));
         let mut out = BytesMut::new();
-        encode_params(1, [(&b"BIG"[..], &big[..])], &mut out);
-        // Pair body = 1 + 4 + 3 + 70000 = 70008 → records of 65535 and 4473, then the empty one.
-        assert_eq!(&out[..8], &[1, 4, 0, 1, 0xff, 0xff, 1, 0]);
-        let tail = &out[out.len() - 8..];
-        assert_eq!(tail, &[1, 4, 0, 1, 0, 0, 0, 0]);
+        encode_params(1, pairs, &mut out).unwrap();
+        let records = params_records(&out);
+        assert_eq!(
+            records.last().unwrap(),
+            &Vec::<u8>::new(),
+            "ends with the empty record"
+        );
+        let records = &records[..records.len() - 1];
+        assert_eq!(records.len(), 2);
+        // Each record decodes on its own, as php-cgi reads it, and together
+        // they give every pair whole, in order.
+        let mut decoded = Vec::new();
+        for record in records {
+            assert!(record.len() <= MAX_CONTENT_LEN);
+            decoded.extend(decode_pairs(record).unwrap());
+        }
+        assert_eq!(decoded.len(), 20);
+        for ((name, value), (n, v)) in decoded.iter().zip(names.iter().zip(&values)) {
+            assert_eq!(name.as_ref(), n.as_bytes());
+            assert_eq!(value.as_ref(), &v[..]);
+        }
+    }
+
+    #[test]
+    fn a_pair_that_fills_a_record_exactly_is_sent() {
+        // 1 + 4 + 3 + 65527 = 65535 bytes.
+        let value = vec![b'v'; 65527];
+        let mut out = BytesMut::from(&b"kept"[..]);
+        encode_params(
+            1,
+            [(&b"BIG"[..], &value[..]), (&b"A"[..], &b"b"[..])],
+            &mut out,
+        )
+        .unwrap();
+        let records = params_records(&out[4..]);
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[0].len(), MAX_CONTENT_LEN);
+        assert_eq!(decode_pairs(&records[1]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_pair_too_large_for_one_record_is_refused_not_split() {
+        let value = vec![b'v'; 65528];
+        let mut out = BytesMut::from(&b"kept"[..]);
+        let pairs = [(&b"A"[..], &b"b"[..]), (&b"HTTP_X_BIG"[..], &value[..])];
+        let e = encode_params(1, pairs, &mut out).unwrap_err();
+        assert_eq!(e.name(), "HTTP_X_BIG");
+        assert_eq!(e.size(), 1 + 4 + 10 + 65528);
+        assert!(e.to_string().contains("HTTP_X_BIG"), "{e}");
+        // Nothing of the stream was written.
+        assert_eq!(&out[..], b"kept");
+    }
+
+    proptest::proptest! {
+        /// Whatever the pairs, every record holds whole pairs only: each
+        /// decodes on its own, and a pair that cannot fit is refused.
+        #[test]
+        fn params_records_hold_whole_pairs(sizes in proptest::collection::vec((0usize..200, 0usize..70_000), 0..12)) {
+            let pairs: Vec<(Vec<u8>, Vec<u8>)> = sizes
+                .iter()
+                .map(|&(n, v)| (vec![b'N'; n], vec![b'V'; v]))
+                .collect();
+            let mut out = BytesMut::new();
+            let fits = pairs.iter().all(|(n, v)| pair_len(n, v) <= MAX_CONTENT_LEN);
+            let result = encode_params(1, pairs.iter().map(|(n, v)| (&n[..], &v[..])), &mut out);
+            proptest::prop_assert_eq!(result.is_ok(), fits);
+            if fits {
+                let mut decoded = Vec::new();
+                for record in params_records(&out) {
+                    decoded.extend(decode_pairs(&record).unwrap());
+                }
+                proptest::prop_assert_eq!(decoded.len(), pairs.len());
+            } else {
+                proptest::prop_assert!(out.is_empty());
+            }
+        }
     }
 
     #[test]

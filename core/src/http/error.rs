@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Method, Response, StatusCode, header};
 
+use super::framing::Refusal;
 use crate::app::AppError;
 use crate::body::{BodyError, ResponseBody};
 use crate::plugin::ChainError;
@@ -24,6 +25,9 @@ pub enum GatewayError {
     Path(#[from] PathError),
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// A request head refused on the wire (framing or a head limit).
+    #[error("request head refused: {0}")]
+    Head(Refusal),
     #[error("no file or mapping for this path")]
     NotFound,
     #[error("method not allowed here")]
@@ -51,6 +55,11 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::Path(_) | GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::Head(r) if r.is_uri_too_long() => StatusCode::URI_TOO_LONG,
+            GatewayError::Head(r) if r.is_too_large() => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            GatewayError::Head(_) => StatusCode::BAD_REQUEST,
             GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Body(e) => match e {
@@ -59,6 +68,12 @@ impl GatewayError {
                 BodyError::Client(_) => StatusCode::BAD_REQUEST,
                 BodyError::Spill(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            // A parameter too large to send to a FastCGI app, made so by
+            // the client's headers or URI.
+            GatewayError::App(e) if e.is_header_too_large() => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            GatewayError::App(e) if e.is_uri_too_long() => StatusCode::URI_TOO_LONG,
             GatewayError::App(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::App(e) if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::App(e) if e.is_bad_answer() => StatusCode::BAD_GATEWAY,
@@ -153,7 +168,10 @@ impl GatewayError {
                 headers.insert(header::ALLOW, value);
             }
         }
-        if matches!(self, GatewayError::BadRequest(_) | GatewayError::Body(_)) {
+        if matches!(
+            self,
+            GatewayError::BadRequest(_) | GatewayError::Body(_) | GatewayError::Head(_)
+        ) {
             // The rest of the connection's input cannot be trusted.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

@@ -1,4 +1,4 @@
-//! Request framing checks that hyper does not make for us.
+//! Request framing checks and head limits that hyper does not make for us.
 //!
 //! hyper resolves a request carrying both `Content-Length` and
 //! `Transfer-Encoding` by trusting the latter and dropping the former
@@ -7,14 +7,27 @@
 //! [`Guarded`] looks at each request head on the wire before hyper does:
 //! it holds the head back until it is complete, checks it, and then follows
 //! the body's framing (length or chunked) to find the next head on a
-//! keep-alive connection. A bad head never reaches hyper: the connection is
-//! answered with a 400 and closed.
+//! keep-alive connection. While it holds a head it measures it against the
+//! `[server]` head limits ([`super::limits`]), and refuses it as soon as it
+//! goes over one: it never holds more than `max_request_head` bytes of a
+//! head, and nothing of a refused head reaches hyper or an app.
+//!
+//! A refused head is answered by the service, like every other error (one
+//! status mapping, one log line, an access-log entry): the guard hands
+//! hyper a small stand-in request in its place and leaves the reason in the
+//! connection's [`Refusals`], under the request's position on the
+//! connection; the service finds it there, answers 400, 414 or 431 with
+//! `Connection: close`, and the connection ends. The guard then reads and
+//! drops what the client is still sending for a moment before closing
+//! (nginx's lingering close), so that the client reads the answer rather
+//! than a reset.
 //!
 //! [`check_request`] holds the checks made on the parsed request.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,21 +36,80 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::info;
 
 use super::error::GatewayError;
+use super::limits::{self, HeadScan, Limit, OverLimit};
+use crate::config::HeadLimits;
 
-/// Request heads larger than this are passed through unchecked: hyper
-/// refuses them itself (431).
-const MAX_HEAD: usize = 64 * 1024;
-const MAX_HEADERS: usize = 128;
 /// The HTTP/2 connection preface (prior-knowledge h2c).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Largest read while collecting a head.
+const HEAD_READ: usize = 8192;
+/// After a refusal: how long, and how many bytes, the client's input is
+/// read and dropped before the connection closes.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
+/// Longest request target kept for the stand-in (the access log).
+const STAND_IN_TARGET: usize = 200;
 
-/// What hyper is given instead of a refused head: a request it rejects with
-/// its own 400 (an invalid Content-Length), in order after any response still
-/// being written on the connection, and then closes.
-const REFUSED_HEAD: &[u8] = b"GET / HTTP/1.1\r\nhost: refused\r\ncontent-length: refused\r\n\r\n";
+/// Why a request head was refused on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Ambiguous framing (400).
+    #[error("ambiguous framing: {0}")]
+    Framing(&'static str),
+    /// Over a head limit (431, or 414 for the URI).
+    #[error(transparent)]
+    Limit(#[from] OverLimit),
+}
 
-/// Checks on a parsed request that hyper leaves to the server.
-pub fn check_request<B>(req: &Request<B>) -> Result<(), GatewayError> {
+impl Refusal {
+    pub fn is_uri_too_long(&self) -> bool {
+        matches!(self, Refusal::Limit(over) if over.limit == Limit::UriLength)
+    }
+
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, Refusal::Limit(_))
+    }
+}
+
+/// The refused head of a connection, from the guard to the service: at
+/// most one, since the connection ends after it.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    refused: Mutex<Option<(u64, Refusal)>>,
+}
+
+impl Refusals {
+    fn set(&self, request: u64, refusal: Refusal) {
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        *refused = Some((request, refusal));
+    }
+
+    /// Why the connection's request number `request` (from 0) was refused,
+    /// if it was. hyper may read ahead of the request it hands the service
+    /// (pipelining), so the position, not the time, tells which one it is.
+    pub fn take(&self, request: u64) -> Option<Refusal> {
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        match refused.take() {
+            Some((at, refusal)) if at == request => Some(refusal),
+            other => {
+                *refused = other;
+                None
+            }
+        }
+    }
+}
+
+/// Checks on a parsed request that hyper leaves to the server: a head the
+/// guard refused (its reason rides in the request's extensions), the head
+/// limits of an HTTP/2 request (the guard sees only HTTP/1), and the Host
+/// rules.
+pub fn check_request<B>(req: &mut Request<B>, limits: &HeadLimits) -> Result<(), GatewayError> {
+    if let Some(refusal) = req.extensions_mut().remove::<Refusal>() {
+        return Err(GatewayError::Head(refusal));
+    }
+    if req.version() == Version::HTTP_2 {
+        limits::check_parsed(req, limits).map_err(|over| GatewayError::Head(over.into()))?;
+    }
     let hosts = req.headers().get_all(header::HOST).iter().count();
     if hosts > 1 {
         return Err(GatewayError::BadRequest("more than one Host header"));
@@ -66,8 +138,12 @@ enum State {
     Fixed(u64),
     /// Inside a chunked body.
     Chunked(Chunk),
-    /// After a refused head: no more input reaches hyper.
+    /// After `header_read_timeout`: no more input reaches hyper.
     Closed,
+    /// After a refused head, while its answer goes out: what the client
+    /// still sends is dropped, and hyper sees neither input nor its end
+    /// (an end of input would make it drop the answer).
+    Refused,
     /// No more checks (HTTP/2, an upgrade, or a head hyper will refuse).
     Passthrough,
 }
@@ -107,10 +183,35 @@ pub struct Guarded<S> {
     /// byte of a head until the head is complete.
     head_timeout: Duration,
     head_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The head being collected, measured as it comes; `scanned` bytes of
+    /// `held` are fed to it.
+    scan: HeadScan,
+    scanned: usize,
+    /// Heads handed to hyper so far: the position of the next request.
+    heads: u64,
+    refusals: std::sync::Arc<Refusals>,
+    /// Set after a refusal: drop the client's input for a moment before
+    /// closing.
+    linger: Option<Linger>,
+}
+
+#[derive(Debug)]
+struct Linger {
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Bytes still to drop before giving up on a clean close.
+    left: usize,
+    /// The client's end of input was seen.
+    ended: bool,
+    shut: bool,
 }
 
 impl<S> Guarded<S> {
-    pub fn new(inner: S, head_timeout: Duration) -> Self {
+    pub fn new(
+        inner: S,
+        head_timeout: Duration,
+        limits: HeadLimits,
+        refusals: std::sync::Arc<Refusals>,
+    ) -> Self {
         Guarded {
             inner,
             state: State::Head,
@@ -118,6 +219,11 @@ impl<S> Guarded<S> {
             first: true,
             head_timeout,
             head_deadline: None,
+            scan: HeadScan::new(limits),
+            scanned: 0,
+            heads: 0,
+            refusals,
+            linger: None,
         }
     }
 }
@@ -128,12 +234,18 @@ enum Verdict {
     Reject(&'static str),
 }
 
-fn judge(head: &[u8]) -> Verdict {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
+/// `headers`: how many header lines the head has (the scanner counted them).
+fn judge(head: &[u8], headers: usize) -> Verdict {
+    let mut fields = vec![httparse::EMPTY_HEADER; headers.max(1)];
+    let mut req = httparse::Request::new(&mut fields);
     match req.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        // Malformed or too many headers: hyper gives the error response.
+        Ok(httparse::Status::Complete(n)) if n == head.len() => {}
+        // The parser and the scanner must agree on where the head ends, or
+        // the next head would be looked for in the wrong place.
+        Ok(httparse::Status::Complete(_)) => {
+            return Verdict::Reject("request head ends where it should not");
+        }
+        // Malformed: hyper gives the error response.
         _ => return Verdict::Next(State::Passthrough),
     }
     let mut length: Option<u64> = None;
@@ -266,7 +378,8 @@ impl<S> Guarded<S> {
         };
     }
 
-    /// Examines `held` if it now starts with a complete head.
+    /// Examines `held` if it now starts with a complete head; refuses it
+    /// as soon as it goes over a limit.
     fn examine(&mut self) {
         if self.first && (self.held.starts_with(H2_PREFACE) || H2_PREFACE.starts_with(&self.held)) {
             if self.held.len() >= H2_PREFACE.len() {
@@ -274,30 +387,23 @@ impl<S> Guarded<S> {
             }
             return;
         }
-        let Some(end) = find_head_end(&self.held) else {
-            if self.held.len() > MAX_HEAD {
-                self.give_up();
-            }
-            return;
-        };
-        self.first = false;
-        let next = match judge(&self.held[..end]) {
-            Verdict::Next(next) => next,
-            Verdict::Reject(why) => {
-                info!(
-                    reason = why,
-                    "refusing request with ambiguous framing (400)"
-                );
-                self.held.clear();
-                self.held.extend_from_slice(REFUSED_HEAD);
-                self.state = State::Release {
-                    pos: 0,
-                    upto: REFUSED_HEAD.len(),
-                    next: Box::new(State::Closed),
-                };
+        let end = match self.scan.feed(&self.held[self.scanned..]) {
+            Ok(Some(n)) => self.scanned + n,
+            Ok(None) => {
+                self.scanned = self.held.len();
                 return;
             }
+            Err(over) => return self.refuse(Refusal::Limit(over)),
         };
+        let headers = self.scan.headers();
+        self.scan.reset();
+        self.scanned = 0;
+        self.first = false;
+        let next = match judge(&self.held[..end], headers) {
+            Verdict::Next(next) => next,
+            Verdict::Reject(why) => return self.refuse(Refusal::Framing(why)),
+        };
+        self.heads += 1;
         // Bytes after the head that belong to this request's body go out
         // with it; anything beyond is the next head, held for checking.
         let rest = &self.held[end..];
@@ -327,20 +433,81 @@ impl<S> Guarded<S> {
             next: Box::new(after),
         };
     }
+
+    /// Hands hyper a stand-in for the refused head (so that the service
+    /// answers it, in order after any response still being written), then
+    /// nothing more: the connection ends after the answer.
+    fn refuse(&mut self, refusal: Refusal) {
+        let stand_in = stand_in(&self.held);
+        self.refusals.set(self.heads, refusal);
+        self.heads += 1;
+        self.held = stand_in;
+        self.scan.reset();
+        self.scanned = 0;
+        self.head_deadline = None;
+        self.state = State::Release {
+            pos: 0,
+            upto: self.held.len(),
+            next: Box::new(State::Refused),
+        };
+        self.linger = Some(Linger {
+            deadline: Box::pin(tokio::time::sleep(LINGER_TIME)),
+            left: LINGER_BYTES,
+            ended: false,
+            shut: false,
+        });
+    }
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    // Leading empty lines before a request line are allowed (RFC 9112 §2.2).
-    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
-    let body = &buf[start..];
-    body.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| start + p + 4)
-        .or_else(|| {
-            body.windows(2)
-                .position(|w| w == b"\n\n")
-                .map(|p| start + p + 2)
+/// The stand-in request for a refused head: its method, target (cut) and
+/// version as far as they are known and well formed, for the access log;
+/// `GET /` otherwise. It has no body and no limit to go over.
+fn stand_in(held: &[u8]) -> Vec<u8> {
+    let start = held
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(held.len());
+    let line = held[start..]
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or(&[]);
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let method = parts
+        .next()
+        .filter(|m| {
+            (1..=20).contains(&m.len())
+                && m.iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`|~".contains(b))
+                && !matches!(*m, b"CONNECT" | b"PRI")
         })
+        .unwrap_or(b"GET");
+    let target = parts.next().unwrap_or(b"/");
+    let mut target = target[..target.len().min(STAND_IN_TARGET)].to_vec();
+    if target.len() == STAND_IN_TARGET {
+        target.extend_from_slice(b"...");
+    }
+    let well_formed = target.starts_with(b"/")
+        && target.iter().all(|b| (0x21..0x7f).contains(b))
+        && http::Uri::try_from(target.as_slice()).is_ok();
+    if !well_formed {
+        target = b"/".to_vec();
+    }
+    let version: &[u8] = match parts.next() {
+        Some(b"HTTP/1.0") => b"HTTP/1.0",
+        _ => b"HTTP/1.1",
+    };
+    let mut head = Vec::with_capacity(64 + target.len());
+    for part in [
+        method,
+        b" ",
+        &target,
+        b" ",
+        version,
+        b"\r\nhost: refused\r\n\r\n",
+    ] {
+        head.extend_from_slice(part);
+    }
+    head
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<S> {
@@ -354,6 +521,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<S> {
             match &this.state {
                 State::Passthrough => return Pin::new(&mut this.inner).poll_read(cx, buf),
                 State::Closed => return Poll::Ready(Ok(())),
+                State::Refused => return this.poll_refused(cx),
                 State::Release { .. } => {
                     this.release(buf);
                     return Poll::Ready(Ok(()));
@@ -413,24 +581,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Guarded<S> {
         polled
     }
 
-    /// A chunked body: follow its framing to find where the next head starts.
+    /// A chunked body: follow its framing to find where the next head
+    /// starts. A read that carries the body's end and the start of the next
+    /// head gives hyper only the body; the rest is held as the next head.
     fn poll_chunked(
         &mut self,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let mut chunk = [0u8; 16 * 1024];
+        let want = buf.remaining().min(chunk.len());
+        let mut read = ReadBuf::new(&mut chunk[..want]);
+        let polled = Pin::new(&mut self.inner).poll_read(cx, &mut read);
         if let Poll::Ready(Ok(())) = polled
-            && let State::Chunked(chunk) = &mut self.state
+            && let State::Chunked(state) = &mut self.state
         {
-            let (used, next) = chunk.advance(&buf.filled()[before..]);
+            let data = read.filled();
+            let (used, next) = state.advance(data);
+            buf.put_slice(&data[..used]);
             match next {
-                Some(next) => *chunk = next,
-                // The next head started in this read and is already handed
-                // over: stop checking.
-                None if before + used < buf.filled().len() => self.state = State::Passthrough,
-                None => self.state = State::Head,
+                Some(next) => *state = next,
+                None => {
+                    self.state = State::Head;
+                    self.held.extend_from_slice(&data[used..]);
+                    if !self.held.is_empty() {
+                        self.examine();
+                    }
+                }
             }
         }
         polled
@@ -439,8 +616,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Guarded<S> {
     /// Reads more of a request head and examines it; `None`: go round again
     /// (the state has moved on).
     fn poll_head(&mut self, cx: &mut Context<'_>) -> Option<Poll<io::Result<()>>> {
-        let mut chunk = [0u8; 8192];
-        let mut read = ReadBuf::new(&mut chunk);
+        let mut chunk = [0u8; HEAD_READ];
+        // Never read past the byte that takes the head over its limit.
+        let budget = (self.scan.limit() + 1)
+            .saturating_sub(self.scan.total())
+            .clamp(1, HEAD_READ);
+        let mut read = ReadBuf::new(&mut chunk[..budget]);
         match Pin::new(&mut self.inner).poll_read(cx, &mut read) {
             Poll::Ready(Ok(())) if read.filled().is_empty() => {
                 // End of input: hand over whatever partial head there is.
@@ -464,6 +645,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Guarded<S> {
             other => return Some(other),
         }
         None
+    }
+
+    /// The answer to a refused head is on its way: drop what the client
+    /// still sends (up to the linger allowance), give hyper nothing. The
+    /// service's answer wakes hyper, which then closes the connection.
+    fn poll_refused(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(linger) = self.linger.as_mut() else {
+            return Poll::Pending;
+        };
+        let mut chunk = [0u8; HEAD_READ];
+        while !linger.ended && linger.left > 0 {
+            let mut read = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if read.filled().is_empty() => linger.ended = true,
+                Poll::Ready(Ok(())) => {
+                    linger.left = linger.left.saturating_sub(read.filled().len());
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Pending
     }
 
     /// No more input yet: the head must still arrive within
@@ -498,8 +701,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
 
+    /// Closes the sending side; after a refusal, first reads and drops the
+    /// client's input for a moment, so that closing with unread input does
+    /// not reset the connection before the client has read the answer.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        let Some(linger) = this.linger.as_mut() else {
+            return Pin::new(&mut this.inner).poll_shutdown(cx);
+        };
+        if !linger.shut {
+            match Pin::new(&mut this.inner).poll_shutdown(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    this.linger = None;
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Ready(Ok(())) => linger.shut = true,
+            }
+        }
+        let mut chunk = [0u8; HEAD_READ];
+        while !linger.ended && linger.left > 0 && linger.deadline.as_mut().poll(cx).is_pending() {
+            let mut read = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if !read.filled().is_empty() => {
+                    linger.left = linger.left.saturating_sub(read.filled().len());
+                }
+                Poll::Pending => return Poll::Pending,
+                // The client is done (or gone): close.
+                Poll::Ready(_) => break,
+            }
+        }
+        this.linger = None;
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -546,21 +779,56 @@ mod tests {
     #[test]
     fn framing_verdicts() {
         let both = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert!(matches!(judge(both), Verdict::Reject(_)));
+        assert!(matches!(judge(both, 3), Verdict::Reject(_)));
         let dup = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n";
-        assert!(matches!(judge(dup), Verdict::Reject(_)));
+        assert!(matches!(judge(dup, 3), Verdict::Reject(_)));
         let same = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n";
-        assert!(matches!(judge(same), Verdict::Next(State::Fixed(3))));
+        assert!(matches!(judge(same, 3), Verdict::Next(State::Fixed(3))));
         let get = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
-        assert!(matches!(judge(get), Verdict::Next(State::Head)));
+        assert!(matches!(judge(get, 1), Verdict::Next(State::Head)));
         let chunked = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert!(matches!(judge(chunked), Verdict::Next(State::Chunked(_))));
+        assert!(matches!(
+            judge(chunked, 2),
+            Verdict::Next(State::Chunked(_))
+        ));
     }
 
     #[test]
-    fn head_end_with_bare_lf() {
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\nHost: a\n\nrest"), Some(24));
-        assert_eq!(find_head_end(b"\r\nGET / HTTP/1.1\r\n\r\n"), Some(20));
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
+    fn a_refused_head_becomes_a_small_stand_in() {
+        let stand_in = |held: &[u8]| String::from_utf8(stand_in(held)).unwrap();
+        assert_eq!(
+            stand_in(b"POST /form?a=1 HTTP/1.1\r\nX-Big: aaaa"),
+            "POST /form?a=1 HTTP/1.1\r\nhost: refused\r\n\r\n"
+        );
+        let long = format!("GET /{} HTTP/1.0\r\n", "u".repeat(5000));
+        let cut = stand_in(long.as_bytes());
+        assert!(cut.starts_with("GET /uuu"), "{cut}");
+        assert!(cut.contains("u... HTTP/1.0\r\n"), "{cut}");
+        assert!(cut.len() < 300);
+        // Nothing usable: GET /.
+        assert!(stand_in(b"G\x01T /x HTTP/1.1").starts_with("GET /x HTTP/1.1"));
+        for held in [
+            &b""[..],
+            b"\r\n",
+            b"CONNECT a:1 HTTP/1.1",
+            b"GET x\x7f",
+            b"GET /\x01",
+        ] {
+            assert_eq!(
+                stand_in(held),
+                "GET / HTTP/1.1\r\nhost: refused\r\n\r\n",
+                "{held:?}"
+            );
+        }
+        assert!(stand_in(b"HEAD / HTTP/1.0\r\n").starts_with("HEAD / HTTP/1.0\r\n"));
+    }
+
+    #[test]
+    fn a_refusal_is_taken_by_its_own_request_only() {
+        let refusals = Refusals::default();
+        refusals.set(2, Refusal::Framing("x"));
+        assert_eq!(refusals.take(1), None);
+        assert_eq!(refusals.take(2), Some(Refusal::Framing("x")));
+        assert_eq!(refusals.take(2), None);
     }
 }

@@ -1,10 +1,15 @@
 //! Listeners: binding the listen addresses, accepting connections and
 //! serving each with hyper (HTTP/1.1 keep-alive and h2c) behind the framing
 //! guard, and the graceful drain on shutdown.
+//!
+//! hyper has head limits of its own. They are set here so that they never
+//! answer before ours do ([`hyper_limits`]): our check names the key that
+//! raises a limit, hyper's does not.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -19,10 +24,13 @@ use super::Gateway;
 use super::framing;
 use super::send_timeout::SendTimeout;
 use crate::app::Peer;
+use crate::config::HeadLimits;
 
 /// hyper's buffer per connection, for reading heads and queueing writes
-/// (its default is ~400 KiB): a response held for a slow client is memory
-/// per connection, and what goes beyond is spooled to a file anyway.
+/// (its default is ~400 KiB), at least `max_request_head` + 64 KiB so that a
+/// head and the body bytes that come with it fit: a response held for a
+/// slow client is memory per connection, and what goes beyond is spooled
+/// to a file anyway.
 const MAX_BUF_SIZE: usize = 128 * 1024;
 
 /// Why the gateway could not start serving.
@@ -63,8 +71,8 @@ pub async fn run(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
-        .keep_alive(true)
-        .max_buf_size(MAX_BUF_SIZE);
+        .keep_alive(true);
+    hyper_limits(&mut builder, &gateway.config().server.head_limits);
 
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(64);
     let accept_tasks: Vec<_> = listeners
@@ -98,6 +106,35 @@ pub async fn run(
             "requests still running after shutdown_timeout; stopping anyway"
         );
     }
+}
+
+/// hyper's head limits, made looser than ours so that ours answer:
+/// - HTTP/1 header count (hyper: 100, then 431): `max_headers` exactly (the
+///   guard lets no more through); it also bounds chunked trailers.
+/// - HTTP/1 read buffer (hyper: ~400 KiB, then 431): room for a head of
+///   `max_request_head` and the body bytes read with it.
+/// - HTTP/2 header list (hyper: 16 KiB, then 431 from h2): an HTTP/2 list
+///   counts 32 bytes more per field than HTTP/1 lines do, so `max_request_head`
+///   plus that for every field allowed; `check_request` then applies ours.
+///
+/// Left as hyper has them: the request target (65 534 bytes, 414; our
+/// `max_uri_length` may not go above it), chunked trailers (16 KiB) and
+/// chunk extensions (16 KiB per body).
+fn hyper_limits(builder: &mut auto::Builder<TokioExecutor>, limits: &HeadLimits) {
+    builder
+        .http1()
+        .max_headers(limits.max_headers)
+        .max_buf_size(MAX_BUF_SIZE.max(limits.max_request_head.saturating_add(64 * 1024)));
+    let per_field = 32 + 32;
+    let list = limits.max_request_head.saturating_add(
+        limits
+            .max_headers
+            .saturating_add(8)
+            .saturating_mul(per_field),
+    );
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(list).unwrap_or(u32::MAX));
 }
 
 /// Accepts connections on one listener and hands them to the serving loop.
@@ -138,17 +175,26 @@ fn serve_connection(
         return;
     };
     let _ = stream.set_nodelay(true);
+    let limits = gateway.config().server.head_limits;
     let send_timeout = gateway.config().server.send_timeout;
     let gateway = gateway.clone();
     let peer = Arc::new(Peer::new(remote, local));
-    let service = service_fn(move |req| {
+    let refusals = Arc::new(framing::Refusals::default());
+    let io = framing::Guarded::new(stream, header_read_timeout, limits, refusals.clone());
+    let io = SendTimeout::new(io, send_timeout);
+    // hyper hands over the connection's requests in order: this counts them,
+    // so that a head the guard refused is recognised by its position.
+    let requests = Arc::new(AtomicU64::new(0));
+    let service = service_fn(move |mut req| {
+        let request = requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(refusal) = refusals.take(request) {
+            req.extensions_mut().insert(refusal);
+        }
         let gateway = gateway.clone();
         let peer = peer.clone();
         let span = info_span!("request", method = %req.method(), uri = %req.uri(), %remote);
         async move { Ok::<_, Infallible>(gateway.handle(req, &peer).await) }.instrument(span)
     });
-    let io = framing::Guarded::new(stream, header_read_timeout);
-    let io = SendTimeout::new(io, send_timeout);
     let conn = builder
         .serve_connection(TokioIo::new(io), service)
         .into_owned();

@@ -1,7 +1,8 @@
 //! The HTTP front: listeners, the per-request service, static files, and
 //! the mapping of errors to statuses.
 //!
-//! A request goes: framing checks → the server's request filters →
+//! A request goes: framing checks and head limits (on the wire, before
+//! hyper) → the server's request filters →
 //! [`Router`] → a static file, or an [`App`](crate::app::App), which runs
 //! it and answers with a response or a CGI local redirect; a local redirect
 //! goes round again from the router. Errors from every layer come back as
@@ -10,6 +11,7 @@
 
 mod error;
 mod framing;
+mod limits;
 mod listen;
 mod send_timeout;
 mod static_files;
@@ -131,7 +133,7 @@ impl Gateway {
         mut req: Request<Incoming>,
         peer: &Peer,
     ) -> Result<Served, GatewayError> {
-        framing::check_request(&req)?;
+        framing::check_request(&mut req, &self.config.server.head_limits)?;
         if self.server_plugins.has_request_filters()
             && let Flow::Respond(response) =
                 self.server_plugins

@@ -29,7 +29,8 @@ use crate::cgi::answer::{Answer, AnswerError};
 use crate::cgi::params::Params;
 use crate::cgi::response::{HeadError, ResponseHead, parse_head, take_accel_buffering};
 use crate::config::StderrMode;
-use crate::fcgi::client::{ClientError, Event, Exchange};
+use crate::fcgi::client::{ClientError, Event, Exchange, RequestParams};
+use crate::fcgi::proto::ParamsError;
 use crate::spool::{BodySender, Outlet, SpoolLimits};
 
 /// How many times a request is sent to another instance when the one it got
@@ -55,6 +56,10 @@ pub enum ExchangeError {
     Pool(#[from] PoolError),
     #[error(transparent)]
     Answer(#[from] AnswerError),
+    /// The request's parameters cannot be sent (refused before any
+    /// instance was used).
+    #[error(transparent)]
+    Params(#[from] ParamsError),
 }
 
 /// ExchangeLimits applied to one exchange (per app).
@@ -95,6 +100,7 @@ pub async fn forward(
     uri: Arc<str>,
     limits: ExchangeLimits,
 ) -> Result<Answer, ExchangeError> {
+    let params = RequestParams::encode(params.iter())?;
     let (head_tx, head_rx) = oneshot::channel();
     let (body_tx, body_rx) = mpsc::channel(BODY_CHANNEL);
     let task = ExchangeTask {
@@ -121,7 +127,7 @@ type HeadSender = oneshot::Sender<Result<(ResponseHead, u32), ExchangeError>>;
 
 struct ExchangeTask {
     pool: Pool,
-    params: Params,
+    params: RequestParams,
     body: Arc<RequestBody>,
     uri: Arc<str>,
     limits: ExchangeLimits,
@@ -305,12 +311,8 @@ impl ExchangeTask {
                 return Outcome::Done;
             }
         };
-        let mut exchange = Exchange::start(
-            lease.connection(),
-            self.params.iter(),
-            reader,
-            self.body.len(),
-        );
+        let mut exchange =
+            Exchange::start(lease.connection(), &self.params, reader, self.body.len());
         let mut talk = Conversation {
             exchange: &mut exchange,
             stderr: StderrLog::default(),

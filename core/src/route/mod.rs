@@ -312,6 +312,7 @@ mod tests {
             body_buffer_size: 0,
             max_response_header_size: 0,
             header_read_timeout: Duration::ZERO,
+            head_limits: Default::default(),
             body_read_timeout: Duration::ZERO,
             shutdown_timeout: Duration::ZERO,
             send_timeout: Duration::from_secs(60),
