@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc::error::TrySendError;
@@ -28,6 +29,11 @@ use tracing::{debug, warn};
 
 /// The most read from the temporary file at once.
 const FILE_CHUNK: u64 = 64 * 1024;
+/// How long, in all, a response waits for a client whose channel is full
+/// before it is spooled: a client that keeps up drains it within this, and
+/// a spool (a task, the temporary file) costs more than the wait; a client
+/// that is really behind holds the instance no longer than this.
+const SPOOL_GRACE: Duration = Duration::from_millis(10);
 
 /// How much a spool may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,6 +352,8 @@ pub enum Outlet {
     Channel {
         body_tx: BodySender,
         spool: Option<SpoolLimits>,
+        /// Time spent waiting for a full channel so far (see `SPOOL_GRACE`).
+        waited: Duration,
     },
     /// The spool the pump feeds the client from.
     Spooled(Arc<Spool>),
@@ -356,7 +364,11 @@ pub enum Outlet {
 impl Outlet {
     /// The client's channel, spooling when `spool` limits are given.
     pub fn new(body_tx: BodySender, spool: Option<SpoolLimits>) -> Outlet {
-        Outlet::Channel { body_tx, spool }
+        Outlet::Channel {
+            body_tx,
+            spool,
+            waited: Duration::ZERO,
+        }
     }
 
     /// Passes one chunk on. Waits for the client only when streaming (or
@@ -367,8 +379,36 @@ impl Outlet {
             Outlet::Channel {
                 body_tx,
                 spool: Some(limits),
+                waited,
             } => match body_tx.try_send(Ok(data)) {
                 Ok(()) => {}
+                Err(TrySendError::Full(item)) if *waited < SPOOL_GRACE => {
+                    // A client that keeps up drains the channel in moments:
+                    // wait for it a little (in all, per response) before
+                    // paying for a spool.
+                    let started = tokio::time::Instant::now();
+                    let sent = match tokio::time::timeout(SPOOL_GRACE - *waited, body_tx.reserve())
+                        .await
+                    {
+                        Ok(Ok(permit)) => {
+                            permit.send(item);
+                            Ok(())
+                        }
+                        Ok(Err(_)) => Err(None),
+                        Err(_) => Err(Some(item)),
+                    };
+                    *waited += started.elapsed();
+                    match sent {
+                        Ok(()) => {}
+                        Err(None) => *self = Outlet::Gone,
+                        Err(Some(item)) => {
+                            *waited = SPOOL_GRACE;
+                            if let Ok(data) = item {
+                                Box::pin(self.send(data, app, pid)).await;
+                            }
+                        }
+                    }
+                }
                 Err(TrySendError::Full(item)) => {
                     debug!(app = %app, pid, "client is behind; spooling the rest of the response");
                     let spool = Spool::new(*limits);
@@ -383,6 +423,7 @@ impl Outlet {
             Outlet::Channel {
                 body_tx,
                 spool: None,
+                ..
             } => {
                 if body_tx.send(Ok(data)).await.is_err() {
                     debug!(app = %app, pid, "client went away; draining the rest of the response");
