@@ -65,7 +65,9 @@ impl Gateway {
     }
 
     fn wait_listening(&mut self) -> SocketAddr {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: a debug build compiling a wasm plugin on a loaded 2-core
+        // machine has taken over 20 s to start (readiness, not a timing).
+        let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Some(addr) = self.logs().lines().find_map(|l| {
                 let rest = l.split("listening addr=").nth(1)?;
