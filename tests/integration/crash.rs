@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use crate::util::*;
 
@@ -198,4 +199,48 @@ fn issue11_a_process_that_never_accepts_is_killed_after_activity_timeout() {
     );
     assert!(gw.wait_for_log("signal=\"SIGKILL\"", std::time::Duration::from_secs(5)));
     gw.assert_no_zombies();
+}
+
+#[test]
+fn issue11_a_php_cgi_that_exited_after_php_fcgi_max_requests_costs_no_request() {
+    // php-cgi leaves on its own after 2 requests; the gateway is not told
+    // (the variable is set by a wrapper, not in [app.env]), so it finds out
+    // when the next request comes: the dead instance's connection is seen
+    // closed before any byte is written, and the request goes to a new one.
+    let config =
+        php_config("max_instances = 1\nargs = [\"-c\", \"PHP_FCGI_MAX_REQUESTS=2 exec php-cgi\"]")
+            .replace(
+                &format!("command = \"{}\"", php_cgi()),
+                "command = \"/bin/sh\"\ninherit_env = [\"PATH\"]",
+            )
+            .replace("PHP_FCGI_MAX_REQUESTS = \"10000\"\n", "");
+    let gw = Gateway::start(&config);
+    let mut pids = Vec::new();
+    for _ in 0..8 {
+        let r = gw.get("/pid.php");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let pid = pid_of(&r.text()).unwrap();
+        pids.push(pid);
+        if pids.iter().filter(|&&p| p == pid).count() == 2 {
+            // Its second request: php-cgi exits now, between requests.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while process_alive(pid) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "php-cgi {pid} did not exit"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+    assert_eq!(
+        distinct_pids_of(&pids),
+        4,
+        "php-cgi should have served 2 requests each: {pids:?}"
+    );
+    assert!(!gw.logs().contains("taking it offline"));
+}
+
+fn distinct_pids_of(pids: &[u32]) -> usize {
+    pids.iter().collect::<std::collections::HashSet<_>>().len()
 }
