@@ -406,3 +406,45 @@ fn automatic_sizing_grows_under_a_queue_and_shrinks_at_rest() {
     ));
     gw.assert_no_zombies();
 }
+
+#[test]
+fn monitor_changes_to_a_directory_recycles_on_any_file_below_it() {
+    let gw = Gateway::start_with(
+        &test_app_config(&[], "monitor_changes_to = [\"code\"]\nmax_instances = 1"),
+        |dir| {
+            std::fs::create_dir_all(dir.join("code/pkg/deep")).unwrap();
+            std::fs::write(dir.join("code/pkg/deep/mod.py"), "v = 1\n").unwrap();
+        },
+    );
+    let code = gw.dir_path().join("code");
+    let pid = |gw: &Gateway| pid_of(&gw.get("/py/hello").text()).unwrap();
+    let first = pid(&gw);
+    // A file three levels down changes: the directory's own times do not.
+    std::fs::write(code.join("pkg/deep/mod.py"), "v = 2\n").unwrap();
+    let changed = format!("{} changed (monitor_changes_to)", code.display());
+    assert!(
+        gw.wait_for_log(&changed, Duration::from_secs(5)),
+        "no recycle for a file below the directory:\n{}",
+        gw.logs()
+    );
+    let second = pid(&gw);
+    assert_ne!(first, second, "the old instance kept serving");
+    // A new file below it counts too; a burst of them recycles once.
+    let recycles = |gw: &Gateway| gw.logs().matches(&changed).count();
+    let seen = recycles(&gw);
+    for n in 0..20 {
+        std::fs::write(code.join(format!("pkg/new{n}.py")), "x = 1\n").unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while recycles(&gw) == seen {
+        assert!(Instant::now() < deadline, "no recycle for new files");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        recycles(&gw),
+        seen + 1,
+        "a burst of 20 new files recycled more than once"
+    );
+    assert_ne!(pid(&gw), second);
+}
