@@ -30,11 +30,12 @@ fn render_server(out: &mut String, s: &ServerSettings) {
     let _ = writeln!(out, "index       {}", s.index.join(", "));
     let _ = writeln!(
         out,
-        "limits      max_body_size {} bytes, max_response_header_size {} bytes, header_read_timeout {}, body_read_timeout {}",
+        "limits      max_body_size {} bytes, max_response_header_size {} bytes, header_read_timeout {}, body_read_timeout {}, send_timeout {}",
         s.max_body_size,
         s.max_response_header_size,
         humantime::format_duration(s.header_read_timeout),
-        humantime::format_duration(s.body_read_timeout)
+        humantime::format_duration(s.body_read_timeout),
+        humantime::format_duration(s.send_timeout)
     );
     let h = &s.head_limits;
     let _ = writeln!(
@@ -69,6 +70,18 @@ fn render_app(out: &mut String, app: &AppSettings) {
     }
     let _ = writeln!(out, "  instance_max_requests {}", app.instance_max_requests);
     let _ = writeln!(out, "  queue_length          {}", app.queue_length);
+    let _ = writeln!(
+        out,
+        "  responses             {}",
+        if app.response_buffering {
+            format!(
+                "read at the app's speed; for a slow client up to {} bytes in memory, then up to {} bytes in a temporary file",
+                app.response_memory_buffer, app.max_temp_file_size
+            )
+        } else {
+            "streamed at the client's speed (response_buffering = false)".to_string()
+        }
+    );
     render_mapping(out, app);
     render_environment(out, app);
 }
