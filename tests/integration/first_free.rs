@@ -59,6 +59,7 @@ fn a_burst_on_one_warm_instance_never_waits_for_a_start() {
     for request in burst {
         let (r, took) = request.join().unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
+        eprintln!("burst request: {took:?} ({})", r.text());
         // On main: 0.1 s for the first, over a second for the others, each
         // waiting for a process started for it.
         assert!(
