@@ -3,13 +3,16 @@
 //! A [`Pool`] runs the processes of one `[[app]]`. Each process (an
 //! instance) serves **exactly one request at a time**; a request leases an
 //! instance, uses its FastCGI connection, and gives it back. When every
-//! instance is busy and `max_instances` are running, requests wait in a fair
-//! FIFO queue of at most `queue_length`; beyond that they are refused at once.
+//! instance is busy, requests wait in a fair FIFO queue and take the first
+//! instance that frees up, old or new (first free wins); the pool starts
+//! processes in the background for them (`start.rs`). Beyond `queue_length`
+//! waiting (not counting those a start will serve) they are refused at once.
 //!
 //! Accounting rule: `live` counts instances that exist or are being started.
-//! A slot is taken before a spawn and given back exactly once, when its
-//! instance is retired or its spawn fails; guards ([`Lease`], `Waiting`)
-//! make sure a dropped future never leaks a slot or orphans a process.
+//! A slot is taken before a start and given back exactly once, when its
+//! instance is retired or its start fails; guards ([`Lease`], `Waiting`,
+//! the start's slot) make sure a dropped future never leaks a slot or
+//! orphans a process.
 //!
 //! Failures are judged by when they happen. A process that cannot start,
 //! or dies with no request in flight (starting, idle), is a crash loop in
@@ -22,7 +25,8 @@
 //!
 //! This file keeps the pool, its state and the slot accounting (acquire,
 //! release, retire, hand-over, exits). Around it: `lease.rs` (leases and
-//! what a waiting request is granted), `rapid_fail.rs`, `sizing.rs`
+//! what a waiting request is granted), `start.rs` (when and how the pool
+//! starts processes), `rapid_fail.rs`, `sizing.rs`
 //! (automatic sizing), `maintain.rs` (idle timeouts), `watch.rs`
 //! (`monitor_changes_to`), `spawn.rs` (how processes are started) and
 //! `process.rs` (one process and its supervisor).
