@@ -6,6 +6,7 @@ mod cgi;
 mod check;
 mod crash;
 mod fcgiwrap;
+mod first_free;
 mod iis;
 mod launchers;
 mod lifecycle;

@@ -16,10 +16,12 @@ use crate::fcgi::client::Connection;
 
 /// What a waiting request is handed.
 pub(super) enum Grant {
-    /// An idle instance.
+    /// An instance that became free: an old one that finished a request,
+    /// or a new one that just became ready. Never one still starting.
     Instance(Instance),
-    /// A reserved slot: the waiter starts the instance itself.
-    Spawn,
+    /// No instance could serve it: the start it waited for failed and
+    /// nothing else was running or starting for it.
+    Failed(PoolError),
     /// The app went offline while the request waited.
     Offline,
 }
@@ -54,9 +56,10 @@ impl Drop for Waiting {
         if let Ok(grant) = rx.try_recv() {
             let mut st = self.inner.lock();
             match grant {
-                Grant::Spawn => self.inner.free_slot(&mut st),
-                Grant::Offline => {}
-                grant => self.inner.hand_over(&mut st, grant),
+                Grant::Instance(instance) => {
+                    self.inner.hand_over(&mut st, Grant::Instance(instance))
+                }
+                Grant::Failed(_) | Grant::Offline => {}
             }
         }
     }

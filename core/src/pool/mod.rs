@@ -3,13 +3,16 @@
 //! A [`Pool`] runs the processes of one `[[app]]`. Each process (an
 //! instance) serves **exactly one request at a time**; a request leases an
 //! instance, uses its FastCGI connection, and gives it back. When every
-//! instance is busy and `max_instances` are running, requests wait in a fair
-//! FIFO queue of at most `queue_length`; beyond that they are refused at once.
+//! instance is busy, requests wait in a fair FIFO queue and take the first
+//! instance that frees up, old or new (first free wins); the pool starts
+//! processes in the background for them (`start.rs`). Beyond `queue_length`
+//! waiting (not counting those a start will serve) they are refused at once.
 //!
 //! Accounting rule: `live` counts instances that exist or are being started.
-//! A slot is taken before a spawn and given back exactly once, when its
-//! instance is retired or its spawn fails; guards ([`Lease`], `Waiting`)
-//! make sure a dropped future never leaks a slot or orphans a process.
+//! A slot is taken before a start and given back exactly once, when its
+//! instance is retired or its start fails; guards ([`Lease`], `Waiting`,
+//! the start's slot) make sure a dropped future never leaks a slot or
+//! orphans a process.
 //!
 //! Failures are judged by when they happen. A process that cannot start,
 //! or dies with no request in flight (starting, idle), is a crash loop in
@@ -22,7 +25,8 @@
 //!
 //! This file keeps the pool, its state and the slot accounting (acquire,
 //! release, retire, hand-over, exits). Around it: `lease.rs` (leases and
-//! what a waiting request is granted), `rapid_fail.rs`, `sizing.rs`
+//! what a waiting request is granted), `start.rs` (when and how the pool
+//! starts processes), `rapid_fail.rs`, `sizing.rs`
 //! (automatic sizing), `maintain.rs` (idle timeouts), `watch.rs`
 //! (`monitor_changes_to`), `spawn.rs` (how processes are started) and
 //! `process.rs` (one process and its supervisor).
@@ -34,6 +38,7 @@ mod process;
 mod rapid_fail;
 mod sizing;
 mod spawn;
+mod start;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
@@ -41,7 +46,7 @@ mod watch;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -132,6 +137,11 @@ struct State {
     idle: Vec<Instance>,
     /// Instances alive or being started.
     live: u32,
+    /// Of `live`, processes being started in the background (no request
+    /// is bound to them).
+    starting: u32,
+    /// A start is scheduled for after the hold-off (see `start.rs`).
+    start_scheduled: bool,
     waiters: VecDeque<oneshot::Sender<Grant>>,
     /// Every process not yet reaped, for shutdown.
     processes: HashMap<u64, Process>,
@@ -244,6 +254,8 @@ impl Pool {
                 state: Mutex::new(State {
                     idle: Vec::new(),
                     live: 0,
+                    starting: 0,
+                    start_scheduled: false,
                     waiters: VecDeque::new(),
                     processes: HashMap::new(),
                     closed: false,
@@ -269,8 +281,11 @@ impl Pool {
     /// Starts the `min_instances` processes and the pool's background
     /// tasks (idle timeouts; watching `monitor_changes_to`).
     pub fn start(&self) {
-        for _ in 0..self.inner.min_instances {
-            self.inner.clone().spawn_spare();
+        if self.inner.spec.is_ok() {
+            let mut st = self.inner.lock();
+            while st.live < self.inner.min_instances.min(st.limit) {
+                self.inner.start_in_background(&mut st);
+            }
         }
         tokio::spawn(maintain(Arc::downgrade(&self.inner)));
         if !self.inner.monitored.is_empty() {
@@ -296,78 +311,48 @@ impl Pool {
         }
     }
 
-    /// Leases an instance: an idle one, a new one (below `max_instances`),
-    /// or the next one freed after waiting in the queue.
+    /// Leases an instance: an idle one, or the first one that frees up
+    /// (an old one finishing a request, or a new one the pool started)
+    /// after waiting in the FIFO queue. The request never waits for a
+    /// process of its own: starting processes is the pool's decision.
     pub async fn acquire(&self) -> Result<Lease, PoolError> {
         let inner = &self.inner;
-        let waiting = {
+        let mut waiting = {
             let mut st = inner.lock();
-            if st.closed {
-                return Err(inner.shutting_down());
+            if let Some(instance) = inner.take_idle(&mut st)? {
+                return Ok(Lease::new(inner.clone(), instance));
             }
-            if let Err(reason) = &inner.spec {
-                return Err(PoolError::Unavailable {
-                    reason: reason.clone(),
-                });
-            }
-            inner.check_offline(&mut st)?;
-            st.window.requests += 1;
-            if inner.auto_ceiling.is_some() && !st.auto_ticking {
-                st.auto_ticking = true;
-                inner.maintenance.notify_one();
-            }
-            while let Some(mut instance) = st.idle.pop() {
-                let pid = instance.process.pid();
-                if instance.generation != st.generation {
-                    debug!(app = %inner.name, pid, "idle instance is outdated; retiring it");
-                } else if instance.is_usable() {
-                    let busy = st.live - st.idle.len() as u32;
-                    st.window.peak_busy = st.window.peak_busy.max(busy);
-                    return Ok(Lease::new(inner.clone(), instance));
-                } else {
-                    // Nothing was written to it: the request goes elsewhere.
-                    warn!(app = %inner.name, pid, "instance was gone before the request reached it (it closed its connection while idle); the request goes to another instance");
-                }
-                inner.retire(&mut st, instance);
-            }
-            if st.live < inner.spawn_limit(&st) {
-                st.live += 1;
-                st.window.peak_busy = st.window.peak_busy.max(st.live - st.idle.len() as u32);
-                None
-            } else if st.waiters.len() >= inner.queue_length && {
+            // Requests a start (in flight, or still allowed) will serve do
+            // not count against queue_length, as they never did.
+            let room = inner.spawn_limit(&st).saturating_sub(st.live);
+            let capacity = inner.queue_length + (st.starting + room) as usize;
+            if st.waiters.len() >= capacity && {
                 // Clients that left while queued hold no place: a burst of
                 // abandoned requests must not turn the next ones away.
                 st.waiters.retain(|waiter| !waiter.is_closed());
-                st.waiters.len() >= inner.queue_length
+                st.waiters.len() >= capacity
             } {
                 return Err(PoolError::QueueFull {
                     max_instances: st.limit,
                     queue_length: inner.queue_length,
                 });
-            } else {
-                let (tx, rx) = oneshot::channel();
-                st.waiters.push_back(tx);
-                Some(Waiting::new(inner.clone(), rx))
             }
+            st.window.peak_busy = st.window.peak_busy.max(st.live - st.starting + 1);
+            let (tx, rx) = oneshot::channel();
+            st.waiters.push_back(tx);
+            inner.demand_changed(&mut st);
+            Waiting::new(inner.clone(), rx)
         };
-        let grant = match waiting {
-            None => Grant::Spawn,
-            Some(mut waiting) => {
-                let since = Instant::now();
-                let grant = waiting.wait().await?;
-                let mut st = inner.lock();
-                st.window.waited += 1;
-                st.window.wait_total += since.elapsed();
-                grant
-            }
-        };
+        let since = Instant::now();
+        let grant = waiting.wait().await?;
+        {
+            let mut st = inner.lock();
+            st.window.waited += 1;
+            st.window.wait_total += since.elapsed();
+        }
         match grant {
             Grant::Instance(instance) => Ok(Lease::new(inner.clone(), instance)),
-            Grant::Spawn => inner
-                .clone()
-                .spawn_reserved()
-                .await
-                .map(|i| Lease::new(inner.clone(), i)),
+            Grant::Failed(error) => Err(error),
             Grant::Offline => Err(inner
                 .check_offline(&mut inner.lock())
                 .err()
@@ -433,84 +418,38 @@ impl Inner {
         }
     }
 
-    /// Starts a process in a slot already counted in `live`. On failure the
-    /// slot is given back.
-    async fn spawn_reserved(self: Arc<Self>) -> Result<Instance, PoolError> {
-        let spec = match &self.spec {
-            Ok(spec) => spec,
-            Err(reason) => {
-                self.free_slot(&mut self.lock());
-                return Err(PoolError::Unavailable {
-                    reason: reason.clone(),
-                });
-            }
-        };
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let weak = Arc::downgrade(&self);
-        let started = self
-            .spawner
-            .spawn(spec, id, Box::new(move |exit| on_exit(&weak, id, exit)));
-        let started = started
-            .await
-            .and_then(|(process, conn)| match process.exit() {
-                // It accepted, then died at once: still a start that failed.
-                Some(exit) => Err(StartError::Exited {
-                    pid: process.pid(),
-                    how: exit.describe(),
-                }),
-                None => Ok((process, conn)),
+    /// The checks every request passes, then an idle instance if there is
+    /// a usable one (outdated or dead ones found on the way are retired).
+    fn take_idle(self: &Arc<Self>, st: &mut State) -> Result<Option<Instance>, PoolError> {
+        if st.closed {
+            return Err(self.shutting_down());
+        }
+        if let Err(reason) = &self.spec {
+            return Err(PoolError::Unavailable {
+                reason: reason.clone(),
             });
-        match started {
-            Ok((process, conn)) => {
-                let mut st = self.lock();
-                if st.closed {
-                    process.terminate(Duration::ZERO);
-                    st.live -= 1;
-                    return Err(self.shutting_down());
-                }
-                // From here on its exit is judged by `on_exit` (or by the
-                // request holding it); before, by the failed start below.
-                st.processes.insert(id, process.clone());
-                info!(app = %self.name, pid = process.pid(), live = st.live, "instance started");
-                Ok(Instance {
-                    id,
-                    process,
-                    conn,
-                    served: 0,
-                    generation: st.generation,
-                    idle_since: Instant::now(),
-                })
-            }
-            Err(source) => {
-                error!(app = %self.name, program = %spec.program.display(), error = %source, "could not start a process");
-                let mut st = self.lock();
-                self.record_failure(
-                    &mut st,
-                    None,
-                    &format!("could not start a process: {source}"),
-                );
-                self.free_slot(&mut st);
-                Err(PoolError::Spawn { source })
-            }
         }
-    }
-
-    /// Starts a process in the background and puts it in the idle set (or
-    /// hands it to a waiter), to keep `min_instances` running.
-    fn spawn_spare(self: Arc<Self>) {
-        {
-            let mut st = self.lock();
-            if st.closed || st.live >= st.limit {
-                return;
-            }
-            st.live += 1;
+        self.check_offline(st)?;
+        st.window.requests += 1;
+        if self.auto_ceiling.is_some() && !st.auto_ticking {
+            st.auto_ticking = true;
+            self.maintenance.notify_one();
         }
-        tokio::spawn(async move {
-            if let Ok(instance) = self.clone().spawn_reserved().await {
-                let mut st = self.lock();
-                self.hand_over(&mut st, Grant::Instance(instance));
+        while let Some(mut instance) = st.idle.pop() {
+            let pid = instance.process.pid();
+            if instance.generation != st.generation {
+                debug!(app = %self.name, pid, "idle instance is outdated; retiring it");
+            } else if instance.is_usable() {
+                let busy = st.live - st.starting - st.idle.len() as u32;
+                st.window.peak_busy = st.window.peak_busy.max(busy);
+                return Ok(Some(instance));
+            } else {
+                // Nothing was written to it: the request goes elsewhere.
+                warn!(app = %self.name, pid, "instance was gone before the request reached it (it closed its connection while idle); the request goes to another instance");
             }
-        });
+            self.retire(st, instance);
+        }
+        Ok(None)
     }
 
     /// Gives an instance back after a request.
@@ -547,25 +486,19 @@ impl Inner {
         self.free_slot(st);
     }
 
-    /// A slot was given back: a waiter may start a process in it, and
-    /// `min_instances` is kept.
+    /// A slot was given back: the pool may start a process in it for the
+    /// requests waiting, and `min_instances` is kept.
     fn free_slot(self: &Arc<Self>, st: &mut State) {
         st.live -= 1;
         if st.closed || st.offline_until.is_some() {
             return;
         }
-        if !st.waiters.is_empty() && st.live < self.spawn_limit(st) {
-            st.live += 1;
-            self.hand_over(st, Grant::Spawn);
-        } else if st.live < self.min_instances {
-            let inner = self.clone();
-            // Spawned outside the lock: spawn_spare takes it itself.
-            tokio::spawn(async move { inner.spawn_spare() });
-        }
+        self.demand_changed(st);
+        self.keep_min_instances(st);
     }
 
     /// Gives `grant` to the first waiter still waiting; with none, an
-    /// instance becomes idle and a reserved slot is returned.
+    /// instance becomes idle.
     fn hand_over(self: &Arc<Self>, st: &mut State, mut grant: Grant) {
         while let Some(waiter) = st.waiters.pop_front() {
             match waiter.send(grant) {
@@ -582,8 +515,7 @@ impl Inner {
                 st.idle.push(instance);
             }
             Grant::Instance(instance) => self.retire(st, instance),
-            Grant::Spawn => st.live -= 1,
-            Grant::Offline => {}
+            Grant::Failed(_) | Grant::Offline => {}
         }
     }
 }

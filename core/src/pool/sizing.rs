@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tracing::info;
 
-use super::{Grant, Inner, State};
+use super::{Inner, State};
 use crate::config::{self, AppSettings};
 
 /// Load seen by a pool during one automatic-sizing window.
@@ -142,10 +142,7 @@ impl Inner {
             st.limit = (old + (old / 4).max(1)).min(ceiling);
             info!(app = %self.name, from = old, to = st.limit, queued = window.waited, avg_wait = ?avg_wait, machine_cpu = format!("{:.0}%", busy * 100.0), process_cpu = format!("{:.0}%", per_process * 100.0), "automatic sizing: growing the pool");
             // Waiters can use the new room at once.
-            while st.live < st.limit && !st.waiters.is_empty() {
-                st.live += 1;
-                self.hand_over(st, Grant::Spawn);
-            }
+            self.start_for_waiters(st);
         } else if window.waited == 0 && window.peak_busy * 2 <= old && old > floor {
             st.limit = old - 1;
             info!(app = %self.name, from = old, to = st.limit, peak_busy = window.peak_busy, "automatic sizing: shrinking the pool");

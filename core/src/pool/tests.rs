@@ -33,6 +33,9 @@ struct StandInSpawner {
 struct Spawned {
     /// Every spawn fails while set, as a missing program would.
     failing: bool,
+    /// While set, a start is ready (or fails) only when the test adds a
+    /// permit: a slow process start.
+    gate: Option<Arc<tokio::sync::Semaphore>>,
     /// Spawns asked for, failed ones included.
     attempts: u32,
     /// The instances started, in order.
@@ -54,6 +57,13 @@ impl StandInSpawner {
         self.spawned().failing = failing;
     }
 
+    /// From now on, starts wait for [`open`](Self::open): slow starts.
+    fn slow(&self) -> Arc<tokio::sync::Semaphore> {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        self.spawned().gate = Some(gate.clone());
+        gate
+    }
+
     /// The `n`th instance started (from 0).
     fn process(&self, n: usize) -> Process {
         self.spawned().processes[n].clone()
@@ -64,11 +74,14 @@ impl StandInSpawner {
         instance_id: u64,
         on_exit: OnExit,
     ) -> Result<(Process, Connection), StartError> {
-        let failing = {
+        let (failing, gate) = {
             let mut spawned = self.spawned();
             spawned.attempts += 1;
-            spawned.failing
+            (spawned.failing, spawned.gate.clone())
         };
+        if let Some(gate) = gate {
+            gate.acquire().await.unwrap().forget();
+        }
         if failing {
             return Err(
                 io::Error::new(io::ErrorKind::NotFound, "stand-in: no such program").into(),
@@ -210,14 +223,16 @@ async fn a_dropped_waiting_request_gives_back_what_it_was_granted() {
     let lease = pool.acquire().await.unwrap();
     assert_eq!(lease.pid(), pid);
     assert!(lease.is_reused());
-    // Granted a slot to start an instance in: the slot is freed.
+    // Left while the pool was starting a process for the queue: the start
+    // is bound to no request, so its instance becomes idle.
     let mut waiting = Box::pin(pool.acquire());
     assert!(poll_once(&mut waiting).await.is_pending());
     drop(lease);
-    assert_eq!(pool.status(), status(1, 1, 0, 0));
+    assert_eq!(pool.status(), status(1, 1, 0, 1));
     drop(waiting);
-    assert_eq!(pool.status(), status(1, 0, 0, 0));
-    assert_eq!(spawner.attempts(), 1);
+    until("the new instance is idle", || pool.status().idle == 1).await;
+    assert_eq!(pool.status(), status(1, 1, 1, 0));
+    assert_eq!(spawner.attempts(), 2);
 }
 
 #[tokio::test]
@@ -541,4 +556,144 @@ async fn a_discarded_instance_that_died_idle_counts_once() {
         matches!(offline, PoolError::Offline { failures: 2, .. }),
         "{offline}"
     );
+}
+
+/// Past the hold-off after which the pool starts a process for requests
+/// waiting on busy instances (tests with paused time).
+async fn after_hold_off() {
+    tokio::time::sleep(super::start::START_HOLD_OFF + Duration::from_millis(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_freed_before_a_new_one_is_ready_serves_the_queue() {
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 2");
+    let busy = pool.acquire().await.unwrap();
+    let old = busy.pid();
+    let gate = spawner.slow();
+    let mut waiting = Box::pin(pool.acquire());
+    assert!(poll_once(&mut waiting).await.is_pending());
+    after_hold_off().await;
+    until("a start for the queue", || spawner.attempts() == 2).await;
+    assert_eq!(pool.status(), status(2, 2, 0, 1));
+    // The busy instance frees first: the request takes it at once.
+    busy.finish(true);
+    let Poll::Ready(Ok(lease)) = poll_once(&mut waiting).await else {
+        panic!("the request waited for the process still starting");
+    };
+    assert_eq!(lease.pid(), old);
+    // The new process, once ready, becomes idle.
+    gate.add_permits(1);
+    until("the new instance is idle", || pool.status().idle == 1).await;
+    assert_eq!(pool.status(), status(2, 2, 1, 0));
+    lease.finish(true);
+    assert_eq!(pool.status(), status(2, 2, 2, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_process_ready_first_serves_the_head_of_the_queue() {
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 2");
+    let busy = pool.acquire().await.unwrap();
+    let gate = spawner.slow();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut requests = Vec::new();
+    for n in 1..=2 {
+        let (pool2, order) = (pool.clone(), order.clone());
+        requests.push(tokio::spawn(async move {
+            let lease = pool2.acquire().await.unwrap();
+            order.lock().unwrap().push((n, lease.pid()));
+            lease
+        }));
+        until("the request is queued", || pool.status().waiting == n).await;
+    }
+    after_hold_off().await;
+    // One slot left below max_instances: one start for the two requests.
+    until("a start for the queue", || spawner.attempts() == 2).await;
+    gate.add_permits(1);
+    let first = served(requests.remove(0)).await.unwrap();
+    assert_ne!(first.pid(), busy.pid());
+    assert_eq!(pool.status(), status(2, 2, 0, 1));
+    busy.finish(true);
+    let second = served(requests.remove(0)).await.unwrap();
+    let pids: Vec<_> = order.lock().unwrap().clone();
+    assert_eq!(pids, [(1, first.pid()), (2, second.pid())]);
+    assert_eq!(spawner.attempts(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_background_start_leaves_the_queue_to_running_instances() {
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 2\nrapid_fails_per_minute = 2");
+    let busy = pool.acquire().await.unwrap();
+    let old = busy.pid();
+    spawner.set_failing(true);
+    let mut waiting = Box::pin(pool.acquire());
+    assert!(poll_once(&mut waiting).await.is_pending());
+    after_hold_off().await;
+    until("the start failed", || {
+        spawner.attempts() == 2 && pool.status().live == 1
+    })
+    .await;
+    // The request still waits, for the instance that is running, and no
+    // new start is tried in a loop.
+    assert!(poll_once(&mut waiting).await.is_pending());
+    after_hold_off().await;
+    assert_eq!(spawner.attempts(), 2);
+    assert_eq!(pool.status(), status(2, 1, 0, 1));
+    busy.finish(true);
+    let lease = served(waiting).await.unwrap();
+    assert_eq!(lease.pid(), old);
+    // The failure counted for rapid-fail protection: a second one within
+    // the minute takes the app offline.
+    let mut next = Box::pin(pool.acquire());
+    assert!(poll_once(&mut next).await.is_pending());
+    after_hold_off().await;
+    let offline = served(next).await.unwrap_err();
+    assert!(
+        matches!(offline, PoolError::Offline { failures: 2, .. }),
+        "{offline}"
+    );
+    assert_eq!(spawner.attempts(), 3);
+    lease.finish(true);
+    assert_eq!(pool.status(), status(2, 1, 1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_leaving_while_a_start_is_in_flight_leaks_no_slot() {
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 2");
+    let busy = pool.acquire().await.unwrap();
+    // Gone before the hold-off: nothing is started.
+    let mut gone = Box::pin(pool.acquire());
+    assert!(poll_once(&mut gone).await.is_pending());
+    drop(gone);
+    after_hold_off().await;
+    assert_eq!(spawner.attempts(), 1);
+    assert_eq!(pool.status(), status(2, 1, 0, 0));
+    // Gone while the start is in flight: the process becomes idle.
+    let gate = spawner.slow();
+    let mut gone = Box::pin(pool.acquire());
+    assert!(poll_once(&mut gone).await.is_pending());
+    after_hold_off().await;
+    until("a start for the queue", || spawner.attempts() == 2).await;
+    drop(gone);
+    assert_eq!(pool.status(), status(2, 2, 0, 0));
+    gate.add_permits(1);
+    until("the new instance is idle", || pool.status().idle == 1).await;
+    busy.finish(true);
+    assert_eq!(pool.status(), status(2, 2, 2, 0));
+    // Both serve again; nothing else is started.
+    let (a, b) = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+    assert_ne!(a.pid(), b.pid());
+    assert_eq!(spawner.attempts(), 2);
+}
+
+#[tokio::test]
+async fn with_nothing_running_a_start_begins_at_once() {
+    // Cold: no instance could free up, so no hold-off (real time: a
+    // hold-off would make this test wait).
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 2");
+    let lease = tokio::time::timeout(Duration::from_millis(50), pool.acquire())
+        .await
+        .expect("a cold request waited for the hold-off")
+        .unwrap();
+    lease.finish(true);
+    assert_eq!(spawner.attempts(), 1);
 }

@@ -1,0 +1,220 @@
+//! Background starts: the pool, not a request, decides when a process is
+//! started, and a process that becomes ready serves whoever is at the head
+//! of the queue then (or becomes idle). First free wins: a waiting request
+//! takes the first instance that frees up, old or new, as php-fpm's
+//! children do by accepting from one socket.
+//!
+//! A start is wanted when requests wait beyond the starts already in
+//! flight and the pool is below its limit. With nothing running, it begins
+//! at once (nobody else can serve). With instances running, it begins only
+//! when requests are still waiting [`START_HOLD_OFF`] later: a busy
+//! instance that finishes within that time serves them, and sequential
+//! requests that arrive while the previous one is finishing never start a
+//! process they do not need.
+//!
+//! This file decides and runs starts; how a process is started is
+//! `spawn.rs`/`process.rs`, and the slot accounting rules are the pool's.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{error, info};
+
+use super::{Grant, Inner, Instance, PoolError, StartError, State};
+
+/// How long requests wait for a running instance to free up before the
+/// pool starts another process for them (when one is running already).
+/// Short next to a process start (a Django import takes a second), long
+/// next to the tail of a request (a framework's work after its answer).
+pub(super) const START_HOLD_OFF: Duration = Duration::from_millis(100);
+
+impl Inner {
+    /// Requests waiting that no start in flight will serve.
+    fn unmet_demand(st: &State) -> usize {
+        let waiting = st.waiters.iter().filter(|w| !w.is_closed()).count();
+        waiting.saturating_sub(st.starting as usize)
+    }
+
+    /// The queue or the pool changed: starts processes for waiting requests
+    /// now if nothing is running, or after [`START_HOLD_OFF`] otherwise.
+    pub(super) fn demand_changed(self: &Arc<Self>, st: &mut State) {
+        if st.closed || st.offline_until.is_some() || Self::unmet_demand(st) == 0 {
+            return;
+        }
+        if st.live >= self.spawn_limit(st) {
+            return;
+        }
+        if st.live == st.starting {
+            self.start_for_waiters(st);
+        } else if !st.start_scheduled {
+            st.start_scheduled = true;
+            tokio::spawn(start_after_hold_off(Arc::downgrade(self)));
+        }
+    }
+
+    /// Starts one process per waiting request not yet covered by a start
+    /// in flight, within the limit.
+    pub(super) fn start_for_waiters(self: &Arc<Self>, st: &mut State) {
+        if st.closed || st.offline_until.is_some() {
+            return;
+        }
+        let mut wanted = Self::unmet_demand(st);
+        while wanted > 0 && st.live < self.spawn_limit(st) {
+            self.start_in_background(st);
+            wanted -= 1;
+        }
+    }
+
+    /// Reserves a slot and starts a process in it on its own task. No
+    /// request is bound to it: once ready it goes to the head of the queue
+    /// then, or becomes idle.
+    pub(super) fn start_in_background(self: &Arc<Self>, st: &mut State) {
+        if self.spec.is_err() {
+            return;
+        }
+        st.live += 1;
+        st.starting += 1;
+        let slot = StartSlot {
+            inner: self.clone(),
+            done: false,
+        };
+        tokio::spawn(slot.run());
+    }
+
+    /// Starts a process; the caller holds its slot.
+    async fn start_process(self: &Arc<Self>) -> Result<Instance, StartError> {
+        let spec = match &self.spec {
+            Ok(spec) => spec,
+            Err(reason) => return Err(std::io::Error::other(reason.clone()).into()),
+        };
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let weak = Arc::downgrade(self);
+        let (process, conn) = self
+            .spawner
+            .spawn(
+                spec,
+                id,
+                Box::new(move |exit| super::on_exit(&weak, id, exit)),
+            )
+            .await?;
+        if let Some(exit) = process.exit() {
+            // It accepted, then died at once: still a start that failed.
+            return Err(StartError::Exited {
+                pid: process.pid(),
+                how: exit.describe(),
+            });
+        }
+        Ok(Instance {
+            id,
+            process,
+            conn,
+            served: 0,
+            generation: 0,
+            idle_since: Instant::now(),
+        })
+    }
+
+    /// A process is ready (under the lock): it is recorded, then serves the
+    /// head of the queue or becomes idle.
+    fn start_succeeded(self: &Arc<Self>, st: &mut State, mut instance: Instance) {
+        if st.closed {
+            instance.process.terminate(std::time::Duration::ZERO);
+            st.live -= 1;
+            return;
+        }
+        // From here on its exit is judged by `on_exit` (or by the request
+        // holding it); before, as a failed start.
+        st.processes.insert(instance.id, instance.process.clone());
+        instance.generation = st.generation;
+        info!(app = %self.name, pid = instance.process.pid(), live = st.live, "instance started");
+        self.hand_over(st, Grant::Instance(instance));
+    }
+
+    /// A start failed (under the lock): it counts for rapid-fail
+    /// protection and its slot is given back. The head of the queue fails
+    /// with it only when nothing else is running or starting that could
+    /// serve it; otherwise it keeps waiting for a running instance, and no
+    /// new start is tried until demand changes again (no retry loop).
+    fn start_failed(self: &Arc<Self>, st: &mut State, source: StartError) {
+        if let Ok(spec) = &self.spec {
+            error!(app = %self.name, program = %spec.program.display(), error = %source, "could not start a process");
+        }
+        st.live -= 1;
+        if st.closed {
+            return;
+        }
+        let what = format!("could not start a process: {source}");
+        let running = st.live - st.starting;
+        let fail_head = running == 0 && Self::unmet_demand(st) > 0;
+        if fail_head {
+            // Before the failure is recorded: the request whose start it
+            // was learns why (a bad gateway), the others that it went
+            // offline, if it did.
+            let mut grant = Grant::Failed(PoolError::Spawn { source });
+            while let Some(waiter) = st.waiters.pop_front() {
+                match waiter.send(grant) {
+                    Ok(()) => break,
+                    Err(returned) => grant = returned,
+                }
+            }
+        }
+        self.record_failure(st, None, &what);
+        if fail_head {
+            // The next request's own attempt, as if it had been alone.
+            self.demand_changed(st);
+        } else if st.waiters.is_empty() {
+            self.keep_min_instances(st);
+        }
+    }
+
+    /// Starts a spare process when fewer than `min_instances` exist.
+    pub(super) fn keep_min_instances(self: &Arc<Self>, st: &mut State) {
+        if !st.closed && st.offline_until.is_none() && st.live < self.min_instances {
+            self.start_in_background(st);
+        }
+    }
+}
+
+/// The slot of a start in flight. It is given back exactly once: by the
+/// start's outcome, or, if the task is dropped before (runtime stopping),
+/// by its drop.
+struct StartSlot {
+    inner: Arc<Inner>,
+    done: bool,
+}
+
+impl StartSlot {
+    async fn run(mut self) {
+        let started = self.inner.start_process().await;
+        let inner = self.inner.clone();
+        let mut st = inner.lock();
+        st.starting -= 1;
+        self.done = true;
+        match started {
+            Ok(instance) => inner.start_succeeded(&mut st, instance),
+            Err(source) => inner.start_failed(&mut st, source),
+        }
+    }
+}
+
+impl Drop for StartSlot {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut st = self.inner.lock();
+            st.starting -= 1;
+            st.live -= 1;
+        }
+    }
+}
+
+/// Starts processes for the requests still waiting after the hold-off.
+async fn start_after_hold_off(pool: Weak<Inner>) {
+    tokio::time::sleep(START_HOLD_OFF).await;
+    let Some(inner) = pool.upgrade() else { return };
+    let mut st = inner.lock();
+    st.start_scheduled = false;
+    inner.start_for_waiters(&mut st);
+}
