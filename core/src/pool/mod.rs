@@ -121,6 +121,9 @@ struct Instance {
     conn: Connection,
     /// Requests completed on this instance.
     served: u64,
+    /// Its own recycle point: `instance_max_requests` less up to a tenth,
+    /// so that instances started together do not all recycle together.
+    max_requests: u64,
     /// The pool generation it was started in (see `monitor_changes_to`).
     generation: u64,
     /// When it last became idle.
@@ -463,7 +466,7 @@ impl Inner {
         } else if !reusable {
             debug!(app = %self.name, pid = instance.process.pid(), "connection not reusable; retiring instance");
             self.retire(&mut st, instance);
-        } else if instance.served >= self.max_requests {
+        } else if instance.served >= instance.max_requests {
             info!(app = %self.name, pid = instance.process.pid(), requests = instance.served, "instance reached instance_max_requests; recycling");
             self.retire(&mut st, instance);
         } else if instance.generation != st.generation {
@@ -573,6 +576,19 @@ impl Inner {
         );
         self.record_failure(st, Some(process.pid()), &what);
     }
+}
+
+/// A recycle point for a new instance: `max_requests` less a random part of
+/// up to a tenth of it (like gunicorn's `max_requests_jitter`), never more,
+/// so php-cgi's own limit is still never reached.
+fn jittered(max_requests: u64) -> u64 {
+    use std::hash::BuildHasher;
+    let spread = max_requests / 10;
+    if spread == 0 {
+        return max_requests;
+    }
+    let random = std::collections::hash_map::RandomState::new().hash_one(max_requests);
+    max_requests - random % (spread + 1)
 }
 
 /// Awaits every future (no extra dependency for one call site).

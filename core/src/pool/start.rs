@@ -112,6 +112,7 @@ impl Inner {
             process,
             conn,
             served: 0,
+            max_requests: super::jittered(self.max_requests),
             generation: 0,
             idle_since: Instant::now(),
         })

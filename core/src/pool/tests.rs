@@ -697,3 +697,19 @@ async fn with_nothing_running_a_start_begins_at_once() {
     lease.finish(true);
     assert_eq!(spawner.attempts(), 1);
 }
+
+#[test]
+fn instances_get_recycle_points_spread_over_a_tenth() {
+    let points: Vec<u64> = (0..200).map(|_| super::jittered(200)).collect();
+    assert!(
+        points.iter().all(|&p| (180..=200).contains(&p)),
+        "{points:?}"
+    );
+    let distinct: std::collections::HashSet<_> = points.iter().collect();
+    assert!(
+        distinct.len() >= 5,
+        "instances would still recycle together: {distinct:?}"
+    );
+    // Small limits are kept exactly (nothing to spread).
+    assert_eq!(super::jittered(5), 5);
+}
