@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Method, Response, StatusCode, header};
 
-use super::framing::Refusal;
+use super::limits::Refusal;
 use crate::app::AppError;
 use crate::body::{BodyError, ResponseBody};
 use crate::plugin::ChainError;

@@ -36,7 +36,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::info;
 
 use super::error::GatewayError;
-use super::limits::{self, HeadScan, Limit, OverLimit};
+use super::limits::{self, HeadScan, Refusal};
 use crate::config::HeadLimits;
 
 /// The HTTP/2 connection preface (prior-knowledge h2c).
@@ -49,27 +49,6 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1024 * 1024;
 /// Longest request target kept for the stand-in (the access log).
 const STAND_IN_TARGET: usize = 200;
-
-/// Why a request head was refused on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    /// Ambiguous framing (400).
-    #[error("ambiguous framing: {0}")]
-    Framing(&'static str),
-    /// Over a head limit (431, or 414 for the URI).
-    #[error(transparent)]
-    Limit(#[from] OverLimit),
-}
-
-impl Refusal {
-    pub fn is_uri_too_long(&self) -> bool {
-        matches!(self, Refusal::Limit(over) if over.limit == Limit::UriLength)
-    }
-
-    pub fn is_too_large(&self) -> bool {
-        matches!(self, Refusal::Limit(_))
-    }
-}
 
 /// The refused head of a connection, from the guard to the service: at
 /// most one, since the connection ends after it.

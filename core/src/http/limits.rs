@@ -261,6 +261,27 @@ pub fn check_parsed<B>(req: &Request<B>, limits: &HeadLimits) -> Result<(), Over
     over(Limit::RequestHead, total, limits.max_request_head)
 }
 
+/// Why a request head was refused on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Ambiguous framing (400).
+    #[error("ambiguous framing: {0}")]
+    Framing(&'static str),
+    /// Over a head limit (431, or 414 for the URI).
+    #[error(transparent)]
+    Limit(#[from] OverLimit),
+}
+
+impl Refusal {
+    pub fn is_uri_too_long(&self) -> bool {
+        matches!(self, Refusal::Limit(over) if over.limit == Limit::UriLength)
+    }
+
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, Refusal::Limit(_))
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
