@@ -61,9 +61,11 @@ fn a_burst_on_one_warm_instance_never_waits_for_a_start() {
         assert_eq!(r.status, 200, "{}", r.text());
         eprintln!("burst request: {took:?} ({})", r.text());
         // On main: 0.1 s for the first, over a second for the others, each
-        // waiting for a process started for it.
+        // waiting for a process started for it (the import takes 1 s).
+        // Measured here: 22 / 43 / 68 / 91 ms; the bound leaves room for a
+        // loaded CI machine and still proves no request waited for a start.
         assert!(
-            took < Duration::from_millis(300),
+            took < Duration::from_millis(600),
             "a request of the burst took {took:?} ({})\n{}",
             r.text(),
             gw.logs()
@@ -72,8 +74,13 @@ fn a_burst_on_one_warm_instance_never_waits_for_a_start() {
 }
 
 /// Sends `count` requests one after the other, each on the next of
-/// `connections` in turn (keep-alive), and returns the pids that served.
-fn sequential(addr: std::net::SocketAddr, connections: usize, count: usize) -> Vec<u32> {
+/// `connections` in turn (keep-alive), and returns the pid that served each
+/// and how long it took.
+fn sequential(
+    addr: std::net::SocketAddr,
+    connections: usize,
+    count: usize,
+) -> Vec<(u32, Duration)> {
     let mut conns: Vec<_> = (0..connections)
         .map(|_| {
             let stream = connect(addr);
@@ -86,6 +93,7 @@ fn sequential(addr: std::net::SocketAddr, connections: usize, count: usize) -> V
             // The app works 30 ms after its answer went out (a framework's
             // request_finished): the next request comes while the instance
             // is still finishing the last one.
+            let started = std::time::Instant::now();
             write!(
                 writer,
                 "GET /work?ms=5&tail=30 HTTP/1.1\r\nHost: {addr}\r\n\r\n"
@@ -93,7 +101,7 @@ fn sequential(addr: std::net::SocketAddr, connections: usize, count: usize) -> V
             .unwrap();
             let r = read_response(reader, false).unwrap();
             assert_eq!(r.status, 200, "{}", r.text());
-            pid_of(&r.text()).unwrap()
+            (pid_of(&r.text()).unwrap(), started.elapsed())
         })
         .collect()
 }
@@ -105,11 +113,7 @@ fn sequential_requests_start_no_second_process() {
     // One keep-alive connection: hyper reads the next request only once
     // the answer's stream ended, after the instance was released.
     let one = sequential(gw.addr(), 1, 30);
-    // Two, as a browser loading pages: the next request can come while the
-    // instance is in its tail. On main, each such request started (and
-    // waited for) a process of its own.
-    let two = sequential(gw.addr(), 2, 30);
-    let pids: std::collections::HashSet<u32> = one.into_iter().chain(two).collect();
+    let pids: std::collections::HashSet<u32> = one.iter().map(|(pid, _)| *pid).collect();
     assert_eq!(pids.len(), 1, "{pids:?}\n{}", gw.logs());
     assert_eq!(
         gw.logs().matches("instance started").count(),
@@ -117,6 +121,19 @@ fn sequential_requests_start_no_second_process() {
         "{}",
         gw.logs()
     );
+    // Two, as a browser loading pages: the next request can come while the
+    // instance is in its tail. On main, each such request started (and
+    // waited for) a process of its own, a second and more. Now none waits
+    // for a start (the pool may still start one in the background when a
+    // loaded machine stretches the tail past the hold-off).
+    let two = sequential(gw.addr(), 2, 30);
+    for (pid, took) in &two {
+        assert!(
+            *took < Duration::from_millis(700),
+            "a request took {took:?} (pid {pid}): it waited for a process to start\n{}",
+            gw.logs()
+        );
+    }
 }
 
 #[test]
