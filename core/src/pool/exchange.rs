@@ -154,6 +154,17 @@ enum Release {
 }
 
 impl Release {
+    /// After a connection failure: the process may have died when the
+    /// connection broke (`settle` finds out); a protocol error is the
+    /// process's own doing.
+    fn after(source: &ClientError) -> Release {
+        if source.is_peer_gone() {
+            Release::Fail(source.to_string())
+        } else {
+            Release::Broken(source.to_string())
+        }
+    }
+
     fn apply(self, lease: Lease) {
         match self {
             Release::Finish { clean } => lease.finish(clean),
@@ -541,14 +552,8 @@ impl<B: tokio::io::AsyncRead + Unpin> Conversation<'_, '_, B> {
                     return Uncommitted::Stale;
                 }
                 Err(Failure::Client(source)) => {
-                    let what = source.to_string();
-                    let release = if source.is_peer_gone() {
-                        Release::Fail(what)
-                    } else {
-                        Release::Broken(what)
-                    };
                     return Uncommitted::Failed {
-                        release,
+                        release: Release::after(&source),
                         error: AnswerError::connection(pid, source),
                     };
                 }
@@ -592,8 +597,7 @@ impl<B: tokio::io::AsyncRead + Unpin> Conversation<'_, '_, B> {
                     );
                 }
                 Err(Failure::Client(source)) => {
-                    let text = source.to_string();
-                    return (Release::Fail(text.clone()), Some(text));
+                    return (Release::after(&source), Some(source.to_string()));
                 }
             }
         }

@@ -39,10 +39,12 @@ impl Inner {
     /// The queue or the pool changed: starts processes for waiting requests
     /// now if nothing is running, or after [`START_HOLD_OFF`] otherwise.
     pub(super) fn demand_changed(self: &Arc<Self>, st: &mut State) {
-        if st.closed || st.offline_until.is_some() || Self::unmet_demand(st) == 0 {
+        // The queue is scanned last: a pool at its limit (the busy case,
+        // where every request queues) never pays for it.
+        if st.closed || st.offline_until.is_some() || st.live >= self.spawn_limit(st) {
             return;
         }
-        if st.live >= self.spawn_limit(st) {
+        if Self::unmet_demand(st) == 0 {
             return;
         }
         if st.live == st.starting {
