@@ -61,7 +61,7 @@ impl Peer {
 
 /// What runs an app's requests.
 #[derive(Debug)]
-pub enum Runner {
+enum Runner {
     /// A pool of FastCGI processes, each serving one request at a time.
     Pool(Pool),
     /// RFC 3875 CGI: a process per request.
@@ -129,14 +129,6 @@ impl App {
 
     pub fn name(&self) -> &Arc<str> {
         &self.name
-    }
-
-    pub fn config(&self) -> &AppSettings {
-        &self.config
-    }
-
-    pub fn runner(&self) -> &Runner {
-        &self.runner
     }
 
     /// Runs the app's request filters (before the body is read): a filter
