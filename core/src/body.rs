@@ -4,8 +4,9 @@
 //! (like nginx's request buffering): in memory up to `body_buffer_size`,
 //! then in an anonymous temporary file, up to `max_body_size`. That gives
 //! every app a `CONTENT_LENGTH` (even for chunked uploads), keeps slow
-//! uploaders from pinning a single-request process, and lets a request be
-//! retried on another instance when the first one turns out to be dead.
+//! uploaders from pinning a single-request process, and lets a request that
+//! never reached an instance (its connection was found closed before any
+//! byte was written) go to another.
 //!
 //! [`ResponseBody`] is the one body type the HTTP front sends: empty, a
 //! buffer, a static file, or a stream from an app. It counts what it sends
