@@ -156,6 +156,17 @@ async fn served<T>(request: impl Future<Output = T>) -> T {
         .expect("a queued request was never served")
 }
 
+/// The next request's refusal, which must be the app offline after
+/// `failures` failures within the minute.
+async fn offline_after(pool: &Pool, failures: usize) -> PoolError {
+    let refused = pool.acquire().await.unwrap_err();
+    assert!(
+        matches!(&refused, PoolError::Offline { failures: f, .. } if *f == failures),
+        "{refused}"
+    );
+    refused
+}
+
 /// Polls `future` once, as a request would on its first turn.
 async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
     std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
@@ -315,11 +326,7 @@ async fn rapid_failures_take_the_app_offline_until_a_probe_serves() {
     }
     assert_eq!(pool.status(), status(2, 0, 0, 0));
     spawner.set_failing(false);
-    let offline = pool.acquire().await.unwrap_err();
-    assert!(
-        matches!(offline, PoolError::Offline { failures: 3, .. }),
-        "{offline}"
-    );
+    let offline = offline_after(&pool, 3).await;
     assert_eq!(offline.retry_after(), Some(Duration::from_secs(60)));
     tokio::time::advance(Duration::from_secs(30)).await;
     let offline = pool.acquire().await.unwrap_err();
@@ -355,11 +362,7 @@ async fn a_failed_probe_takes_the_app_offline_for_another_minute() {
     tokio::time::advance(Duration::from_secs(15)).await;
     let error = pool.acquire().await.unwrap_err();
     assert!(matches!(error, PoolError::Spawn { .. }), "{error}");
-    let offline = pool.acquire().await.unwrap_err();
-    assert!(
-        matches!(offline, PoolError::Offline { failures: 1, .. }),
-        "{offline}"
-    );
+    let offline = offline_after(&pool, 1).await;
     assert_eq!(offline.retry_after(), Some(Duration::from_secs(60)));
     assert_eq!(spawner.attempts(), 3);
 }
@@ -380,11 +383,7 @@ async fn failures_older_than_a_minute_no_longer_count() {
     // The third within the minute takes the app offline.
     let error = pool.acquire().await.unwrap_err();
     assert!(matches!(error, PoolError::Spawn { .. }), "{error}");
-    let error = pool.acquire().await.unwrap_err();
-    assert!(
-        matches!(error, PoolError::Offline { failures: 3, .. }),
-        "{error}"
-    );
+    offline_after(&pool, 3).await;
     assert_eq!(spawner.attempts(), 5);
 }
 
@@ -477,11 +476,7 @@ async fn a_process_dying_while_idle_counts_for_rapid_fail() {
         })
         .await;
     }
-    let offline = pool.acquire().await.unwrap_err();
-    assert!(
-        matches!(offline, PoolError::Offline { failures: 2, .. }),
-        "{offline}"
-    );
+    offline_after(&pool, 2).await;
 }
 
 #[tokio::test]
@@ -496,11 +491,7 @@ async fn an_exit_after_the_answer_is_judged_when_the_request_ends() {
     until("the exit is reaped", || process.has_exited()).await;
     lease.finish(true);
     assert_eq!(pool.status().live, 0);
-    let offline = pool.acquire().await.unwrap_err();
-    assert!(
-        matches!(offline, PoolError::Offline { failures: 1, .. }),
-        "{offline}"
-    );
+    offline_after(&pool, 1).await;
 }
 
 #[tokio::test]
@@ -551,11 +542,7 @@ async fn a_discarded_instance_that_died_idle_counts_once() {
         pool.status().live == 0
     })
     .await;
-    let offline = pool.acquire().await.unwrap_err();
-    assert!(
-        matches!(offline, PoolError::Offline { failures: 2, .. }),
-        "{offline}"
-    );
+    offline_after(&pool, 2).await;
 }
 
 /// Past the hold-off after which the pool starts a process for requests
