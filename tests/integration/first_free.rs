@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 use crate::util::*;
 
 /// A site whose one app is the slow-importing WSGI app.
-fn slow_import_site(app_lines: &str) -> String {
+pub(crate) fn slow_import_site(app_lines: &str) -> String {
     let dir = fixtures()
         .join("wsgi")
         .canonicalize()
@@ -29,7 +29,7 @@ fn slow_import_site(app_lines: &str) -> String {
 }
 
 /// Polls until `count` instances have started (they are ready).
-fn wait_started(gw: &Gateway, count: usize, within: Duration) {
+pub(crate) fn wait_started(gw: &Gateway, count: usize, within: Duration) {
     let deadline = Instant::now() + within;
     while gw.logs().matches("instance started").count() < count {
         assert!(

@@ -286,6 +286,8 @@ fn monitor_changes_to_recycles_under_load_without_failures() {
     let changed_at = Instant::now();
     std::fs::write(&watched, "v=2\n").unwrap();
     assert!(gw.wait_for_log("recycling every instance", Duration::from_secs(5)));
+    // Each old instance serves until its replacement is ready.
+    assert!(gw.wait_for_log("recycle complete", Duration::from_secs(10)));
     let recycled_at = Instant::now();
     std::thread::sleep(Duration::from_millis(1000));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -300,11 +302,10 @@ fn monitor_changes_to_recycles_under_load_without_failures() {
         .filter(|(t, _)| *t < changed_at)
         .filter_map(|(_, r)| pid_of(&r.text()))
         .collect();
-    // Requests in flight at the recycle finish on their old instance.
-    let after_recycle = recycled_at + Duration::from_millis(200);
+    // Requests sent once the recycle has rolled through go to new ones.
     let after: HashSet<u32> = responses
         .iter()
-        .filter(|(t, _)| *t > after_recycle)
+        .filter(|(t, _)| *t > recycled_at)
         .filter_map(|(_, r)| pid_of(&r.text()))
         .collect();
     assert!(
@@ -427,6 +428,7 @@ fn monitor_changes_to_a_directory_recycles_on_any_file_below_it() {
         "no recycle for a file below the directory:\n{}",
         gw.logs()
     );
+    assert!(gw.wait_for_log("recycle complete", Duration::from_secs(10)));
     let second = pid(&gw);
     assert_ne!(first, second, "the old instance kept serving");
     // A new file below it counts too; a burst of them recycles once.
@@ -446,5 +448,14 @@ fn monitor_changes_to_a_directory_recycles_on_any_file_below_it() {
         seen + 1,
         "a burst of 20 new files recycled more than once"
     );
+    let complete = |gw: &Gateway| gw.logs().matches("recycle complete").count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while complete(&gw) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the second recycle never completed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_ne!(pid(&gw), second);
 }

@@ -15,6 +15,7 @@ mod php;
 mod plugins;
 mod pool;
 mod protocol;
+mod recycle;
 mod security;
 mod spool;
 mod static_files;

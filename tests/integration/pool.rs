@@ -35,10 +35,13 @@ fn hundred_concurrent_requests_on_two_instances() {
 #[test]
 fn instance_max_requests_recycles() {
     let gw = Gateway::start(&php_config("instance_max_requests = 5\nmax_instances = 1"));
-    let responses: Vec<Response> = (0..10).map(|_| gw.get("/pid.php")).collect();
-    assert!(responses.iter().all(|r| r.status == 200));
-    let first: HashSet<u32> = distinct_pids(&responses[..5]);
-    let second: HashSet<u32> = distinct_pids(&responses[5..]);
+    let responses: Vec<Response> = (0..5).map(|_| gw.get("/pid.php")).collect();
+    // Due after 5: its replacement starts, and takes over once ready.
+    assert!(gw.wait_for_log("its replacement is ready", Duration::from_secs(10)));
+    let after: Vec<Response> = (0..5).map(|_| gw.get("/pid.php")).collect();
+    assert!(responses.iter().chain(&after).all(|r| r.status == 200));
+    let first: HashSet<u32> = distinct_pids(&responses);
+    let second: HashSet<u32> = distinct_pids(&after);
     assert_eq!(first.len(), 1, "{first:?}");
     assert_eq!(second.len(), 1, "{second:?}");
     assert_ne!(first, second);

@@ -36,6 +36,7 @@ mod lease;
 mod maintain;
 mod process;
 mod rapid_fail;
+mod recycle;
 mod sizing;
 mod spawn;
 mod start;
@@ -54,12 +55,13 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::config::AppSettings;
+use crate::config::{self, AppSettings};
 use crate::fcgi::client::Connection;
 pub use lease::Lease;
 use lease::{Grant, Waiting};
 use maintain::maintain;
 pub use process::{Exit, Process, ProcessSpec, StartError, private_dir};
+use recycle::{Replacing, Tracked};
 use sizing::{Window, initial_limit};
 use spawn::{ProcessSpawner, Spawner, spawn_spec};
 use watch::watch_files;
@@ -123,7 +125,8 @@ struct Instance {
     served: u64,
     /// Its own recycle point: `instance_max_requests` less up to a tenth,
     /// so that instances started together do not all recycle together.
-    max_requests: u64,
+    /// From there on it is due for replacement (`recycle.rs`).
+    replace_at: u64,
     /// The pool generation it was started in (see `monitor_changes_to`).
     generation: u64,
     /// When it last became idle.
@@ -146,10 +149,18 @@ struct State {
     /// A start is scheduled for after the hold-off (see `start.rs`).
     start_scheduled: bool,
     waiters: VecDeque<oneshot::Sender<Grant>>,
-    /// Every process not yet reaped, for shutdown.
-    processes: HashMap<u64, Process>,
+    /// Every process not yet reaped (for shutdown), with its generation.
+    processes: HashMap<u64, Tracked>,
+    /// Instances due for replacement whose replacement is starting or
+    /// ready (see `recycle.rs`).
+    replacing: HashMap<u64, Replacing>,
+    /// Replacement starts in flight.
+    replacements_starting: u32,
+    /// A recycle is rolling through the pool (for its closing log line).
+    rolling: bool,
     closed: bool,
-    /// Bumped when a monitored file changes: older instances are retired.
+    /// Bumped when the pool is recycled (a monitored file changed): older
+    /// instances are replaced, one after another.
     generation: u64,
     /// Instance failures of the last minute (rapid-fail protection): starts
     /// that failed and deaths with no request in flight.
@@ -183,6 +194,9 @@ struct Inner {
     auto_ceiling: Option<u32>,
     min_instances: u32,
     max_requests: u64,
+    /// The program's own request limit (php-cgi's PHP_FCGI_MAX_REQUESTS):
+    /// an instance never serves past it, replaced or not.
+    program_limit: Option<u64>,
     queue_length: usize,
     grace: Duration,
     idle_timeout: Duration,
@@ -214,6 +228,8 @@ pub struct PoolStatus {
     /// The most instances allowed now (moves with automatic sizing).
     pub limit: u32,
     pub live: u32,
+    /// Of `live`, processes being started (not ready to serve yet).
+    pub starting: u32,
     pub idle: usize,
     pub waiting: usize,
     /// Processes that died while serving a request, since the start.
@@ -248,6 +264,7 @@ impl Pool {
                     .min_instances
                     .min(initial_limit(app).max(app.min_instances)),
                 max_requests: app.effective_max_requests(),
+                program_limit: config::php_fcgi_max_requests(&app.env),
                 queue_length: app.queue_length,
                 grace: app.signal_before_terminate,
                 idle_timeout: app.idle_timeout,
@@ -261,6 +278,9 @@ impl Pool {
                     start_scheduled: false,
                     waiters: VecDeque::new(),
                     processes: HashMap::new(),
+                    replacing: HashMap::new(),
+                    replacements_starting: 0,
+                    rolling: false,
                     closed: false,
                     generation: 0,
                     failures: VecDeque::new(),
@@ -296,8 +316,8 @@ impl Pool {
         }
     }
 
-    /// Retires every instance gracefully: idle ones now, busy ones when
-    /// their request is done. New requests go to new instances.
+    /// Replaces every instance, rolling through the pool: each one keeps
+    /// serving until its replacement is ready (see `recycle.rs`).
     pub fn recycle(&self, reason: &str) {
         self.inner.recycle(reason);
     }
@@ -307,6 +327,7 @@ impl Pool {
         PoolStatus {
             limit: st.limit,
             live: st.live,
+            starting: st.starting,
             idle: st.idle.len(),
             waiting: st.waiters.iter().filter(|w| !w.is_closed()).count(),
             request_crashes: st.request_crashes,
@@ -377,7 +398,7 @@ impl Pool {
             let idle = std::mem::take(&mut st.idle);
             st.live -= idle.len() as u32;
             drop(idle);
-            st.processes.values().cloned().collect()
+            st.processes.values().map(|t| t.process.clone()).collect()
         };
         if processes.is_empty() {
             return;
@@ -411,16 +432,6 @@ impl Inner {
         PoolError::ShuttingDown
     }
 
-    fn recycle(self: &Arc<Self>, reason: &str) {
-        let mut st = self.lock();
-        st.generation += 1;
-        let busy = st.live as usize - st.idle.len();
-        info!(app = %self.name, reason, busy, "recycling every instance");
-        for instance in std::mem::take(&mut st.idle) {
-            self.retire(&mut st, instance);
-        }
-    }
-
     /// The checks every request passes, then an idle instance if there is
     /// a usable one (outdated or dead ones found on the way are retired).
     fn take_idle(self: &Arc<Self>, st: &mut State) -> Result<Option<Instance>, PoolError> {
@@ -438,11 +449,10 @@ impl Inner {
             st.auto_ticking = true;
             self.maintenance.notify_one();
         }
+        // An outdated instance still serves until its replacement is ready.
         while let Some(mut instance) = st.idle.pop() {
             let pid = instance.process.pid();
-            if instance.generation != st.generation {
-                debug!(app = %self.name, pid, "idle instance is outdated; retiring it");
-            } else if instance.is_usable() {
+            if instance.is_usable() {
                 let busy = st.live - st.starting - st.idle.len() as u32;
                 st.window.peak_busy = st.window.peak_busy.max(busy);
                 return Ok(Some(instance));
@@ -455,26 +465,34 @@ impl Inner {
         Ok(None)
     }
 
-    /// Gives an instance back after a request.
+    /// Gives an instance back after a request. One due for replacement
+    /// gets its replacement started and keeps serving until it is ready.
     fn release(self: &Arc<Self>, mut instance: Instance, reusable: bool) {
         instance.served += 1;
         instance.process.mark_served();
         let mut st = self.lock();
         self.end_request(&mut st, &instance.process);
+        let pid = instance.process.pid();
+        if !st.closed && self.is_due(&st, &instance) {
+            self.replace(&mut st, instance.id);
+        }
         if st.closed || instance.process.has_exited() {
             self.retire(&mut st, instance);
         } else if !reusable {
-            debug!(app = %self.name, pid = instance.process.pid(), "connection not reusable; retiring instance");
+            debug!(app = %self.name, pid, "connection not reusable; retiring instance");
             self.retire(&mut st, instance);
-        } else if instance.served >= instance.max_requests {
-            info!(app = %self.name, pid = instance.process.pid(), requests = instance.served, "instance reached instance_max_requests; recycling");
+        } else if self
+            .program_limit
+            .is_some_and(|limit| instance.served >= limit)
+        {
+            info!(app = %self.name, pid, requests = instance.served, "instance reached PHP_FCGI_MAX_REQUESTS (it would exit on its own); recycling");
             self.retire(&mut st, instance);
-        } else if instance.generation != st.generation {
-            debug!(app = %self.name, pid = instance.process.pid(), "instance outdated by a monitored change; retiring");
+        } else if st.replacing.get(&instance.id) == Some(&Replacing::Ready) {
+            info!(app = %self.name, pid, requests = instance.served, "its replacement is ready; retiring instance");
             self.retire(&mut st, instance);
         } else {
             if st.probing {
-                info!(app = %self.name, pid = instance.process.pid(), "probe instance served a request; app back in service");
+                info!(app = %self.name, pid, "probe instance served a request; app back in service");
                 st.probing = false;
             }
             instance.idle_since = Instant::now();
@@ -485,6 +503,10 @@ impl Inner {
     /// Terminates an instance and frees its slot.
     fn retire(self: &Arc<Self>, st: &mut State, instance: Instance) {
         instance.process.terminate(self.grace);
+        st.replacing.remove(&instance.id);
+        if let Some(tracked) = st.processes.get_mut(&instance.id) {
+            tracked.retired = true;
+        }
         drop(instance.conn);
         self.free_slot(st);
     }
@@ -529,9 +551,10 @@ fn on_exit(pool: &Weak<Inner>, id: u64, exit: Exit) {
     let mut st = inner.lock();
     // Not recorded: it never started (its failed start was counted), or
     // the pool is gone.
-    let Some(process) = st.processes.remove(&id) else {
+    let Some(Tracked { process, .. }) = st.processes.remove(&id) else {
         return;
     };
+    inner.note_gone(&mut st, id);
     // A request holds it: the request judges the exit when it ends
     // (`end_request`), a crash of its own or an exit after its answer.
     if !process.is_serving() {
@@ -576,19 +599,6 @@ impl Inner {
         );
         self.record_failure(st, Some(process.pid()), &what);
     }
-}
-
-/// A recycle point for a new instance: `max_requests` less a random part of
-/// up to a tenth of it (like gunicorn's `max_requests_jitter`), never more,
-/// so php-cgi's own limit is still never reached.
-fn jittered(max_requests: u64) -> u64 {
-    use std::hash::BuildHasher;
-    let spread = max_requests / 10;
-    if spread == 0 {
-        return max_requests;
-    }
-    let random = std::collections::hash_map::RandomState::new().hash_one(max_requests);
-    max_requests - random % (spread + 1)
 }
 
 /// Awaits every future (no extra dependency for one call site).

@@ -126,7 +126,7 @@ impl Inner {
         let ticks_now: HashMap<u32, u64> = st
             .processes
             .values()
-            .map(|p| (p.pid(), process_ticks(p.pid())))
+            .map(|t| (t.process.pid(), process_ticks(t.process.pid())))
             .collect();
         let used: u64 = ticks_now
             .iter()

@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{error, info};
 
-use super::{Grant, Inner, Instance, PoolError, StartError, State};
+use super::{Grant, Inner, Instance, PoolError, StartError, State, Tracked};
 
 /// How long requests wait for a running instance to free up before the
 /// pool starts another process for them (when one is running already).
@@ -72,13 +72,23 @@ impl Inner {
     /// request is bound to it: once ready it goes to the head of the queue
     /// then, or becomes idle.
     pub(super) fn start_in_background(self: &Arc<Self>, st: &mut State) {
+        self.start_slot(st, None);
+    }
+
+    /// [`start_in_background`](Self::start_in_background), for a process
+    /// that replaces instance `replaces` when it is ready.
+    pub(super) fn start_slot(self: &Arc<Self>, st: &mut State, replaces: Option<u64>) {
         if self.spec.is_err() {
             return;
         }
         st.live += 1;
         st.starting += 1;
+        if replaces.is_some() {
+            st.replacements_starting += 1;
+        }
         let slot = StartSlot {
             inner: self.clone(),
+            replaces,
             done: false,
         };
         tokio::spawn(slot.run());
@@ -114,7 +124,7 @@ impl Inner {
             process,
             conn,
             served: 0,
-            max_requests: super::jittered(self.max_requests),
+            replace_at: super::recycle::jittered(self.max_requests),
             generation: 0,
             idle_since: Instant::now(),
         })
@@ -122,7 +132,12 @@ impl Inner {
 
     /// A process is ready (under the lock): it is recorded, then serves the
     /// head of the queue or becomes idle.
-    fn start_succeeded(self: &Arc<Self>, st: &mut State, mut instance: Instance) {
+    fn start_succeeded(
+        self: &Arc<Self>,
+        st: &mut State,
+        mut instance: Instance,
+        replaces: Option<u64>,
+    ) {
         if st.closed {
             instance.process.terminate(std::time::Duration::ZERO);
             st.live -= 1;
@@ -130,10 +145,20 @@ impl Inner {
         }
         // From here on its exit is judged by `on_exit` (or by the request
         // holding it); before, as a failed start.
-        st.processes.insert(instance.id, instance.process.clone());
+        st.processes.insert(
+            instance.id,
+            Tracked {
+                process: instance.process.clone(),
+                generation: st.generation,
+                retired: false,
+            },
+        );
         instance.generation = st.generation;
         info!(app = %self.name, pid = instance.process.pid(), live = st.live, "instance started");
         self.hand_over(st, Grant::Instance(instance));
+        if let Some(old) = replaces {
+            self.replacement_ready(st, old);
+        }
     }
 
     /// A start failed (under the lock): it counts for rapid-fail
@@ -141,11 +166,15 @@ impl Inner {
     /// with it only when nothing else is running or starting that could
     /// serve it; otherwise it keeps waiting for a running instance, and no
     /// new start is tried until demand changes again (no retry loop).
-    fn start_failed(self: &Arc<Self>, st: &mut State, source: StartError) {
+    fn start_failed(self: &Arc<Self>, st: &mut State, source: StartError, replaces: Option<u64>) {
         if let Ok(spec) = &self.spec {
             error!(app = %self.name, program = %spec.program.display(), error = %source, "could not start a process");
         }
         st.live -= 1;
+        if let Some(old) = replaces {
+            // The old instance keeps serving; it is tried again later.
+            st.replacing.remove(&old);
+        }
         if st.closed {
             return;
         }
@@ -186,6 +215,8 @@ impl Inner {
 /// by its drop.
 struct StartSlot {
     inner: Arc<Inner>,
+    /// The instance this start replaces, if it is a replacement.
+    replaces: Option<u64>,
     done: bool,
 }
 
@@ -194,21 +225,33 @@ impl StartSlot {
         let started = self.inner.start_process().await;
         let inner = self.inner.clone();
         let mut st = inner.lock();
-        st.starting -= 1;
-        self.done = true;
+        self.end(&mut st);
         match started {
-            Ok(instance) => inner.start_succeeded(&mut st, instance),
-            Err(source) => inner.start_failed(&mut st, source),
+            Ok(instance) => inner.start_succeeded(&mut st, instance, self.replaces),
+            Err(source) => inner.start_failed(&mut st, source, self.replaces),
         }
+    }
+
+    /// The start is over (under the lock): it no longer counts as starting.
+    fn end(&mut self, st: &mut State) {
+        st.starting -= 1;
+        if self.replaces.is_some() {
+            st.replacements_starting -= 1;
+        }
+        self.done = true;
     }
 }
 
 impl Drop for StartSlot {
     fn drop(&mut self) {
         if !self.done {
-            let mut st = self.inner.lock();
-            st.starting -= 1;
+            let inner = self.inner.clone();
+            let mut st = inner.lock();
+            self.end(&mut st);
             st.live -= 1;
+            if let Some(old) = self.replaces {
+                st.replacing.remove(&old);
+            }
         }
     }
 }

@@ -130,10 +130,19 @@ fn status(limit: u32, live: u32, idle: usize, waiting: usize) -> PoolStatus {
     PoolStatus {
         limit,
         live,
+        starting: 0,
         idle,
         waiting,
         request_crashes: 0,
         bad_answers: 0,
+    }
+}
+
+/// `status` with `n` of its live instances still starting.
+fn starting(n: u32, status: PoolStatus) -> PoolStatus {
+    PoolStatus {
+        starting: n,
+        ..status
     }
 }
 
@@ -239,7 +248,7 @@ async fn a_dropped_waiting_request_gives_back_what_it_was_granted() {
     let mut waiting = Box::pin(pool.acquire());
     assert!(poll_once(&mut waiting).await.is_pending());
     drop(lease);
-    assert_eq!(pool.status(), status(1, 1, 0, 1));
+    assert_eq!(pool.status(), starting(1, status(1, 1, 0, 1)));
     drop(waiting);
     until("the new instance is idle", || pool.status().idle == 1).await;
     assert_eq!(pool.status(), status(1, 1, 1, 0));
@@ -282,8 +291,10 @@ async fn a_full_queue_refuses_at_once() {
 }
 
 #[tokio::test]
-async fn an_instance_is_recycled_after_instance_max_requests() {
+async fn an_instance_is_replaced_after_instance_max_requests_and_serves_until_then() {
     let (pool, spawner, _runtime) = stand_in_pool("max_instances = 1\ninstance_max_requests = 3");
+    let gate = spawner.slow();
+    gate.add_permits(1);
     let mut served = Vec::new();
     for _ in 0..3 {
         let lease = pool.acquire().await.unwrap();
@@ -292,11 +303,25 @@ async fn an_instance_is_recycled_after_instance_max_requests() {
     }
     let pid = spawner.process(0).pid();
     assert_eq!(served, [(pid, false), (pid, true), (pid, true)]);
-    assert_eq!(pool.status(), status(1, 0, 0, 0));
-    until("the recycled instance stopped", || {
+    // Due: its replacement starts (above the limit) and it keeps serving.
+    until("the replacement is started", || spawner.attempts() == 2).await;
+    assert_eq!(pool.status(), starting(1, status(1, 2, 1, 0)));
+    let lease = pool.acquire().await.unwrap();
+    assert_eq!(
+        lease.pid(),
+        pid,
+        "the old instance stopped before its replacement was ready"
+    );
+    // The replacement is ready while the old one is busy: it goes after its request.
+    gate.add_permits(1);
+    until("the replacement is idle", || pool.status().idle == 1).await;
+    assert!(!spawner.process(0).has_exited());
+    lease.finish(true);
+    until("the old instance stopped", || {
         spawner.process(0).has_exited()
     })
     .await;
+    assert_eq!(pool.status(), status(1, 1, 1, 0));
     let lease = pool.acquire().await.unwrap();
     assert_ne!(lease.pid(), pid);
     assert!(!lease.is_reused());
@@ -304,16 +329,103 @@ async fn an_instance_is_recycled_after_instance_max_requests() {
 }
 
 #[tokio::test]
-async fn php_fcgi_max_requests_recycles_earlier() {
+async fn an_idle_instance_is_retired_when_its_replacement_is_ready() {
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 2\ninstance_max_requests = 1");
+    pool.acquire().await.unwrap().finish(true);
+    until("the old instance stopped", || {
+        spawner.process(0).has_exited()
+    })
+    .await;
+    assert_eq!(pool.status(), status(2, 1, 1, 0));
+    assert_eq!(spawner.attempts(), 2);
+}
+
+#[tokio::test]
+async fn php_fcgi_max_requests_is_never_passed() {
     let (pool, spawner, _runtime) = stand_in_pool(
         "max_instances = 1\ninstance_max_requests = 3\n[app.env]\nPHP_FCGI_MAX_REQUESTS = \"2\"",
     );
+    let gate = spawner.slow();
+    gate.add_permits(1);
     for _ in 0..2 {
         pool.acquire().await.unwrap().finish(true);
     }
-    assert_eq!(pool.status(), status(1, 0, 0, 0));
-    pool.acquire().await.unwrap().finish(true);
+    // php-cgi would exit now: the instance goes, replaced or not.
+    until("the old instance stopped", || {
+        spawner.process(0).has_exited()
+    })
+    .await;
+    assert_eq!(pool.status(), starting(1, status(1, 1, 0, 0)));
+    gate.add_permits(1);
+    let lease = served(pool.acquire()).await.unwrap();
+    assert!(!lease.is_reused());
     assert_eq!(spawner.attempts(), 2);
+}
+
+#[tokio::test]
+async fn a_recycle_rolls_through_the_pool_replacing_before_stopping() {
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 4\nmin_instances = 4");
+    pool.start();
+    until("four instances idle", || pool.status().idle == 4).await;
+    let gate = spawner.slow();
+    let busy = pool.acquire().await.unwrap();
+    pool.recycle("test");
+    // One replacement at a time (a quarter of four); nothing stops before.
+    until("a replacement is started", || spawner.attempts() == 5).await;
+    assert_eq!(pool.status(), starting(1, status(4, 5, 3, 0)));
+    for n in 0..4 {
+        assert!(!spawner.process(n).has_exited());
+    }
+    let mut stopped = 0;
+    for step in 1..=3 {
+        gate.add_permits(1);
+        until("an old instance stopped", || {
+            (0..4).filter(|&n| spawner.process(n).has_exited()).count() == step
+        })
+        .await;
+        stopped = step;
+        let status = pool.status();
+        assert!(
+            status.live - status.starting >= 4,
+            "capacity dropped: {status:?}"
+        );
+    }
+    // The busy one is replaced last and stops after its request.
+    gate.add_permits(1);
+    until("the last replacement is idle", || pool.status().idle == 4).await;
+    assert!(!spawner.process(busy.pid() as usize - 1001).has_exited());
+    busy.finish(true);
+    until("every old instance stopped", || {
+        (0..4).all(|n| spawner.process(n).has_exited())
+    })
+    .await;
+    assert_eq!(stopped, 3);
+    assert_eq!(pool.status(), status(4, 4, 4, 0));
+    assert_eq!(spawner.attempts(), 8);
+}
+
+#[tokio::test]
+async fn a_replacement_that_fails_leaves_the_old_instance_serving() {
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 1\ninstance_max_requests = 2");
+    let lease = pool.acquire().await.unwrap();
+    let pid = lease.pid();
+    lease.finish(true);
+    spawner.set_failing(true);
+    pool.acquire().await.unwrap().finish(true);
+    until("the replacement failed", || {
+        spawner.attempts() == 2 && pool.status().starting == 0
+    })
+    .await;
+    let lease = pool.acquire().await.unwrap();
+    assert_eq!(lease.pid(), pid);
+    spawner.set_failing(false);
+    lease.finish(true);
+    until("the old instance stopped", || {
+        spawner.process(0).has_exited()
+    })
+    .await;
+    assert_eq!(pool.status(), status(1, 1, 1, 0));
+    assert_eq!(spawner.attempts(), 3);
 }
 
 #[tokio::test(start_paused = true)]
@@ -561,7 +673,7 @@ async fn an_instance_freed_before_a_new_one_is_ready_serves_the_queue() {
     assert!(poll_once(&mut waiting).await.is_pending());
     after_hold_off().await;
     until("a start for the queue", || spawner.attempts() == 2).await;
-    assert_eq!(pool.status(), status(2, 2, 0, 1));
+    assert_eq!(pool.status(), starting(1, status(2, 2, 0, 1)));
     // The busy instance frees first: the request takes it at once.
     busy.finish(true);
     let Poll::Ready(Ok(lease)) = poll_once(&mut waiting).await else {
@@ -661,7 +773,7 @@ async fn a_request_leaving_while_a_start_is_in_flight_leaks_no_slot() {
     after_hold_off().await;
     until("a start for the queue", || spawner.attempts() == 2).await;
     drop(gone);
-    assert_eq!(pool.status(), status(2, 2, 0, 0));
+    assert_eq!(pool.status(), starting(1, status(2, 2, 0, 0)));
     gate.add_permits(1);
     until("the new instance is idle", || pool.status().idle == 1).await;
     busy.finish(true);
@@ -687,7 +799,7 @@ async fn with_nothing_running_a_start_begins_at_once() {
 
 #[test]
 fn instances_get_recycle_points_spread_over_a_tenth() {
-    let points: Vec<u64> = (0..200).map(|_| super::jittered(200)).collect();
+    let points: Vec<u64> = (0..200).map(|_| super::recycle::jittered(200)).collect();
     assert!(
         points.iter().all(|&p| (180..=200).contains(&p)),
         "{points:?}"
@@ -698,5 +810,5 @@ fn instances_get_recycle_points_spread_over_a_tenth() {
         "instances would still recycle together: {distinct:?}"
     );
     // Small limits are kept exactly (nothing to spread).
-    assert_eq!(super::jittered(5), 5);
+    assert_eq!(super::recycle::jittered(5), 5);
 }
