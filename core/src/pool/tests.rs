@@ -376,14 +376,12 @@ async fn a_recycle_rolls_through_the_pool_replacing_before_stopping() {
     for n in 0..4 {
         assert!(!spawner.process(n).has_exited());
     }
-    let mut stopped = 0;
     for step in 1..=3 {
         gate.add_permits(1);
         until("an old instance stopped", || {
             (0..4).filter(|&n| spawner.process(n).has_exited()).count() == step
         })
         .await;
-        stopped = step;
         let status = pool.status();
         assert!(
             status.live - status.starting >= 4,
@@ -399,7 +397,6 @@ async fn a_recycle_rolls_through_the_pool_replacing_before_stopping() {
         (0..4).all(|n| spawner.process(n).has_exited())
     })
     .await;
-    assert_eq!(stopped, 3);
     assert_eq!(pool.status(), status(4, 4, 4, 0));
     assert_eq!(spawner.attempts(), 8);
 }
