@@ -437,6 +437,11 @@ impl Backend for WasmPlugin {
                 static_dirs: s.mapping.static_dirs,
             },
             request_timeout_ms: s.request_timeout_ms,
+            pool: sdk::PoolDefaults {
+                instance_max_requests: s.pool.instance_max_requests,
+                min_instances: s.pool.min_instances,
+            },
+            dirs: s.dirs,
         }))
     }
 }
