@@ -48,7 +48,7 @@ pub mod wasm;
 pub use types::*;
 
 /// The version of the WIT contract (`fastgate:plugin@…`) this SDK builds.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// A fastgate plugin. Every hook but [`init`](Plugin::init) and
 /// [`capabilities`](Plugin::capabilities) has a default that does nothing

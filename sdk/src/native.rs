@@ -23,7 +23,7 @@ use crate::wire::{self, Wire};
 
 /// The version of this ABI. The gateway refuses a library whose table says
 /// otherwise.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// The symbol a plugin library exports (a `extern "C" fn() -> *const
 /// PluginTable`).

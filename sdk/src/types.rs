@@ -313,8 +313,10 @@ pub struct AppConfig {
     pub env: Vec<(String, String)>,
     /// The server's document root.
     pub root: String,
-    /// `instance_max_requests` (0 = unlimited).
-    pub instance_max_requests: u64,
+    /// `instance_max_requests` when fastgate.toml sets it; `None`
+    /// otherwise (the launcher may then propose one in
+    /// [`SpawnSpec::pool`], else the gateway's default applies).
+    pub instance_max_requests: Option<u64>,
     /// The folder of fastgate.toml: relative paths in `options` resolve
     /// against it (see [`AppConfig::path`]).
     pub config_dir: String,
@@ -369,6 +371,18 @@ pub struct MappingDefaults {
     pub static_dirs: Vec<(String, String)>,
 }
 
+/// Pool settings a launcher proposes for its framework; the app's own
+/// settings in fastgate.toml win over each of them. The gateway validates
+/// them like the file's: a bad proposal stops the start, naming the
+/// launcher and the key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolDefaults {
+    /// Recycle a process after this many requests (at least 1).
+    pub instance_max_requests: Option<u64>,
+    /// Processes started eagerly and kept (at most `max_instances`).
+    pub min_instances: Option<u32>,
+}
+
 /// How to start an app. In `command`, `args`, `env` values and
 /// `working_dir`, the text `{runtime_dir}` stands for the app's runtime
 /// directory, where `files` are written.
@@ -386,4 +400,10 @@ pub struct SpawnSpec {
     /// A default for the app's `request_timeout`, in milliseconds; the
     /// app's own setting wins.
     pub request_timeout_ms: Option<u64>,
+    /// Pool settings proposed for this framework.
+    pub pool: PoolDefaults,
+    /// Plain names (no `/`, not `.` or `..`) of folders the gateway
+    /// creates (mode 0700) in the app's runtime directory before the first
+    /// process starts, e.g. a cache its processes share.
+    pub dirs: Vec<String>,
 }

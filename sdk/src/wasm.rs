@@ -150,6 +150,11 @@ impl<P: Plugin> bindings::Guest for Adapter<P> {
                 static_dirs: spec.mapping.static_dirs,
             },
             request_timeout_ms: spec.request_timeout_ms,
+            pool: wit::PoolDefaults {
+                instance_max_requests: spec.pool.instance_max_requests,
+                min_instances: spec.pool.min_instances,
+            },
+            dirs: spec.dirs,
         })
     }
 }

@@ -429,7 +429,9 @@ impl Wire for AppConfig {
         put_list(out, &self.args);
         put_list(out, &self.env);
         self.root.put(out);
-        out.extend_from_slice(&self.instance_max_requests.to_le_bytes());
+        put_option(out, &self.instance_max_requests, |out, n| {
+            out.extend_from_slice(&n.to_le_bytes())
+        });
         self.config_dir.put(out);
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
@@ -440,7 +442,7 @@ impl Wire for AppConfig {
             args: r.list()?,
             env: r.list()?,
             root: r.string()?,
-            instance_max_requests: r.u64()?,
+            instance_max_requests: r.option(Reader::u64)?,
             config_dir: r.string()?,
         })
     }
@@ -480,6 +482,13 @@ impl Wire for SpawnSpec {
         put_option(out, &self.request_timeout_ms, |out, t| {
             out.extend_from_slice(&t.to_le_bytes())
         });
+        put_option(out, &self.pool.instance_max_requests, |out, n| {
+            out.extend_from_slice(&n.to_le_bytes())
+        });
+        put_option(out, &self.pool.min_instances, |out, n| {
+            out.extend_from_slice(&n.to_le_bytes())
+        });
+        put_list(out, &self.dirs);
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(SpawnSpec {
@@ -501,6 +510,11 @@ impl Wire for SpawnSpec {
                 static_dirs: r.list()?,
             },
             request_timeout_ms: r.option(Reader::u64)?,
+            pool: PoolDefaults {
+                instance_max_requests: r.option(Reader::u64)?,
+                min_instances: r.option(Reader::u32)?,
+            },
+            dirs: r.list()?,
         })
     }
 }
@@ -641,6 +655,16 @@ mod tests {
                 static_dirs: vec![("/static/".into(), "/srv/static".into())],
             },
             request_timeout_ms: Some(900_000),
+            pool: PoolDefaults {
+                instance_max_requests: Some(10_000),
+                min_instances: Some(1),
+            },
+            dirs: vec!["opcache".into(), "cache".into()],
+        }));
+        // Every option absent, every list empty.
+        round_trip::<Result<SpawnSpec, String>>(Ok(SpawnSpec {
+            command: "python3".into(),
+            ..SpawnSpec::default()
         }));
         round_trip(AppConfig {
             name: "site".into(),
@@ -649,8 +673,13 @@ mod tests {
             args: vec![],
             env: vec![],
             root: "/srv".into(),
-            instance_max_requests: 1 << 40,
+            instance_max_requests: Some(1 << 40),
             config_dir: "/etc/fastgate".into(),
+        });
+        round_trip(AppConfig {
+            name: "site".into(),
+            instance_max_requests: None,
+            ..AppConfig::default()
         });
     }
 

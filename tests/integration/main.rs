@@ -5,6 +5,7 @@
 mod cgi;
 mod check;
 mod crash;
+mod defaults;
 mod fcgiwrap;
 mod first_free;
 mod iis;

@@ -402,7 +402,7 @@ fn a_native_library_with_another_abi_is_refused_at_start() {
     assert!(
         stderr.contains("plugin \"old\"")
             && stderr.contains("built for plugin ABI 999")
-            && stderr.contains("this gateway speaks ABI 1"),
+            && stderr.contains("this gateway speaks ABI 2"),
         "{stderr}"
     );
     let (ok, _, stderr) = check_config(&config);
@@ -410,6 +410,130 @@ fn a_native_library_with_another_abi_is_refused_at_start() {
     // Not a plugin at all: a clear message too.
     let stderr = serve_must_fail(&config.replace(".so", ".so.missing"));
     assert!(stderr.contains("cannot load"), "{stderr}");
+}
+
+/// The smallest component that says which contract it was built for: it
+/// imports `fastgate:plugin/types@0.1.0` (an empty instance type), as every
+/// plugin built with fastgate-sdk 0.1 does.
+fn component_of_contract_0_1() -> Vec<u8> {
+    let name = b"fastgate:plugin/types@0.1.0";
+    let mut bytes = b"\0asm\x0d\x00\x01\x00".to_vec();
+    // Type section: one instance type with no declarations.
+    bytes.extend_from_slice(&[7, 3, 1, 0x42, 0]);
+    // Import section: that name, as an instance of type 0.
+    let mut import = vec![1, 0, name.len() as u8];
+    import.extend_from_slice(name);
+    import.extend_from_slice(&[5, 0]);
+    bytes.extend_from_slice(&[10, import.len() as u8]);
+    bytes.extend_from_slice(&import);
+    bytes
+}
+
+#[test]
+fn a_wasm_plugin_built_for_another_contract_is_refused_naming_both_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.wasm");
+    std::fs::write(&path, component_of_contract_0_1()).unwrap();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\nplugins = [\"old\"]\n[[plugin]]\nname = \"old\"\npath = {:?}\n",
+        path.display().to_string()
+    );
+    let stderr = serve_must_fail(&config);
+    assert!(
+        stderr.contains("plugin \"old\"")
+            && stderr.contains("built for fastgate:plugin@0.1.0")
+            && stderr.contains("this gateway speaks fastgate:plugin@0.2.0")
+            && stderr.contains("rebuild it against fastgate-sdk 0.2.0"),
+        "{stderr}"
+    );
+}
+
+/// A site whose app `py` is started by the misbehave launcher, with its
+/// runtime directory at `run/`, and `options` in `[app.options]`.
+fn launched_by_misbehave(build: PluginBuild, app_lines: &str, options: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\nruntime_dir = \"run\"\n{}\n[[app]]\nname = \"py\"\nlauncher = \"m\"\n{app_lines}\n[app.options]\n{options}\n",
+        misbehave(build, "")
+    )
+}
+
+#[test]
+fn a_launchers_pool_proposals_and_folders_reach_the_pool_from_both_builds() {
+    use std::os::unix::fs::PermissionsExt;
+    for build in BOTH {
+        let config = launched_by_misbehave(
+            build,
+            "max_instances = 2",
+            "min_instances = 1\ninstance_max_requests = 50\ndirs = [\"cache\", \"tmp\"]",
+        );
+        let (ok, stdout, stderr) = check_config(&config);
+        assert!(ok, "{build:?}: {stderr}");
+        for line in [
+            "  min_instances         1 (launcher \"m\")\n",
+            "  instance_max_requests 50 (launcher \"m\")\n",
+            "  max_instances         2 (file)\n",
+        ] {
+            assert!(stdout.contains(line), "{build:?}: {line:?} in\n{stdout}");
+        }
+        let gw = Gateway::start(&config);
+        // min_instances = 1: a process before any request.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !gw.logs().contains("instance started") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{build:?}: nothing started\n{}",
+                gw.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The folders exist, private, beside the launcher's file.
+        let app_dir = gw.dir_path().join("run/py");
+        assert!(app_dir.join("fcgi_app.py").is_file(), "{build:?}");
+        for dir in ["cache", "tmp"] {
+            let meta = std::fs::metadata(app_dir.join(dir)).unwrap();
+            assert!(meta.is_dir(), "{build:?}: {dir}");
+            assert_eq!(meta.permissions().mode() & 0o777, 0o700, "{build:?}: {dir}");
+        }
+    }
+}
+
+#[test]
+fn a_bad_pool_proposal_stops_the_start_naming_the_launcher_and_the_key() {
+    for (app_lines, options, expect) in [
+        (
+            "max_instances = 2",
+            "min_instances = 3",
+            "min_instances = 3, more than max_instances (2)",
+        ),
+        (
+            "max_instances = 0\nmax_instances_auto_ceiling = 2",
+            "min_instances = 3",
+            "min_instances = 3, more than max_instances_auto_ceiling (2)",
+        ),
+        ("", "instance_max_requests = 0", "instance_max_requests = 0"),
+        ("", "dirs = [\"../up\"]", "runtime folder name \"../up\""),
+    ] {
+        let config = launched_by_misbehave(PluginBuild::Native, app_lines, options);
+        let stderr = serve_must_fail(&config);
+        assert!(
+            stderr.contains("app \"py\": launcher \"m\"") && stderr.contains(expect),
+            "{options}: {stderr}"
+        );
+        let (ok, _, stderr) = check_config(&config);
+        assert!(!ok && stderr.contains(expect), "{options}: {stderr}");
+    }
+    // The file's own value is not the launcher's to check: it wins.
+    let config = launched_by_misbehave(
+        PluginBuild::Native,
+        "max_instances = 2\nmin_instances = 0",
+        "min_instances = 3",
+    );
+    let (ok, stdout, stderr) = check_config(&config);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("  min_instances         0 (file)\n"),
+        "{stdout}"
+    );
 }
 
 #[test]

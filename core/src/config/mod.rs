@@ -190,9 +190,11 @@ pub struct AppSettings {
     pub max_instances: u32,
     /// Upper bound of automatic sizing (`max_instances_auto_ceiling`, default 4 × CPUs).
     pub max_instances_auto_ceiling: u32,
-    /// Processes started eagerly and kept (`min_instances`, default 0).
+    /// Processes started eagerly and kept (`min_instances`, default 0; a
+    /// launcher may propose another).
     pub min_instances: u32,
-    /// Recycle a process after this many requests (`instance_max_requests`, default 200).
+    /// Recycle a process after this many requests (`instance_max_requests`,
+    /// default 200; a launcher may propose another).
     pub instance_max_requests: u64,
     /// Requests that may wait for a process (`queue_length`, default 1000).
     pub queue_length: usize,
@@ -238,9 +240,14 @@ pub struct AppSettings {
     pub plugins: Vec<String>,
     /// The launcher that describes this app's processes (`launcher`).
     pub launcher: Option<LauncherRef>,
+    /// Which of the values above the file set, and which the launcher.
+    pub origins: Origins,
     /// Files written into the app's runtime directory before the first
     /// process starts (from a launcher).
     pub runtime_files: Vec<AppFile>,
+    /// Folders (plain names) created in the app's runtime directory before
+    /// the first process starts (from a launcher).
+    pub runtime_dirs: Vec<String>,
     /// URL prefix (ending in `/`) → folder the gateway serves itself (from
     /// a launcher, e.g. Django's static files); the app never sees those.
     pub static_dirs: Vec<(String, std::path::PathBuf)>,
@@ -260,18 +267,117 @@ pub struct CgiSettings {
     pub interpreter: Option<std::path::PathBuf>,
 }
 
-/// `launcher = "..."` and what the user set themselves (which wins over
-/// the launcher's defaults).
+/// `launcher = "..."`: the plugin that describes the app, and its options.
 #[derive(Debug, Clone)]
 pub struct LauncherRef {
     /// The plugin's name.
     pub plugin: String,
     /// `[app.options]` as JSON text (`{}` when absent).
     pub options_json: String,
-    pub command_given: bool,
-    pub handles_given: bool,
-    pub resource_type_given: bool,
-    pub request_timeout_given: bool,
+}
+
+/// An `[[app]]` key whose effective value may come from the file, from the
+/// app's launcher or from the gateway's defaults: what the launcher may
+/// propose, and what `fastgate check` traces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AppKey {
+    Command,
+    Handles,
+    ResourceType,
+    Fallback,
+    MaxInstances,
+    MinInstances,
+    InstanceMaxRequests,
+    QueueLength,
+    RequestTimeout,
+    ActivityTimeout,
+    IdleTimeout,
+    StderrMode,
+}
+
+impl AppKey {
+    /// The key as it is written in fastgate.toml.
+    pub const fn name(self) -> &'static str {
+        match self {
+            AppKey::Command => "command",
+            AppKey::Handles => "handles",
+            AppKey::ResourceType => "resource_type",
+            AppKey::Fallback => "fallback",
+            AppKey::MaxInstances => "max_instances",
+            AppKey::MinInstances => "min_instances",
+            AppKey::InstanceMaxRequests => "instance_max_requests",
+            AppKey::QueueLength => "queue_length",
+            AppKey::RequestTimeout => "request_timeout",
+            AppKey::ActivityTimeout => "activity_timeout",
+            AppKey::IdleTimeout => "idle_timeout",
+            AppKey::StderrMode => "stderr_mode",
+        }
+    }
+}
+
+/// Where an app's effective value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Nobody set it: the gateway's default (IIS's, where IIS has one).
+    Default,
+    /// The app's launcher proposed it (the plugin's name).
+    Launcher(String),
+    /// fastgate.toml sets it.
+    File,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Default => f.write_str("default"),
+            Origin::Launcher(name) => write!(f, "launcher \"{name}\""),
+            Origin::File => f.write_str("file"),
+        }
+    }
+}
+
+/// Which keys of an app the file set, and which its launcher set where the
+/// file did not. The file always wins, so a key is never both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origins {
+    file: std::collections::BTreeSet<AppKey>,
+    launcher: std::collections::BTreeSet<AppKey>,
+    /// The launcher's plugin name, once it has set a key.
+    launcher_name: Option<String>,
+}
+
+impl Origins {
+    /// The keys fastgate.toml sets.
+    pub fn from_file(keys: impl IntoIterator<Item = AppKey>) -> Origins {
+        Origins {
+            file: keys.into_iter().collect(),
+            ..Origins::default()
+        }
+    }
+
+    /// Does fastgate.toml set `key`? Then no launcher may change it.
+    pub fn in_file(&self, key: AppKey) -> bool {
+        self.file.contains(&key)
+    }
+
+    /// Records that `launcher` set `key` (which the file did not set).
+    pub fn set_by_launcher(&mut self, key: AppKey, launcher: &str) {
+        if !self.in_file(key) {
+            self.launcher.insert(key);
+            self.launcher_name = Some(launcher.to_string());
+        }
+    }
+
+    /// Where the effective value of `key` came from.
+    pub fn origin(&self, key: AppKey) -> Origin {
+        if self.in_file(key) {
+            return Origin::File;
+        }
+        match (&self.launcher_name, self.launcher.contains(&key)) {
+            (Some(name), true) => Origin::Launcher(name.clone()),
+            _ => Origin::Default,
+        }
+    }
 }
 
 /// A file for the app's runtime directory.

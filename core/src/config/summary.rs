@@ -1,14 +1,18 @@
 //! The readable summary `fastgate check` prints: the server, each app's
-//! pool and mapping, and the warnings.
+//! pool and mapping (each value a launcher may propose with where it came
+//! from: `(file)`, `(launcher "php")` or `(default)`), and the warnings.
 //!
 //! It only formats an already validated [`Config`]; it checks nothing and
 //! does not look at the machine (that is `command`).
 
 use std::fmt::Write;
+use std::time::Duration;
 
 use http::Method;
 
-use super::{AppSettings, Config, HandlerPattern, ServerSettings, Verbs};
+use super::{
+    AppKey, AppSettings, Config, HandlerPattern, ResourceType, ServerSettings, StderrMode, Verbs,
+};
 
 /// A readable summary of a configuration, for `fastgate check`.
 pub fn render_summary(config: &Config) -> String {
@@ -46,6 +50,8 @@ fn render_server(out: &mut String, s: &ServerSettings) {
 }
 
 /// An app: its process pool first, then what it handles and runs with.
+/// Each value a launcher may propose says where it came from: the file,
+/// the launcher, or the gateway's default.
 fn render_app(out: &mut String, app: &AppSettings) {
     let _ = writeln!(out, "\napp \"{}\"", app.name);
     let mut command = app.command.display().to_string();
@@ -53,23 +59,44 @@ fn render_app(out: &mut String, app: &AppSettings) {
         command.push(' ');
         command.push_str(arg);
     }
-    let _ = writeln!(out, "  command               {command}");
+    traced(out, app, AppKey::Command, command);
     let _ = writeln!(out, "  protocol              {:?}", app.protocol);
-    if app.max_instances == 0 {
-        let _ = writeln!(
-            out,
-            "  instances             {} to {} (automatic sizing, max_instances = 0)",
-            app.min_instances, app.max_instances_auto_ceiling
-        );
+    let max_instances = if app.max_instances == 0 {
+        format!(
+            "0: automatic sizing, 1 to {} (max_instances_auto_ceiling)",
+            app.max_instances_auto_ceiling
+        )
     } else {
-        let _ = writeln!(
-            out,
-            "  instances             {} to {}",
-            app.min_instances, app.max_instances
-        );
-    }
-    let _ = writeln!(out, "  instance_max_requests {}", app.instance_max_requests);
-    let _ = writeln!(out, "  queue_length          {}", app.queue_length);
+        app.max_instances.to_string()
+    };
+    traced(out, app, AppKey::MaxInstances, max_instances);
+    traced(out, app, AppKey::MinInstances, app.min_instances);
+    traced(
+        out,
+        app,
+        AppKey::InstanceMaxRequests,
+        app.instance_max_requests,
+    );
+    traced(out, app, AppKey::QueueLength, app.queue_length);
+    traced(
+        out,
+        app,
+        AppKey::RequestTimeout,
+        seconds(app.request_timeout),
+    );
+    traced(
+        out,
+        app,
+        AppKey::ActivityTimeout,
+        seconds(app.activity_timeout),
+    );
+    traced(out, app, AppKey::IdleTimeout, seconds(app.idle_timeout));
+    traced(
+        out,
+        app,
+        AppKey::StderrMode,
+        stderr_mode_text(app.stderr_mode),
+    );
     let _ = writeln!(
         out,
         "  responses             {}",
@@ -86,9 +113,28 @@ fn render_app(out: &mut String, app: &AppSettings) {
     render_environment(out, app);
 }
 
+/// One line: the key, its effective value, and where that came from.
+fn traced(out: &mut String, app: &AppSettings, key: AppKey, value: impl std::fmt::Display) {
+    let _ = writeln!(
+        out,
+        "  {:<21} {value} ({})",
+        key.name(),
+        app.origins.origin(key)
+    );
+}
+
+/// A duration as the file would say it: whole seconds as `90s`.
+fn seconds(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        humantime::format_duration(d).to_string()
+    }
+}
+
 fn render_mapping(out: &mut String, app: &AppSettings) {
     let handles: Vec<String> = app.handles.iter().map(pattern_text).collect();
-    let _ = writeln!(out, "  handles               {}", handles.join(", "));
+    traced(out, app, AppKey::Handles, handles.join(", "));
     let verbs = match &app.verbs {
         Verbs::Any => "*".to_string(),
         Verbs::List(list) => list
@@ -98,10 +144,38 @@ fn render_mapping(out: &mut String, app: &AppSettings) {
             .join(", "),
     };
     let _ = writeln!(out, "  verbs                 {verbs}");
-    let _ = writeln!(out, "  resource_type         {:?}", app.resource_type);
+    traced(
+        out,
+        app,
+        AppKey::ResourceType,
+        resource_type_text(app.resource_type),
+    );
     let _ = writeln!(out, "  root                  {}", app.root.display());
-    if let Some(fallback) = &app.fallback {
-        let _ = writeln!(out, "  fallback              {fallback}");
+    traced(
+        out,
+        app,
+        AppKey::Fallback,
+        app.fallback.as_deref().unwrap_or("none"),
+    );
+}
+
+/// `resource_type` as it is written in the file.
+fn resource_type_text(t: ResourceType) -> &'static str {
+    match t {
+        ResourceType::File => "file",
+        ResourceType::Directory => "directory",
+        ResourceType::Either => "either",
+        ResourceType::Unspecified => "unspecified",
+    }
+}
+
+/// `stderr_mode` as it is written in the file.
+fn stderr_mode_text(mode: StderrMode) -> &'static str {
+    match mode {
+        StderrMode::ReturnStderrIn500 => "return-stderr-in-500",
+        StderrMode::ReturnGeneric500 => "return-generic-500",
+        StderrMode::IgnoreAndReturn200 => "ignore-and-return-200",
+        StderrMode::TerminateProcess => "terminate-process",
     }
 }
 
@@ -127,5 +201,46 @@ fn pattern_text(pattern: &HandlerPattern) -> String {
         HandlerPattern::Prefix(p) => format!("{p}/*"),
         HandlerPattern::Exact(p) => p.clone(),
         HandlerPattern::Any => "*".into(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::render_summary;
+    use crate::config::AppKey;
+    use crate::config::test_support::{MINIMAL, load};
+
+    #[test]
+    fn each_value_says_where_it_came_from() {
+        let mut c = load(&format!(
+            "{MINIMAL}request_timeout = \"90s\"\nmax_instances = 0\n"
+        ))
+        .unwrap();
+        c.apps[0].instance_max_requests = 10_000;
+        c.apps[0]
+            .origins
+            .set_by_launcher(AppKey::InstanceMaxRequests, "php");
+        // A launcher cannot override what the file set.
+        c.apps[0]
+            .origins
+            .set_by_launcher(AppKey::RequestTimeout, "php");
+        let text = render_summary(&c);
+        for line in [
+            "  command               php-cgi (file)\n",
+            "  max_instances         0: automatic sizing, 1 to ",
+            "  min_instances         0 (default)\n",
+            "  instance_max_requests 10000 (launcher \"php\")\n",
+            "  queue_length          1000 (default)\n",
+            "  request_timeout       90s (file)\n",
+            "  activity_timeout      30s (default)\n",
+            "  idle_timeout          300s (default)\n",
+            "  stderr_mode           return-stderr-in-500 (default)\n",
+            "  handles               *.php (file)\n",
+            "  resource_type         file (default)\n",
+            "  fallback              none (default)\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
     }
 }

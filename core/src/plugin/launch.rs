@@ -8,13 +8,17 @@
 //! resolved settings, and the pool spawns and supervises the processes
 //! exactly as for any other app. What the user wrote in fastgate.toml wins
 //! over the launcher's proposals (`env` entries, `working_dir`, `handles`,
-//! `resource_type`, `fallback`, `params`).
+//! `resource_type`, `fallback`, `params`, `request_timeout`,
+//! `instance_max_requests`, `min_instances`); the app's [`Origins`] record
+//! which values the launcher set, for `fastgate check`.
 
 use fastgate_sdk as sdk;
 
 use super::{PluginError, Plugins};
+#[cfg(doc)]
+use crate::config::Origins;
 use crate::config::{
-    AppFile, AppSettings, CgiSettings, Config, LauncherRef, parse_fallback, parse_pattern,
+    AppFile, AppKey, AppSettings, CgiSettings, Config, LauncherRef, parse_fallback, parse_pattern,
     parse_resource_type, resolve_command,
 };
 
@@ -70,8 +74,9 @@ fn launch(
     let input = sdk::AppConfig {
         name: app.name.clone(),
         options: launcher.options_json.clone(),
-        command: launcher
-            .command_given
+        command: app
+            .origins
+            .in_file(AppKey::Command)
             .then(|| app.command.display().to_string()),
         args: app.args.clone(),
         env: app
@@ -80,7 +85,10 @@ fn launch(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         root: root.to_string(),
-        instance_max_requests: app.instance_max_requests,
+        instance_max_requests: app
+            .origins
+            .in_file(AppKey::InstanceMaxRequests)
+            .then_some(app.instance_max_requests),
         config_dir: config_dir.to_string(),
     };
     let spec = match plugin.launch(&input) {
@@ -88,7 +96,7 @@ fn launch(
         Err(PluginError::Missing(_)) => return Err("this plugin is not a launcher".to_string()),
         Err(e) => return Err(e.to_string()),
     };
-    fold(app, launcher, spec)?;
+    fold(app, &launcher.plugin, spec)?;
     // An app started by a launcher refuses to start without its program (a
     // hand-configured app is served as 503 instead): the launcher was asked
     // for by name, so a missing program is a setup error, and the message
@@ -100,32 +108,37 @@ fn launch(
 }
 
 /// Validates a spec and merges it into the app's config.
-fn fold(app: &mut AppSettings, launcher: &LauncherRef, spec: sdk::SpawnSpec) -> Result<(), String> {
+fn fold(app: &mut AppSettings, launcher: &str, spec: sdk::SpawnSpec) -> Result<(), String> {
     validate(&spec)?;
     merge_process(app, launcher, &spec);
+    merge_pool(app, launcher, &spec.pool)?;
     merge_mapping(app, launcher, spec)
 }
 
+/// A name for the app's runtime directory: one plain name, never a path.
+fn plain_name(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(format!("{what} name {name:?} must be a plain file name"));
+    }
+    Ok(())
+}
+
 /// Refuses what a launcher must not propose: no command (outside CGI),
-/// runtime file names that are paths, bad environment names, static
-/// prefixes or folders that could escape.
+/// runtime file or folder names that are paths (or name one thing twice),
+/// bad environment names, static prefixes or folders that could escape.
 fn validate(spec: &sdk::SpawnSpec) -> Result<(), String> {
     let cgi = spec.protocol == sdk::AppProtocol::Cgi;
     // For CGI, the command is the interpreter, or empty: run the script.
     if spec.command.is_empty() && !cgi {
         return Err("the spawn spec has no command".to_string());
     }
-    for file in &spec.files {
-        if file.name.is_empty()
-            || file.name == "."
-            || file.name == ".."
-            || file.name.contains('/')
-            || file.name.contains('\0')
-        {
-            return Err(format!(
-                "runtime file name {:?} must be a plain file name",
-                file.name
-            ));
+    let mut names = std::collections::HashSet::new();
+    let files = spec.files.iter().map(|f| ("runtime file", &f.name));
+    let dirs = spec.dirs.iter().map(|d| ("runtime folder", d));
+    for (what, name) in files.chain(dirs) {
+        plain_name(what, name)?;
+        if !names.insert(name) {
+            return Err(format!("{what} name {name:?} is given twice"));
         }
     }
     for (name, _) in &spec.env {
@@ -151,18 +164,22 @@ fn validate(spec: &sdk::SpawnSpec) -> Result<(), String> {
 
 /// The process side of a spec: what runs, with which environment and
 /// files. The user's settings win.
-fn merge_process(app: &mut AppSettings, launcher: &LauncherRef, spec: &sdk::SpawnSpec) {
+fn merge_process(app: &mut AppSettings, launcher: &str, spec: &sdk::SpawnSpec) {
     if spec.protocol == sdk::AppProtocol::Cgi {
         app.cgi = Some(CgiSettings {
             interpreter: (!spec.command.is_empty()).then(|| spec.command.clone().into()),
         });
     }
-    if !launcher.request_timeout_given
+    if !app.origins.in_file(AppKey::RequestTimeout)
         && let Some(ms) = spec.request_timeout_ms
     {
         app.request_timeout = std::time::Duration::from_millis(ms.max(1));
+        app.origins
+            .set_by_launcher(AppKey::RequestTimeout, launcher);
     }
+    // The launcher was given the file's command, and runs it.
     app.command = spec.command.clone().into();
+    app.origins.set_by_launcher(AppKey::Command, launcher);
     app.args = spec.args.clone();
     // The user's [app.env] wins over the launcher's.
     for (name, value) in &spec.env {
@@ -186,20 +203,61 @@ fn merge_process(app: &mut AppSettings, launcher: &LauncherRef, spec: &sdk::Spaw
             executable: f.executable,
         })
         .collect();
+    app.runtime_dirs = spec.dirs.clone();
+}
+
+/// The pool side of a spec: the launcher's proposals where the file set
+/// nothing, checked as the file's own values are.
+fn merge_pool(
+    app: &mut AppSettings,
+    launcher: &str,
+    pool: &sdk::PoolDefaults,
+) -> Result<(), String> {
+    if !app.origins.in_file(AppKey::InstanceMaxRequests)
+        && let Some(n) = pool.instance_max_requests
+    {
+        if n == 0 {
+            return Err(
+                "proposes instance_max_requests = 0; it must be at least 1 (set instance_max_requests in the [[app]])"
+                    .to_string(),
+            );
+        }
+        app.instance_max_requests = n;
+        app.origins
+            .set_by_launcher(AppKey::InstanceMaxRequests, launcher);
+    }
+    if !app.origins.in_file(AppKey::MinInstances)
+        && let Some(n) = pool.min_instances
+    {
+        // With automatic sizing the bound that matters is the ceiling.
+        let (upper, key) = if app.max_instances == 0 {
+            (app.max_instances_auto_ceiling, "max_instances_auto_ceiling")
+        } else {
+            (app.max_instances, "max_instances")
+        };
+        if n > upper {
+            return Err(format!(
+                "proposes min_instances = {n}, more than {key} ({upper}); set min_instances in the [[app]]"
+            ));
+        }
+        app.min_instances = n;
+        app.origins.set_by_launcher(AppKey::MinInstances, launcher);
+    }
+    Ok(())
 }
 
 /// The mapping side of a spec: parameters, handles, resource type,
 /// fallback. The user's settings win.
 fn merge_mapping(
     app: &mut AppSettings,
-    launcher: &LauncherRef,
+    launcher: &str,
     spec: sdk::SpawnSpec,
 ) -> Result<(), String> {
     // Launcher params first: the user's [app.params] come later and win.
     let mut params = spec.params;
     params.append(&mut app.params);
     app.params = params;
-    if !launcher.handles_given {
+    if !app.origins.in_file(AppKey::Handles) {
         app.handles = spec
             .mapping
             .handles
@@ -209,16 +267,201 @@ fn merge_mapping(
         if app.handles.is_empty() {
             return Err("neither the app nor the launcher gives `handles`".to_string());
         }
+        app.origins.set_by_launcher(AppKey::Handles, launcher);
     }
-    if !launcher.resource_type_given
+    if !app.origins.in_file(AppKey::ResourceType)
         && let Some(t) = &spec.mapping.resource_type
     {
         app.resource_type = parse_resource_type(t)?;
+        app.origins.set_by_launcher(AppKey::ResourceType, launcher);
     }
-    if app.fallback.is_none()
+    if !app.origins.in_file(AppKey::Fallback)
         && let Some(f) = spec.mapping.fallback
     {
         app.fallback = Some(parse_fallback(&f).map_err(|m| format!("fallback {f:?} {m}"))?);
+        app.origins.set_by_launcher(AppKey::Fallback, launcher);
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Duration;
+
+    use fastgate_sdk as sdk;
+
+    use super::fold;
+    use crate::config::test_support::load;
+    use crate::config::{AppKey, AppSettings, HandlerPattern, Origin, ResourceType};
+
+    /// The one app of a file whose `[[app]]` is `name = "site"`, a
+    /// launcher (a built-in's name; the tests fold the spec of a launcher
+    /// called `x`) and then `extra`.
+    fn app(extra: &str) -> AppSettings {
+        let text = format!("[[app]]\nname = \"site\"\nlauncher = \"cgi\"\n{extra}\n");
+        load(&text).unwrap().apps.remove(0)
+    }
+
+    /// A spec that proposes something for every key it can.
+    fn spec() -> sdk::SpawnSpec {
+        sdk::SpawnSpec {
+            command: "php-cgi".into(),
+            mapping: sdk::MappingDefaults {
+                handles: vec!["*.php".into()],
+                resource_type: Some("either".into()),
+                fallback: Some("/index.php".into()),
+                static_dirs: vec![],
+            },
+            request_timeout_ms: Some(5_000),
+            pool: sdk::PoolDefaults {
+                instance_max_requests: Some(10_000),
+                min_instances: Some(1),
+            },
+            dirs: vec!["opcache".into()],
+            ..sdk::SpawnSpec::default()
+        }
+    }
+
+    fn launcher() -> Origin {
+        Origin::Launcher("x".into())
+    }
+
+    #[test]
+    fn proposals_apply_where_the_file_is_silent() {
+        let mut app = app("max_instances = 2");
+        fold(&mut app, "x", spec()).unwrap();
+        assert_eq!(app.instance_max_requests, 10_000);
+        assert_eq!(app.min_instances, 1);
+        assert_eq!(app.request_timeout, Duration::from_secs(5));
+        assert_eq!(app.handles, [HandlerPattern::Extension("php".into())]);
+        assert_eq!(app.resource_type, ResourceType::Either);
+        assert_eq!(app.fallback.as_deref(), Some("/index.php"));
+        assert_eq!(app.runtime_dirs, ["opcache"]);
+        let o = &app.origins;
+        for key in [
+            AppKey::Command,
+            AppKey::Handles,
+            AppKey::ResourceType,
+            AppKey::Fallback,
+            AppKey::MinInstances,
+            AppKey::InstanceMaxRequests,
+            AppKey::RequestTimeout,
+        ] {
+            assert_eq!(o.origin(key), launcher(), "{}", key.name());
+        }
+        assert_eq!(o.origin(AppKey::MaxInstances), Origin::File);
+        for key in [
+            AppKey::QueueLength,
+            AppKey::ActivityTimeout,
+            AppKey::IdleTimeout,
+            AppKey::StderrMode,
+        ] {
+            assert_eq!(o.origin(key), Origin::Default, "{}", key.name());
+        }
+    }
+
+    #[test]
+    fn the_file_wins_over_every_proposal() {
+        let mut app = app(
+            "command = \"/usr/bin/php-cgi8.2\"\nhandles = [\"/app/*\"]\nresource_type = \"unspecified\"\nfallback = \"/app.php\"\n\
+             instance_max_requests = 700\nmin_instances = 0\nrequest_timeout = \"90s\"",
+        );
+        fold(&mut app, "x", spec()).unwrap();
+        assert_eq!(app.instance_max_requests, 700);
+        assert_eq!(app.min_instances, 0);
+        assert_eq!(app.request_timeout, Duration::from_secs(90));
+        assert_eq!(app.handles, [HandlerPattern::Prefix("/app".into())]);
+        assert_eq!(app.resource_type, ResourceType::Unspecified);
+        assert_eq!(app.fallback.as_deref(), Some("/app.php"));
+        for key in [
+            AppKey::Command,
+            AppKey::Handles,
+            AppKey::ResourceType,
+            AppKey::Fallback,
+            AppKey::MinInstances,
+            AppKey::InstanceMaxRequests,
+            AppKey::RequestTimeout,
+        ] {
+            assert_eq!(app.origins.origin(key), Origin::File, "{}", key.name());
+        }
+    }
+
+    #[test]
+    fn no_proposal_leaves_the_default() {
+        let mut app = app("");
+        let spec = sdk::SpawnSpec {
+            pool: sdk::PoolDefaults::default(),
+            request_timeout_ms: None,
+            dirs: vec![],
+            ..spec()
+        };
+        fold(&mut app, "x", spec).unwrap();
+        assert_eq!(app.instance_max_requests, 200);
+        assert_eq!(app.min_instances, 0);
+        assert_eq!(
+            app.origins.origin(AppKey::InstanceMaxRequests),
+            Origin::Default
+        );
+        assert_eq!(app.origins.origin(AppKey::MinInstances), Origin::Default);
+        assert_eq!(app.origins.origin(AppKey::RequestTimeout), Origin::Default);
+    }
+
+    #[test]
+    fn bad_pool_proposals_name_the_key() {
+        let propose = |extra: &str, pool: sdk::PoolDefaults| {
+            fold(&mut app(extra), "x", sdk::SpawnSpec { pool, ..spec() })
+        };
+        let err = propose(
+            "",
+            sdk::PoolDefaults {
+                instance_max_requests: Some(0),
+                min_instances: None,
+            },
+        )
+        .unwrap_err();
+        assert!(err.contains("instance_max_requests = 0"), "{err}");
+        let min = |n| sdk::PoolDefaults {
+            instance_max_requests: None,
+            min_instances: Some(n),
+        };
+        let err = propose("max_instances = 2", min(3)).unwrap_err();
+        assert!(
+            err.contains("min_instances = 3") && err.contains("max_instances (2)"),
+            "{err}"
+        );
+        assert!(propose("max_instances = 2", min(2)).is_ok());
+        // Automatic sizing: the ceiling bounds it.
+        let auto = "max_instances = 0\nmax_instances_auto_ceiling = 3";
+        let err = propose(auto, min(4)).unwrap_err();
+        assert!(err.contains("max_instances_auto_ceiling (3)"), "{err}");
+        assert!(propose(auto, min(3)).is_ok());
+        // A file value is not checked against the proposal: it wins.
+        assert!(propose("max_instances = 2\nmin_instances = 1", min(9)).is_ok());
+    }
+
+    #[test]
+    fn runtime_folders_are_plain_names_given_once() {
+        let with_dirs = |dirs: &[&str]| {
+            let spec = sdk::SpawnSpec {
+                dirs: dirs.iter().map(ToString::to_string).collect(),
+                files: vec![sdk::RuntimeFile {
+                    name: "bridge.py".into(),
+                    contents: vec![],
+                    executable: false,
+                }],
+                ..spec()
+            };
+            fold(&mut app(""), "x", spec)
+        };
+        assert!(with_dirs(&["opcache", "cache"]).is_ok());
+        for bad in ["", ".", "..", "a/b", "/tmp", "x\0"] {
+            let err = with_dirs(&[bad]).unwrap_err();
+            assert!(err.contains("runtime folder name"), "{bad:?}: {err}");
+        }
+        let err = with_dirs(&["cache", "cache"]).unwrap_err();
+        assert!(err.contains("given twice"), "{err}");
+        let err = with_dirs(&["bridge.py"]).unwrap_err();
+        assert!(err.contains("given twice"), "{err}");
+    }
 }

@@ -162,6 +162,31 @@ pub struct WasmPlugin {
     max_idle: usize,
 }
 
+/// The contract version a component was built for, from the name of the
+/// contract interface it imports (`fastgate:plugin/types@0.1.0`), so that a
+/// plugin built for another version is refused with both versions named
+/// rather than a type mismatch deep in its exports.
+fn contract_version(component: &Component, engine: &Engine) -> Option<String> {
+    let ty = component.component_type();
+    ty.imports(engine)
+        .find_map(|(name, _)| name.strip_prefix("fastgate:plugin/")?.split_once('@'))
+        .map(|(_, version)| version.to_string())
+}
+
+/// Whether two contract versions are compatible, by semver: the same major
+/// version, or for 0.x the same minor one (`0.2.0` and `0.2.1` are, `0.1.0`
+/// and `0.2.0` are not).
+fn same_contract(a: &str, b: &str) -> bool {
+    fn key(version: &str) -> (Option<&str>, Option<&str>) {
+        let mut parts = version.split('.');
+        match (parts.next(), parts.next()) {
+            (Some("0"), minor) => (Some("0"), minor),
+            (major, _) => (major, None),
+        }
+    }
+    key(a) == key(b)
+}
+
 impl WasmPlugin {
     /// Compiles the component, links it, and creates the first instance
     /// (whose `init` tells the capabilities and validates the config).
@@ -177,6 +202,15 @@ impl WasmPlugin {
                 "not a WebAssembly component for this gateway: {e:#}"
             ))
         })?;
+        if let Some(version) = contract_version(&component, engine)
+            && !same_contract(&version, sdk::CONTRACT_VERSION)
+        {
+            return Err(load_error(format!(
+                "it was built for fastgate:plugin@{version}; this gateway speaks fastgate:plugin@{} (rebuild it against fastgate-sdk {})",
+                sdk::CONTRACT_VERSION,
+                sdk::CONTRACT_VERSION
+            )));
+        }
         let mut linker: Linker<InstanceState> = Linker::new(engine);
         bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| load_error(format!("{e:#}")))?;
@@ -437,6 +471,11 @@ impl Backend for WasmPlugin {
                 static_dirs: s.mapping.static_dirs,
             },
             request_timeout_ms: s.request_timeout_ms,
+            pool: sdk::PoolDefaults {
+                instance_max_requests: s.pool.instance_max_requests,
+                min_instances: s.pool.min_instances,
+            },
+            dirs: s.dirs,
         }))
     }
 }
@@ -596,6 +635,15 @@ fn random_bytes(len: u64) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::config::{OnError, PluginKind};
+
+    #[test]
+    fn contract_versions_are_compared_as_semver() {
+        assert!(same_contract("0.2.0", "0.2.0"));
+        assert!(same_contract("0.2.3", "0.2.0"));
+        assert!(!same_contract("0.1.0", "0.2.0"));
+        assert!(same_contract("1.4.0", "1.0.2"));
+        assert!(!same_contract("2.0.0", "1.0.0"));
+    }
 
     /// The cost of one `on_request` call, from the host's side, for a
     /// plugin that does next to nothing (tests/plugins/misbehave: the

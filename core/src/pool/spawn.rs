@@ -62,6 +62,14 @@ pub(super) fn spawn_spec(
         write_runtime_file(&socket_dir, file)
             .map_err(|e| format!("cannot write runtime file {}: {e}", file.name))?;
     }
+    // A launcher's folders (a cache its processes share): private like the
+    // runtime directory, kept across restarts of the gateway when that
+    // directory is (`runtime_dir`).
+    for dir in &app.runtime_dirs {
+        let path = socket_dir.join(dir);
+        private_dir(&path)
+            .map_err(|e| format!("cannot create runtime folder {}: {e}", path.display()))?;
+    }
     let command = PathBuf::from(subst(&app.command.to_string_lossy()));
     let program = config::resolve_command(&command).map_err(|e| e.to_string())?;
     let mut env = app.inherited_env();

@@ -17,9 +17,14 @@
 //! | `static_url` + `static_root` | — | a URL prefix served by the gateway from a folder (Django's `collectstatic` output) |
 //!
 //! The app's `command`, when given, is the Python interpreter to use.
+//!
+//! Unless the app sets `min_instances`, the launcher proposes 1: a bridge
+//! process starts with the gateway and imports the app then, so the first
+//! request does not wait for the import (a second or more for Django).
 
 use fastgate_sdk::{
-    AppConfig, Capabilities, MappingDefaults, Plugin, RuntimeFile, SpawnSpec, parse_config,
+    AppConfig, Capabilities, MappingDefaults, Plugin, PoolDefaults, RuntimeFile, SpawnSpec,
+    parse_config,
 };
 use serde::Deserialize;
 
@@ -114,6 +119,11 @@ impl Plugin for DjangoLauncher {
                 fallback: None,
                 static_dirs,
             },
+            // One process importing the app before the first request.
+            pool: PoolDefaults {
+                min_instances: Some(1),
+                ..PoolDefaults::default()
+            },
             ..SpawnSpec::default()
         })
     }
@@ -158,6 +168,8 @@ mod tests {
             [("/static/".to_string(), "/srv/static".to_string())]
         );
         assert_eq!(spec.files[0].name, "wsgi_bridge.py");
+        assert_eq!(spec.pool.min_instances, Some(1));
+        assert_eq!(spec.pool.instance_max_requests, None);
         let spec = DjangoLauncher
             .launch(&app(
                 "{}",

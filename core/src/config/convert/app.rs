@@ -23,8 +23,8 @@ use crate::config::parse::{
 use crate::config::raw::{EnvValue, RawApp};
 use crate::config::source::Source;
 use crate::config::{
-    AppSettings, ConfigError, HandlerPattern, LauncherRef, Protocol, ResourceType, ServerSettings,
-    StderrMode, Verbs, cpu_count, defaults,
+    AppKey, AppSettings, ConfigError, HandlerPattern, LauncherRef, Origins, Protocol, ResourceType,
+    ServerSettings, StderrMode, Verbs, cpu_count, defaults,
 };
 
 /// Converts one `[[app]]` (the `index`-th, at `span`), and returns with it
@@ -41,6 +41,7 @@ pub(super) fn convert_app(
     let name = table_name(raw.name.as_ref(), "app", span.clone(), index, src)?;
     let t = Section::new(src, format!("app \"{name}\": "));
     let launcher = launcher_ref(&raw, span.clone(), &t)?;
+    let origins = Origins::from_file(keys_in_file(&raw));
     let (command, command_line) = command(raw.command.as_ref(), launcher.is_some(), &span, &t)?;
     let mapping = mapping(&raw, launcher.is_some(), span, &t)?;
     let pool = pool_limits(&raw, &t)?;
@@ -91,7 +92,9 @@ pub(super) fn convert_app(
         max_temp_file_size: response.max_temp_file_size,
         plugins: Vec::new(),
         launcher,
+        origins,
         runtime_files: Vec::new(),
+        runtime_dirs: Vec::new(),
         static_dirs: Vec::new(),
         cgi: None,
         command_line,
@@ -119,11 +122,36 @@ fn launcher_ref(
     Ok(Some(LauncherRef {
         plugin: plugin.get_ref().clone(),
         options_json: table_json(raw.options.clone()),
-        command_given: raw.command.is_some(),
-        handles_given: raw.handles.is_some(),
-        resource_type_given: raw.resource_type.is_some(),
-        request_timeout_given: raw.request_timeout.is_some(),
     }))
+}
+
+/// The keys of `raw` that a launcher must not override. An empty `command`
+/// is not one: with a launcher it means "the launcher's program".
+fn keys_in_file(raw: &RawApp) -> Vec<AppKey> {
+    let command = raw
+        .command
+        .as_ref()
+        .is_some_and(|c| !c.get_ref().is_empty());
+    [
+        (AppKey::Command, command),
+        (AppKey::Handles, raw.handles.is_some()),
+        (AppKey::ResourceType, raw.resource_type.is_some()),
+        (AppKey::Fallback, raw.fallback.is_some()),
+        (AppKey::MaxInstances, raw.max_instances.is_some()),
+        (AppKey::MinInstances, raw.min_instances.is_some()),
+        (
+            AppKey::InstanceMaxRequests,
+            raw.instance_max_requests.is_some(),
+        ),
+        (AppKey::QueueLength, raw.queue_length.is_some()),
+        (AppKey::RequestTimeout, raw.request_timeout.is_some()),
+        (AppKey::ActivityTimeout, raw.activity_timeout.is_some()),
+        (AppKey::IdleTimeout, raw.idle_timeout.is_some()),
+        (AppKey::StderrMode, raw.stderr_mode.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(key, set)| set.then_some(key))
+    .collect()
 }
 
 /// `command` and the line it is on. A path with a `/` resolves against the

@@ -18,13 +18,15 @@
 //!
 //! It is also a launcher: it starts the suite's FastCGI test program
 //! (tests/fixtures/fcgi_app.py, shipped inside the plugin and written to the
-//! app's runtime directory) for `/py/*`. Options: `args` (extra arguments).
+//! app's runtime directory) for `/py/*`. Options: `args` (extra arguments);
+//! `instance_max_requests`, `min_instances` and `dirs`, proposed as they are
+//! (so the tests can give the gateway bad proposals).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fastgate_sdk::{
-    AppConfig, Capabilities, Decision, Level, MappingDefaults, Plugin, RequestHead, Response,
-    RuntimeFile, SpawnSpec, export_plugin, log, parse_config,
+    AppConfig, Capabilities, Decision, Level, MappingDefaults, Plugin, PoolDefaults, RequestHead,
+    Response, RuntimeFile, SpawnSpec, export_plugin, log, parse_config,
 };
 use serde::Deserialize;
 
@@ -71,6 +73,10 @@ impl Plugin for Misbehave {
         struct Options {
             #[serde(default)]
             args: Vec<String>,
+            instance_max_requests: Option<u64>,
+            min_instances: Option<u32>,
+            #[serde(default)]
+            dirs: Vec<String>,
         }
         let options: Options = parse_config(&app.options)?;
         let mut args = vec!["{runtime_dir}/fcgi_app.py".to_string()];
@@ -92,6 +98,11 @@ impl Plugin for Misbehave {
                 resource_type: Some("unspecified".to_string()),
                 ..MappingDefaults::default()
             },
+            pool: PoolDefaults {
+                instance_max_requests: options.instance_max_requests,
+                min_instances: options.min_instances,
+            },
+            dirs: options.dirs,
             ..SpawnSpec::default()
         })
     }
