@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::{Exit, Inner, Instance, PoolError};
@@ -24,6 +25,32 @@ pub(super) enum Grant {
     Failed(PoolError),
     /// The app went offline while the request waited.
     Offline,
+}
+
+/// The queue's end of a waiting request: where its grant goes, and since
+/// when it waits (for the start hold-off, `start.rs`).
+pub(super) struct Waiter {
+    tx: oneshot::Sender<Grant>,
+    pub(super) since: Instant,
+}
+
+impl Waiter {
+    pub(super) fn new(tx: oneshot::Sender<Grant>) -> Waiter {
+        Waiter {
+            tx,
+            since: Instant::now(),
+        }
+    }
+
+    /// The request is gone (its client left).
+    pub(super) fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Hands `grant` over, or gives it back when the request is gone.
+    pub(super) fn send(self, grant: Grant) -> Result<(), Grant> {
+        self.tx.send(grant)
+    }
 }
 
 /// A request waiting in the queue. If it is dropped (client gone), whatever

@@ -58,7 +58,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::{self, AppSettings};
 use crate::fcgi::client::Connection;
 pub use lease::Lease;
-use lease::{Grant, Waiting};
+use lease::{Grant, Waiter, Waiting};
 use maintain::maintain;
 pub use process::{Exit, Process, ProcessSpec, StartError, private_dir};
 use recycle::{Replacing, Tracked};
@@ -148,7 +148,7 @@ struct State {
     starting: u32,
     /// A start is scheduled for after the hold-off (see `start.rs`).
     start_scheduled: bool,
-    waiters: VecDeque<oneshot::Sender<Grant>>,
+    waiters: VecDeque<Waiter>,
     /// Every process not yet reaped (for shutdown), with its generation.
     processes: HashMap<u64, Tracked>,
     /// Instances due for replacement whose replacement is starting or
@@ -363,7 +363,7 @@ impl Pool {
             }
             st.window.peak_busy = st.window.peak_busy.max(st.live - st.starting + 1);
             let (tx, rx) = oneshot::channel();
-            st.waiters.push_back(tx);
+            st.waiters.push_back(Waiter::new(tx));
             inner.demand_changed(&mut st);
             Waiting::new(inner.clone(), rx)
         };

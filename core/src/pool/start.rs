@@ -7,7 +7,7 @@
 //! A start is wanted when requests wait beyond the starts already in
 //! flight and the pool is below its limit. With nothing running, it begins
 //! at once (nobody else can serve). With instances running, it begins only
-//! when requests are still waiting [`START_HOLD_OFF`] later: a busy
+//! for requests that have waited [`START_HOLD_OFF`] each: a busy
 //! instance that finishes within that time serves them, and sequential
 //! requests that arrive while the previous one is finishing never start a
 //! process they do not need.
@@ -58,14 +58,40 @@ impl Inner {
     /// Starts one process per waiting request not yet covered by a start
     /// in flight, within the limit.
     pub(super) fn start_for_waiters(self: &Arc<Self>, st: &mut State) {
+        self.start_up_to(st, Self::unmet_demand(st));
+    }
+
+    /// Starts up to `wanted` processes, within the limit.
+    fn start_up_to(self: &Arc<Self>, st: &mut State, mut wanted: usize) {
         if st.closed || st.offline_until.is_some() {
             return;
         }
-        let mut wanted = Self::unmet_demand(st);
         while wanted > 0 && st.live < self.spawn_limit(st) {
             self.start_in_background(st);
             wanted -= 1;
         }
+    }
+
+    /// Starts processes for the requests that have waited
+    /// [`START_HOLD_OFF`] and that no start in flight will serve. Returns
+    /// when to look again, while others wait less and the pool has room.
+    fn start_for_overdue(self: &Arc<Self>, st: &mut State) -> Option<Instant> {
+        if st.closed || st.offline_until.is_some() {
+            return None;
+        }
+        let now = Instant::now();
+        let mut overdue: usize = 0;
+        let mut next: Option<Instant> = None;
+        for waiter in st.waiters.iter().filter(|w| !w.is_closed()) {
+            let due = waiter.since + START_HOLD_OFF;
+            if due <= now {
+                overdue += 1;
+            } else {
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+        }
+        self.start_up_to(st, overdue.saturating_sub(st.starting as usize));
+        next.filter(|_| st.live < self.spawn_limit(st))
     }
 
     /// Reserves a slot and starts a process in it on its own task. No
@@ -256,11 +282,21 @@ impl Drop for StartSlot {
     }
 }
 
-/// Starts processes for the requests still waiting after the hold-off.
+/// Starts processes for the requests still waiting after the hold-off,
+/// each request's own: one that came in just before the timer fires has
+/// its own hold-off before a process is started for it.
 async fn start_after_hold_off(pool: Weak<Inner>) {
-    tokio::time::sleep(START_HOLD_OFF).await;
-    let Some(inner) = pool.upgrade() else { return };
-    let mut st = inner.lock();
-    st.start_scheduled = false;
-    inner.start_for_waiters(&mut st);
+    let mut at = Instant::now() + START_HOLD_OFF;
+    loop {
+        tokio::time::sleep_until(at).await;
+        let Some(inner) = pool.upgrade() else { return };
+        let mut st = inner.lock();
+        match inner.start_for_overdue(&mut st) {
+            Some(next) => at = next,
+            None => {
+                st.start_scheduled = false;
+                return;
+            }
+        }
+    }
 }

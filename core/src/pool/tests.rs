@@ -661,6 +661,34 @@ async fn after_hold_off() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn each_request_has_its_own_hold_off_before_a_start() {
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 2");
+    let busy = pool.acquire().await.unwrap();
+    // A first request waits, and is served by the busy instance 60 ms on.
+    let mut first = Box::pin(pool.acquire());
+    assert!(poll_once(&mut first).await.is_pending());
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    busy.finish(true);
+    let busy = served(first).await.unwrap();
+    // The next comes 35 ms later, 5 ms before the first one's hold-off ends.
+    tokio::time::sleep(Duration::from_millis(35)).await;
+    let mut second = Box::pin(pool.acquire());
+    assert!(poll_once(&mut second).await.is_pending());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    until("timers ran", || true).await;
+    assert_eq!(
+        spawner.attempts(),
+        1,
+        "a start for a request that waited 10 ms"
+    );
+    // Still waiting after its own hold-off: now a process is started.
+    after_hold_off().await;
+    until("a start for the queue", || spawner.attempts() == 2).await;
+    served(second).await.unwrap().finish(true);
+    busy.finish(true);
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_instance_freed_before_a_new_one_is_ready_serves_the_queue() {
     let (pool, spawner, _runtime) = stand_in_pool("max_instances = 2");
     let busy = pool.acquire().await.unwrap();
