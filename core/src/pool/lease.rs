@@ -48,6 +48,9 @@ impl Waiter {
     }
 
     /// Hands `grant` over, or gives it back when the request is gone.
+    // The grant comes back by value, as from the oneshot it wraps: boxing
+    // it would cost an allocation per hand-over for a rare case.
+    #[allow(clippy::result_large_err)]
     pub(super) fn send(self, grant: Grant) -> Result<(), Grant> {
         self.tx.send(grant)
     }
