@@ -143,3 +143,40 @@ fn a_watched_file_changing_under_load_rolls_through_the_pool_without_a_dip() {
     let ready = ready_over_time(&logs);
     assert!(ready[4..].iter().all(|&n| n >= 4), "{ready:?}\n{logs}");
 }
+
+#[test]
+fn stopping_the_gateway_while_processes_start_leaves_none_behind() {
+    let mut gw = Gateway::start(&slow_import_site("min_instances = 4\nmax_instances = 4"));
+    // Every process spawned and still importing (a second each).
+    let spawned = "process started; waiting for it";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gw.logs().matches(spawned).count() < 4 {
+        assert!(Instant::now() < deadline, "not spawned:\n{}", gw.logs());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pids: Vec<u32> = gw
+        .logs()
+        .lines()
+        .filter(|l| l.contains(spawned))
+        .filter_map(|l| {
+            l.split("pid=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(pids.len(), 4, "{}", gw.logs());
+    gw.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        gw.wait_exit(Duration::from_secs(20)).is_some(),
+        "the gateway did not stop"
+    );
+    let alive: Vec<u32> = pids.into_iter().filter(|&pid| process_alive(pid)).collect();
+    assert!(
+        alive.is_empty(),
+        "processes left running: {alive:?}\n{}",
+        gw.logs()
+    );
+}

@@ -551,10 +551,15 @@ fn on_exit(pool: &Weak<Inner>, id: u64, exit: Exit) {
     let mut st = inner.lock();
     // Not recorded: it never started (its failed start was counted), or
     // the pool is gone.
-    let Some(Tracked { process, .. }) = st.processes.remove(&id) else {
+    let Some(tracked) = st.processes.remove(&id) else {
         return;
     };
     inner.note_gone(&mut st, id);
+    if !tracked.ready {
+        // Died while starting: the start counts it as a failed start.
+        return;
+    }
+    let process = tracked.process;
     // A request holds it: the request judges the exit when it ends
     // (`end_request`), a crash of its own or an exit after its answer.
     if !process.is_serving() {

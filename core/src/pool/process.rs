@@ -236,10 +236,13 @@ impl Process {
 
 /// Starts one process listening on a fresh socket, connects to it, and
 /// waits until the process has accepted the connection (its start-up is
-/// over). `on_exit` runs in the supervisor after the process was reaped.
+/// over). `on_spawned` is told of the process as soon as it runs (so the
+/// pool can stop it while it starts); `on_exit` runs in the supervisor
+/// after the process was reaped.
 pub async fn spawn(
     spec: &ProcessSpec,
     instance_id: u64,
+    on_spawned: impl FnOnce(&Process),
     on_exit: impl FnOnce(Exit) + Send + 'static,
 ) -> Result<(Process, Connection), StartError> {
     let (listener, endpoint) = listen(spec, instance_id)?;
@@ -261,6 +264,7 @@ pub async fn spawn(
         }
     };
     let process = supervised(child, &spec.app, on_exit);
+    on_spawned(&process);
     let pid = process.pid;
     debug!(app = %spec.app, pid, "process started; waiting for it to accept its connection");
 

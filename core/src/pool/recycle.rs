@@ -32,8 +32,11 @@ use super::{Inner, Instance, Process, State};
 /// A process the pool started and has not reaped yet.
 pub(super) struct Tracked {
     pub(super) process: Process,
-    /// The pool generation it was started in.
+    /// The pool generation it was spawned in.
     pub(super) generation: u64,
+    /// It accepted its connection: an instance (before, a start whose
+    /// failure the start itself judges).
+    pub(super) ready: bool,
     /// It was told to stop (it may still be exiting).
     pub(super) retired: bool,
 }
@@ -99,7 +102,9 @@ impl Inner {
         let old_busy: Vec<u64> = st
             .processes
             .iter()
-            .filter(|(id, t)| !t.retired && t.generation != st.generation && !idle_due.contains(id))
+            .filter(|(id, t)| {
+                t.ready && !t.retired && t.generation != st.generation && !idle_due.contains(id)
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in idle_due.into_iter().chain(old_busy) {

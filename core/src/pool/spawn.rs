@@ -18,6 +18,9 @@ use crate::fcgi::client::Connection;
 /// Runs in a process's supervisor once the process has been reaped.
 pub(super) type OnExit = Box<dyn FnOnce(Exit) + Send>;
 
+/// Told of a process as soon as it runs, before it is ready.
+pub(super) type OnSpawned = Box<dyn FnOnce(&Process) + Send>;
+
 /// A started instance (its process and the connection to it), once ready.
 pub(super) type Started<'a> =
     Pin<Box<dyn Future<Output = Result<(Process, Connection), StartError>> + Send + 'a>>;
@@ -27,8 +30,13 @@ pub(super) type Started<'a> =
 /// slot accounting without app processes. Called once per spawn, never per
 /// request.
 pub(super) trait Spawner: Send + Sync {
-    fn spawn<'a>(&'a self, spec: &'a ProcessSpec, instance_id: u64, on_exit: OnExit)
-    -> Started<'a>;
+    fn spawn<'a>(
+        &'a self,
+        spec: &'a ProcessSpec,
+        instance_id: u64,
+        on_spawned: OnSpawned,
+        on_exit: OnExit,
+    ) -> Started<'a>;
 }
 
 /// Starts real app processes ([`process::spawn`]).
@@ -39,9 +47,10 @@ impl Spawner for ProcessSpawner {
         &'a self,
         spec: &'a ProcessSpec,
         instance_id: u64,
+        on_spawned: OnSpawned,
         on_exit: OnExit,
     ) -> Started<'a> {
-        Box::pin(process::spawn(spec, instance_id, on_exit))
+        Box::pin(process::spawn(spec, instance_id, on_spawned, on_exit))
     }
 }
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{error, info};
 
-use super::{Grant, Inner, Instance, PoolError, StartError, State, Tracked};
+use super::{Grant, Inner, Instance, PoolError, Process, StartError, State, Tracked};
 
 /// How long requests wait for a running instance to free up before the
 /// pool starts another process for them (when one is running already).
@@ -120,6 +120,26 @@ impl Inner {
         tokio::spawn(slot.run());
     }
 
+    /// A process of a start is running (not ready yet): it is recorded so
+    /// that shutdown stops it too, and stopped at once if the pool closed
+    /// while it was being spawned.
+    fn track(&self, id: u64, process: &Process) {
+        let mut st = self.lock();
+        let generation = st.generation;
+        st.processes.insert(
+            id,
+            Tracked {
+                process: process.clone(),
+                generation,
+                ready: false,
+                retired: false,
+            },
+        );
+        if st.closed {
+            process.terminate(Duration::ZERO);
+        }
+    }
+
     /// Starts a process; the caller holds its slot.
     async fn start_process(self: &Arc<Self>) -> Result<Instance, StartError> {
         let spec = match &self.spec {
@@ -130,11 +150,17 @@ impl Inner {
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let weak = Arc::downgrade(self);
+        let tracker = weak.clone();
         let (process, conn) = self
             .spawner
             .spawn(
                 spec,
                 id,
+                Box::new(move |process: &Process| {
+                    if let Some(inner) = tracker.upgrade() {
+                        inner.track(id, process);
+                    }
+                }),
                 Box::new(move |exit| super::on_exit(&weak, id, exit)),
             )
             .await?;
@@ -170,16 +196,14 @@ impl Inner {
             return;
         }
         // From here on its exit is judged by `on_exit` (or by the request
-        // holding it); before, as a failed start.
-        st.processes.insert(
-            instance.id,
-            Tracked {
-                process: instance.process.clone(),
-                generation: st.generation,
-                retired: false,
-            },
-        );
+        // holding it); before, as a failed start. It belongs to the
+        // generation it was spawned in: a change while it started may
+        // have come too late for it.
         instance.generation = st.generation;
+        if let Some(tracked) = st.processes.get_mut(&instance.id) {
+            tracked.ready = true;
+            instance.generation = tracked.generation;
+        }
         info!(app = %self.name, pid = instance.process.pid(), live = st.live, "instance started");
         self.hand_over(st, Grant::Instance(instance));
         if let Some(old) = replaces {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::net::{UnixListener, UnixStream};
 
-use super::spawn::{OnExit, Spawner, Started};
+use super::spawn::{OnExit, OnSpawned, Spawner, Started};
 use super::{Pool, PoolError, PoolStatus, Process, ProcessSpec, StartError};
 use crate::config::{self, AppSettings};
 use crate::fcgi::client::Connection;
@@ -72,6 +72,7 @@ impl StandInSpawner {
     async fn start(
         &self,
         instance_id: u64,
+        on_spawned: OnSpawned,
         on_exit: OnExit,
     ) -> Result<(Process, Connection), StartError> {
         let (failing, gate) = {
@@ -92,6 +93,7 @@ impl StandInSpawner {
         let conn = Connection::connect_unix(&path).await?;
         let (app_end, _) = listener.accept().await?;
         let process = Process::stand_in(PID_BASE + instance_id as u32, on_exit);
+        on_spawned(&process);
         let mut spawned = self.spawned();
         spawned.processes.push(process.clone());
         spawned.app_ends.push(app_end);
@@ -104,9 +106,10 @@ impl Spawner for StandInSpawner {
         &'a self,
         _spec: &'a ProcessSpec,
         instance_id: u64,
+        on_spawned: OnSpawned,
         on_exit: OnExit,
     ) -> Started<'a> {
-        Box::pin(self.start(instance_id, on_exit))
+        Box::pin(self.start(instance_id, on_spawned, on_exit))
     }
 }
 
