@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod fcgi;
 pub mod http;
+pub mod logging;
 pub mod plugin;
 pub mod pool;
 pub mod route;

@@ -17,6 +17,7 @@ mod plugins;
 mod pool;
 mod protocol;
 mod recycle;
+mod safe_defaults;
 mod security;
 mod spool;
 mod static_files;
