@@ -11,7 +11,7 @@ use std::path::Path;
 
 use toml::Spanned;
 
-use super::parse::{parse_duration, parse_listen, parse_on_error, parse_size};
+use super::parse::{parse_duration, parse_error_details, parse_listen, parse_on_error, parse_size};
 use super::raw::{RawApp, RawConfig, RawPlugin, RawServer};
 use super::source::Source;
 use super::{
@@ -237,6 +237,12 @@ fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerSettings, Co
             Some(path) => AccessLogTarget::File(src.path(path)),
         },
         runtime_dir: raw.runtime_dir.map(|d| src.path(&d)),
+        error_details: t.read_or(
+            raw.error_details.as_ref(),
+            "error_details",
+            defaults::ERROR_DETAILS,
+            |v| parse_error_details(v),
+        )?,
         plugins: Vec::new(),
     })
 }

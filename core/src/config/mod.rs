@@ -84,9 +84,47 @@ pub struct ServerSettings {
     /// Folder for per-app runtime directories (`runtime_dir`, default: a
     /// fresh private temporary directory).
     pub runtime_dir: Option<PathBuf>,
+    /// Who gets the server-side detail of an error in its response body
+    /// (`error_details`, IIS `httpErrors errorMode`, default `local`).
+    pub error_details: ErrorDetails,
     /// Plugins applied to every request, in order, before the handler
     /// mapping (`plugins`, names of `[[plugin]]` entries).
     pub plugins: Vec<String>,
+}
+
+/// `error_details`: who may read the server-side detail of an error (an
+/// app's stderr text, the cause, the pid, an exit status) in the response
+/// body. It is always logged, with the app, the pid and the URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorDetails {
+    /// Clients on a loopback address; others get a generic page (IIS
+    /// `DetailedLocalOnly`, its default).
+    Local,
+    /// Every client (IIS `Detailed`).
+    Always,
+    /// No client (IIS `Custom`).
+    Never,
+}
+
+impl ErrorDetails {
+    /// Whether a client at `client` gets the detailed error page. An
+    /// IPv4-mapped IPv6 address counts as its IPv4 address.
+    pub fn shown_to(self, client: std::net::IpAddr) -> bool {
+        match self {
+            ErrorDetails::Always => true,
+            ErrorDetails::Never => false,
+            ErrorDetails::Local => client.to_canonical().is_loopback(),
+        }
+    }
+
+    /// As it is written in the file.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ErrorDetails::Local => "local",
+            ErrorDetails::Always => "always",
+            ErrorDetails::Never => "never",
+        }
+    }
 }
 
 /// Limits on a request head. A head beyond one of them is answered 431
@@ -540,6 +578,7 @@ pub mod defaults {
     pub const RESPONSE_BUFFER_LIMIT: u64 = 0;
     pub const PLUGIN_TIMEOUT: Duration = Duration::from_millis(10);
     pub const PLUGIN_MEMORY_LIMIT: u64 = 64 * 1024 * 1024;
+    pub const ERROR_DETAILS: super::ErrorDetails = super::ErrorDetails::Local;
 }
 
 /// What the configuration's unit tests share: loading a text as if it were

@@ -12,7 +12,7 @@ use std::time::Duration;
 use http::Method;
 
 use super::raw::{OneOrMany, Scalar};
-use super::{HandlerPattern, OnError, Protocol, ResourceType, StderrMode};
+use super::{ErrorDetails, HandlerPattern, OnError, Protocol, ResourceType, StderrMode};
 
 /// `*.php`, `/prefix/*`, `/*`, `*`, `/exact/path`.
 pub fn parse_pattern(p: &str) -> Result<HandlerPattern, String> {
@@ -183,6 +183,18 @@ pub(super) fn parse_stderr_mode(s: &str) -> Result<StderrMode, String> {
     }
 }
 
+/// `[server] error_details`: `local`, `always` or `never`.
+pub(super) fn parse_error_details(s: &str) -> Result<ErrorDetails, String> {
+    match s {
+        "local" => Ok(ErrorDetails::Local),
+        "always" => Ok(ErrorDetails::Always),
+        "never" => Ok(ErrorDetails::Never),
+        other => Err(format!(
+            "{other:?}: expected \"local\" (details for loopback clients only), \"always\" or \"never\""
+        )),
+    }
+}
+
 /// A plugin's `on_error`: `fail-closed` or `fail-open`.
 pub(super) fn parse_on_error(s: &str) -> Result<OnError, String> {
     match s {
@@ -195,6 +207,7 @@ pub(super) fn parse_on_error(s: &str) -> Result<OnError, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -219,6 +232,31 @@ mod tests {
         );
         for bad in ["foo", "*.", "/a/*/b", "**", "/a/../b", "*.p/hp"] {
             assert!(parse_pattern(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn error_details_shows_detail_to_loopback_clients_by_default() {
+        use std::net::IpAddr;
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(parse_error_details("local"), Ok(ErrorDetails::Local));
+        assert_eq!(parse_error_details("never"), Ok(ErrorDetails::Never));
+        assert_eq!(parse_error_details("always"), Ok(ErrorDetails::Always));
+        assert!(parse_error_details("detailed").is_err());
+        let local = ErrorDetails::Local;
+        for loopback in ["127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.1"] {
+            assert!(local.shown_to(ip(loopback)), "{loopback}");
+            assert!(!ErrorDetails::Never.shown_to(ip(loopback)), "{loopback}");
+        }
+        for remote in [
+            "192.0.2.2",
+            "10.0.0.1",
+            "::ffff:192.0.2.2",
+            "2001:db8::1",
+            "0.0.0.0",
+        ] {
+            assert!(!local.shown_to(ip(remote)), "{remote}");
+            assert!(ErrorDetails::Always.shown_to(ip(remote)), "{remote}");
         }
     }
 }

@@ -56,6 +56,7 @@ pub(super) struct RawServer {
     pub(super) access_log: Option<String>,
     pub(super) runtime_dir: Option<String>,
     pub(super) plugins: Option<Vec<Spanned<String>>>,
+    pub(super) error_details: Option<Spanned<String>>,
 }
 
 /// One `[[app]]`, with `[app.env]`, `[app.params]` and `[app.options]`.

@@ -11,7 +11,8 @@ use std::time::Duration;
 use http::Method;
 
 use super::{
-    AppKey, AppSettings, Config, HandlerPattern, ResourceType, ServerSettings, StderrMode, Verbs,
+    AppKey, AppSettings, Config, ErrorDetails, HandlerPattern, ResourceType, ServerSettings,
+    StderrMode, Verbs,
 };
 
 /// A readable summary of a configuration, for `fastgate check`.
@@ -46,6 +47,19 @@ fn render_server(out: &mut String, s: &ServerSettings) {
         out,
         "head limits max_header_line {} bytes, max_request_head {} bytes, max_headers {}, max_uri_length {} bytes",
         h.max_header_line, h.max_request_head, h.max_headers, h.max_uri_length
+    );
+    let _ = writeln!(
+        out,
+        "error_details {}: {}",
+        s.error_details.name(),
+        match s.error_details {
+            ErrorDetails::Local => {
+                "an error's detail (an app's stderr text, the cause, the pid) in the page for loopback clients only; others get a generic page"
+            }
+            ErrorDetails::Always =>
+                "an error's detail (an app's stderr text, the cause, the pid) in the page for every client",
+            ErrorDetails::Never => "a generic page for every client; the detail is only logged",
+        }
     );
 }
 
@@ -239,6 +253,7 @@ mod tests {
             "  handles               *.php (file)\n",
             "  resource_type         file (default)\n",
             "  fallback              none (default)\n",
+            "error_details local: ",
         ] {
             assert!(text.contains(line), "{line:?} in\n{text}");
         }

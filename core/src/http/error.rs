@@ -12,6 +12,7 @@ use http::{HeaderValue, Method, Response, StatusCode, header};
 use super::limits::Refusal;
 use crate::app::AppError;
 use crate::body::{BodyError, ResponseBody};
+use crate::error::chain;
 use crate::plugin::ChainError;
 use crate::route::PathError;
 
@@ -111,40 +112,15 @@ impl GatewayError {
         }
     }
 
-    /// The response a client gets: the status, a short text naming it (and
-    /// the app), `Allow` for 405 and `Retry-After` for 503.
-    pub fn to_response(&self) -> Response<ResponseBody> {
+    /// The response a client gets: the status, its body, `Allow` for 405
+    /// and `Retry-After` for 503. `detailed` is `[server] error_details`'
+    /// verdict on the client ([`ErrorDetails::shown_to`]): whether it may
+    /// read the server-side detail of the error.
+    ///
+    /// [`ErrorDetails::shown_to`]: crate::config::ErrorDetails::shown_to
+    pub fn to_response(&self, detailed: bool) -> Response<ResponseBody> {
         let status = self.status();
-        let reason = status.canonical_reason().unwrap_or("Error");
-        let detail = match (self.app(), status.is_client_error()) {
-            // Client errors say what was wrong with the request.
-            (_, true) => format!(": {self}"),
-            (Some(app), false) => match self {
-                GatewayError::App(e) if e.is_offline() => {
-                    format!(": app \"{app}\" is offline after repeated failures")
-                }
-                _ => format!(" (app \"{app}\")"),
-            },
-            (None, false) => String::new(),
-        };
-        let stderr = match self {
-            GatewayError::App(e) => e.stderr_text(),
-            _ => None,
-        };
-        let (text, content_type) = match stderr {
-            // stderr_mode = return-stderr-in-500: the app's own words, escaped.
-            Some(stderr) => (
-                format!(
-                    "<!doctype html>\n<title>500 Internal Server Error</title>\n<h1>500 Internal Server Error</h1>\n<pre>{}</pre>\n",
-                    html_escape(stderr)
-                ),
-                "text/html; charset=utf-8",
-            ),
-            _ => (
-                format!("{} {reason}{detail}\n", status.as_u16()),
-                "text/plain; charset=utf-8",
-            ),
-        };
+        let (text, content_type) = self.page(detailed);
         let mut response = Response::new(ResponseBody::full(text));
         *response.status_mut() = status;
         let headers = response.headers_mut();
@@ -179,6 +155,78 @@ impl GatewayError {
     }
 }
 
+impl GatewayError {
+    /// The body of the error page and its content type.
+    fn page(&self, detailed: bool) -> (String, &'static str) {
+        let status = self.status();
+        if detailed {
+            self.detailed_body(status)
+        } else {
+            (self.generic_body(status), "text/plain; charset=utf-8")
+        }
+    }
+
+    /// The page any client may read: the status and, for a fault in the
+    /// request itself, what was wrong with it. Nothing the server knows
+    /// and the client did not send: no app, pid, path, exit status, cause
+    /// or stderr text.
+    fn generic_body(&self, status: StatusCode) -> String {
+        let reason = status.canonical_reason().unwrap_or("Error");
+        let about_the_request = match self {
+            GatewayError::Path(_)
+            | GatewayError::BadRequest(_)
+            | GatewayError::Head(_)
+            | GatewayError::NotFound
+            | GatewayError::MethodNotAllowed { .. } => true,
+            GatewayError::Body(e) => status.is_client_error() && !matches!(e, BodyError::Spill(_)),
+            // A 431/414 from an app names the app and the parameter; a
+            // static file's 403 the file system's answer.
+            _ => false,
+        };
+        if about_the_request {
+            format!("{} {reason}: {self}\n", status.as_u16())
+        } else {
+            format!("{} {reason}\n", status.as_u16())
+        }
+    }
+
+    /// The page for a client allowed the detail (a local one, by default):
+    /// an app's stderr text (`stderr_mode = return-stderr-in-500`) as
+    /// escaped HTML, or the status with the app and, for a server error,
+    /// its cause chain (pid, exit status, paths) as the log has it.
+    fn detailed_body(&self, status: StatusCode) -> (String, &'static str) {
+        let stderr = match self {
+            GatewayError::App(e) => e.stderr_text(),
+            _ => None,
+        };
+        if let Some(stderr) = stderr {
+            return (
+                format!(
+                    "<!doctype html>\n<title>500 Internal Server Error</title>\n<h1>500 Internal Server Error</h1>\n<pre>{}</pre>\n",
+                    html_escape(stderr)
+                ),
+                "text/html; charset=utf-8",
+            );
+        }
+        let reason = status.canonical_reason().unwrap_or("Error");
+        let text = match (self.app(), status.is_client_error()) {
+            // Client errors say what was wrong with the request.
+            (_, true) => format!("{} {reason}: {self}\n", status.as_u16()),
+            (app, false) => {
+                let about = match (app, self) {
+                    (Some(app), GatewayError::App(e)) if e.is_offline() => {
+                        format!(": app \"{app}\" is offline after repeated failures")
+                    }
+                    (Some(app), _) => format!(" (app \"{app}\")"),
+                    (None, _) => String::new(),
+                };
+                format!("{} {reason}{about}\n\n{}\n", status.as_u16(), chain(self))
+            }
+        };
+        (text, "text/plain; charset=utf-8")
+    }
+}
+
 /// Escapes text for HTML element content.
 pub fn html_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -193,4 +241,45 @@ pub fn html_escape(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::route::PathError;
+
+    fn body(e: &GatewayError, detailed: bool) -> String {
+        e.page(detailed).0
+    }
+
+    #[test]
+    fn a_generic_page_keeps_what_was_wrong_with_the_request() {
+        let e = GatewayError::Path(PathError::Traversal);
+        let text = "400 Bad Request: bad request path: request path escapes the document root\n";
+        assert_eq!(body(&e, false), text);
+        assert_eq!(body(&e, true), text);
+    }
+
+    #[test]
+    fn a_generic_page_hides_the_server_side_detail() {
+        let app: Arc<str> = Arc::from("py");
+        let e = GatewayError::BadRedirect {
+            app,
+            location: "/srv/secret".into(),
+        };
+        assert_eq!(body(&e, false), "502 Bad Gateway\n");
+        let detailed = body(&e, true);
+        assert!(
+            detailed.starts_with("502 Bad Gateway (app \"py\")\n"),
+            "{detailed}"
+        );
+        assert!(detailed.contains("/srv/secret"), "{detailed}");
+        let e = GatewayError::Static {
+            path: "/private.txt".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert_eq!(body(&e, false), "403 Forbidden\n");
+        assert!(body(&e, true).contains("permission denied"));
+    }
 }

@@ -90,6 +90,9 @@ impl Gateway {
             self.access_log
                 .entry(peer.remote.ip(), req.method(), req.uri(), req.version());
         let uri = req.uri().clone();
+        // Who may read an error's detail: the one rule, applied to every
+        // error page this request may get.
+        let detailed = self.config.server.error_details.shown_to(peer.remote.ip());
         let Served {
             mut response,
             by: served_by,
@@ -103,7 +106,7 @@ impl Gateway {
                     info!(status = status.as_u16(), uri = %uri, error = %chain(&e), "request refused");
                 }
                 Served {
-                    response: e.to_response(),
+                    response: e.to_response(detailed),
                     by: e.app().map(|app| (Arc::from(app), e.pid())),
                 }
             }
@@ -114,7 +117,7 @@ impl Gateway {
                 .on_response(response.status(), response.headers_mut())
         {
             warn!(uri = %uri, error = %chain(&e), "response filter failed");
-            response = GatewayError::Plugin(e).to_response();
+            response = GatewayError::Plugin(e).to_response(detailed);
         }
         if let Some(mut entry) = entry.take() {
             entry.set_status(response.status());
