@@ -16,6 +16,7 @@ pub mod access_log;
 pub mod app;
 pub mod body;
 pub mod cgi;
+pub mod check;
 pub mod config;
 pub mod error;
 pub mod fcgi;
@@ -54,6 +55,10 @@ pub enum RunError {
     Signals(#[source] std::io::Error),
     #[error("{}", .0.join("; "))]
     Plugins(Vec<String>),
+    /// A setting that `fastgate check` refuses too (a `runtime_dir` too
+    /// long for the apps' sockets).
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
 }
 
 /// Serves `config` until SIGTERM or SIGINT, then drains in-flight requests
@@ -63,6 +68,11 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         warn!("{warning}");
     }
     let prepared = plugin::prepare(&config).map_err(RunError::Plugins)?;
+    check::socket_paths(
+        &config,
+        &prepared.apps,
+        &check::planned_runtime_dir(&config),
+    )?;
     let config = Arc::new(config);
     // Sockets live in a private directory: either the configured one or a
     // fresh temporary one that is removed on exit.

@@ -95,12 +95,8 @@ fn check(path: &Path) -> ExitCode {
     };
     // Plugins are loaded and their `init` run: a plugin's verdict on its
     // own config is part of the check, and launchers decide the commands.
-    let resolved = match fastgate::plugin::prepare(&config) {
-        // What is checked and shown is each app as it will run.
-        Ok(prepared) => config::Config {
-            apps: prepared.apps,
-            ..config
-        },
+    let prepared = match fastgate::plugin::prepare(&config) {
+        Ok(prepared) => prepared,
         Err(problems) => {
             for problem in &problems {
                 eprintln!("{problem}");
@@ -108,8 +104,27 @@ fn check(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let problems = config::check_commands(&resolved);
+    let (plugins_text, plugin_warnings) =
+        fastgate::check::render_plugins(&config, &prepared.plugins);
+    // What is checked and shown is each app as it will run.
+    let resolved = config::Config {
+        apps: prepared.apps,
+        ..config
+    };
+    let mut problems = config::check_commands(&resolved);
+    let runtime_dir = fastgate::check::planned_runtime_dir(&resolved);
+    if let Err(e) = fastgate::check::socket_paths(&resolved, &resolved.apps, &runtime_dir) {
+        problems.push(e);
+    }
     print!("{}", config::render_summary(&resolved));
+    print!(
+        "{}",
+        fastgate::check::render_runtime(&resolved, &resolved.apps)
+    );
+    print!("{plugins_text}");
+    for warning in &plugin_warnings {
+        println!("\nwarning: {warning}");
+    }
     if problems.is_empty() {
         println!("configuration OK");
         ExitCode::SUCCESS

@@ -22,6 +22,7 @@ use nix::unistd::Pid;
 
 use crate::util::*;
 
+const BOTH: [PluginBuild; 2] = [PluginBuild::Wasm, PluginBuild::Native];
 
 /// A PHP script that logs a server path through `error_log()`, which
 /// php-cgi sends as FCGI_STDERR: with the IIS default stderr_mode the page
@@ -119,6 +120,190 @@ fn a_bad_error_details_value_names_its_key_and_line() {
         stderr.contains("fastgate.toml:4:") && stderr.contains("server.error_details"),
         "{stderr}"
     );
+}
+
+#[test]
+fn check_prints_stderr_mode_monitored_files_error_details_and_sockets() {
+    let config = php_server_config(
+        "runtime_dir = \"run\"",
+        "stderr_mode = \"ignore-and-return-200\"\nmonitor_changes_to = [\"www/page.html\"]",
+    );
+    let (ok, stdout, stderr) = check_config(&config);
+    assert!(ok, "{stderr}\n{stdout}");
+    assert!(
+        stdout.contains("error_details local: an error's detail"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  stderr_mode           ignore-and-return-200 (file)\n"),
+        "{stdout}"
+    );
+    let monitored = stdout
+        .lines()
+        .find(|l| l.starts_with("  monitor_changes_to"))
+        .unwrap();
+    assert!(monitored.ends_with("/www/page.html"), "{monitored}");
+    let runtime = stdout
+        .lines()
+        .find(|l| l.starts_with("runtime_dir "))
+        .unwrap();
+    assert!(runtime.ends_with("/run (file)"), "{runtime}\n{stdout}");
+    let sockets = stdout
+        .lines()
+        .find(|l| l.starts_with("  app \"php\" sockets "))
+        .unwrap();
+    assert!(
+        sockets.contains("/run/php/<instance>.sock, at most ")
+            && sockets.ends_with(" of 107 bytes"),
+        "{sockets}"
+    );
+    // Without runtime_dir: a fresh folder in TMPDIR, and the default origin.
+    let (ok, stdout, _) = check_config(&php_config(""));
+    assert!(ok);
+    assert!(
+        stdout.contains("runtime_dir a new private folder ")
+            && stdout.contains("fastgate-XXXXXX (default)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  stderr_mode           return-stderr-in-500 (default)\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_runtime_dir_too_long_for_a_unix_socket_is_refused_by_check_and_serve() {
+    // 100 bytes of folder + "/php/" + a 20-digit instance id + ".sock".
+    let long = format!("/tmp/{}", "r".repeat(95));
+    let config = php_server_config(&format!("runtime_dir = \"{long}\""), "");
+    let (ok, stdout, stderr) = check_config(&config);
+    assert!(!ok, "{stdout}");
+    for needed in [
+        "fastgate.toml:4: server.runtime_dir: ",
+        "(130 bytes)",
+        "at most 107 bytes",
+        "at most 77 bytes",
+    ] {
+        assert!(stderr.contains(needed), "{needed:?} in {stderr}");
+    }
+    let stderr = serve_must_fail(&config);
+    assert!(
+        stderr.contains("server.runtime_dir") && stderr.contains("(130 bytes)"),
+        "{stderr}"
+    );
+    assert!(!std::path::Path::new(&long).exists());
+    // Not set: the folder serve would make in a long TMPDIR is refused too,
+    // and a TCP app has no socket to fit.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("www")).unwrap();
+    let file = dir.path().join("fastgate.toml");
+    for (config, refused) in [
+        (php_config(""), true),
+        (php_config("protocol = \"tcp\""), false),
+    ] {
+        std::fs::write(&file, config).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_fastgate"))
+            .arg("check")
+            .arg(&file)
+            .env("TMPDIR", &long)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), !refused, "{stderr}");
+        if refused {
+            assert!(
+                stderr.contains("server.runtime_dir: not set")
+                    && stderr.contains("TMPDIR")
+                    && stderr.contains("set runtime_dir to a shorter folder"),
+                "{stderr}"
+            );
+        }
+    }
+}
+
+fn tenant(build: PluginBuild, config: &str) -> String {
+    format!(
+        "[[plugin]]\nname = \"tenant\"\npath = \"{}\"\nconfig = {{ {config} }}\n",
+        plugin_file("examples/tenant-env", build)
+    )
+}
+
+/// `php_config` with `[server] plugins` and `[[plugin]]` tables appended.
+fn with_plugins(server_plugins: &str, app_extra: &str, plugins: &str) -> String {
+    let base = php_server_config(&format!("plugins = [{server_plugins}]"), app_extra);
+    format!("{base}\n{plugins}")
+}
+
+#[test]
+fn check_lists_each_plugin_with_its_kind_capabilities_and_places() {
+    let guard = format!(
+        "[[plugin]]\nname = \"guard\"\npath = \"{}\"\nconfig = {{ deny_paths = [\"/admin\"] }}\n",
+        plugin_file("examples/path-filter", PluginBuild::Wasm)
+    );
+    let native = plugin_file("examples/tenant-env", PluginBuild::Native);
+    let config = with_plugins(
+        "\"guard\", \"tenant\"",
+        "plugins = [\"tenant\"]",
+        &format!(
+            "{guard}\n{}\n[[app]]\nname = \"site\"\nlauncher = \"php\"\nroot = \"www/sub\"\nhandles = [\"/sub/*\"]\n",
+            tenant(PluginBuild::Native, "default = \"public\"")
+        ),
+    );
+    let (ok, stdout, stderr) = check_config(&config);
+    assert!(ok, "{stderr}\n{stdout}");
+    for block in [
+        format!(
+            "plugin \"guard\"\n  kind                  wasm ({})\n  capabilities          request_filter\n  listed in             [server] plugins\n",
+            // As the config shows paths: `..` resolved.
+            std::path::Path::new(&plugin_file("examples/path-filter", PluginBuild::Wasm))
+                .canonicalize()
+                .unwrap()
+                .display()
+        ),
+        format!(
+            "plugin \"tenant\"\n  kind                  native ({native})\n  capabilities          inject_env\n  listed in             [server] plugins, app \"php\" plugins\n"
+        ),
+        "plugin \"php\"\n  kind                  built-in\n  capabilities          launcher\n  listed in             launcher of app \"site\"\n".to_string(),
+    ] {
+        assert!(stdout.contains(&block), "{block}\nnot in\n{stdout}");
+    }
+    // Built-in launchers nobody uses are not listed.
+    assert!(!stdout.contains("plugin \"django\""), "{stdout}");
+
+    // A launcher listed as a filter is never called there: a warning.
+    let launcher = format!(
+        "[[plugin]]\nname = \"my-php\"\npath = \"{}\"\n",
+        plugin_file("plugins/php", PluginBuild::Native)
+    );
+    let (ok, stdout, stderr) = check_config(&with_plugins("\"my-php\"", "", &launcher));
+    assert!(ok, "{stderr}\n{stdout}");
+    assert!(
+        stdout.contains(
+            "warning: plugin \"my-php\" is listed in [server] plugins but has no hook that runs there (its capabilities: launcher)"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_plugin_refusing_its_config_is_pointed_at_by_file_and_line() {
+    for build in BOTH {
+        let config = with_plugins(
+            "\"tenant\"",
+            "",
+            &tenant(build, "default = \"x\", param = \"HTTP_TENANT\""),
+        );
+        let line = config.lines().position(|l| l == "[[plugin]]").unwrap() + 1;
+        let at = format!("fastgate.toml:{line}: plugin \"tenant\": ");
+        let (ok, _, stderr) = check_config(&config);
+        assert!(!ok);
+        assert!(
+            stderr.contains(&at) && stderr.contains("must not start with HTTP_"),
+            "{build:?}: {at:?} in {stderr}"
+        );
+        let stderr = serve_must_fail(&config);
+        assert!(stderr.contains(&at), "{build:?}: {at:?} in {stderr}");
+    }
 }
 
 #[test]

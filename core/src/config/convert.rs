@@ -30,6 +30,14 @@ use section::Section;
 /// The whole file: the plugins first (apps and the server refer to them by
 /// name), then the server, then every app.
 pub(super) fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
+    let plugin_lines = raw
+        .plugin
+        .iter()
+        .filter_map(|p| {
+            let name = p.get_ref().name.as_ref()?.get_ref().clone();
+            Some((name, src.position(p.span().start).0))
+        })
+        .collect();
     let plugins = convert_plugins(raw.plugin, src)?;
     let mut raw_server = raw.server.unwrap_or_default();
     let server_plugins = plugin_refs(&plugins, raw_server.plugins.take(), "server.plugins", src)?;
@@ -50,6 +58,7 @@ pub(super) fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, Config
         apps,
         plugins,
         warnings,
+        plugin_lines,
     })
 }
 
@@ -236,7 +245,11 @@ fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerSettings, Co
             Some("off") => AccessLogTarget::Off,
             Some(path) => AccessLogTarget::File(src.path(path)),
         },
-        runtime_dir: raw.runtime_dir.map(|d| src.path(&d)),
+        runtime_dir: raw.runtime_dir.as_ref().map(|d| src.path(d.get_ref())),
+        runtime_dir_line: raw
+            .runtime_dir
+            .as_ref()
+            .map(|d| src.position(d.span().start).0),
         error_details: t.read_or(
             raw.error_details.as_ref(),
             "error_details",

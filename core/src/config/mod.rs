@@ -47,6 +47,9 @@ pub struct Config {
     pub plugins: Vec<PluginSettings>,
     /// Non-fatal findings (shown by `fastgate check` and logged at start).
     pub warnings: Vec<String>,
+    /// The line of each `[[plugin]]` table, by name, so that a plugin that
+    /// refuses its `config` can be pointed at ([`Config::plugin_location`]).
+    pub plugin_lines: BTreeMap<String, usize>,
 }
 
 /// `[server]`: the HTTP front and the static file root.
@@ -84,6 +87,9 @@ pub struct ServerSettings {
     /// Folder for per-app runtime directories (`runtime_dir`, default: a
     /// fresh private temporary directory).
     pub runtime_dir: Option<PathBuf>,
+    /// The line of the `runtime_dir` key, so that a folder too long for the
+    /// apps' sockets can be pointed at.
+    pub runtime_dir_line: Option<usize>,
     /// Who gets the server-side detail of an error in its response body
     /// (`error_details`, IIS `httpErrors errorMode`, default `local`).
     pub error_details: ErrorDetails,
@@ -533,6 +539,13 @@ impl AppSettings {
 }
 
 impl Config {
+    /// Where the `[[plugin]]` table named `name` is, as `file:line`; `None`
+    /// for a built-in plugin or a config that is not a file.
+    pub fn plugin_location(&self, name: &str) -> Option<String> {
+        let line = self.plugin_lines.get(name)?;
+        Some(format!("{}:{line}", self.source.as_ref()?.display()))
+    }
+
     /// The built-in quickstart: `examples/quickstart` served on 127.0.0.1:8080.
     pub fn quickstart() -> Result<Config, ConfigError> {
         load::quickstart()

@@ -54,7 +54,7 @@ pub(super) struct RawServer {
     pub(super) shutdown_timeout: Option<Spanned<Scalar>>,
     pub(super) send_timeout: Option<Spanned<Scalar>>,
     pub(super) access_log: Option<String>,
-    pub(super) runtime_dir: Option<String>,
+    pub(super) runtime_dir: Option<Spanned<String>>,
     pub(super) plugins: Option<Vec<Spanned<String>>>,
     pub(super) error_details: Option<Spanned<String>>,
 }

@@ -123,6 +123,20 @@ fn render_app(out: &mut String, app: &AppSettings) {
             "streamed at the client's speed (response_buffering = false)".to_string()
         }
     );
+    let monitored: Vec<String> = app
+        .monitor_changes_to
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let _ = writeln!(
+        out,
+        "  monitor_changes_to    {}",
+        if monitored.is_empty() {
+            "none".to_string()
+        } else {
+            monitored.join(", ")
+        }
+    );
     render_mapping(out, app);
     render_environment(out, app);
 }
@@ -253,6 +267,7 @@ mod tests {
             "  handles               *.php (file)\n",
             "  resource_type         file (default)\n",
             "  fallback              none (default)\n",
+            "  monitor_changes_to    none\n",
             "error_details local: ",
         ] {
             assert!(text.contains(line), "{line:?} in\n{text}");

@@ -260,8 +260,17 @@ pub struct Prepared {
 /// `fastgate serve` and `fastgate check` do before anything else. Errors
 /// are one line each, naming the plugin (and app).
 pub fn prepare(config: &Config) -> Result<Prepared, Vec<String>> {
-    let plugins = Plugins::load(&config.plugins)
-        .map_err(|errors| errors.iter().map(|e| chain(e)).collect::<Vec<_>>())?;
+    // A plugin that cannot load (or refuses its `config`) is pointed at by
+    // the line of its `[[plugin]]` table.
+    let plugins = Plugins::load(&config.plugins).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| match config.plugin_location(&e.name) {
+                Some(at) => format!("{at}: {}", chain(e)),
+                None => chain(e),
+            })
+            .collect::<Vec<_>>()
+    })?;
     let apps = launch::resolve(config, &plugins)
         .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     Ok(Prepared { plugins, apps })

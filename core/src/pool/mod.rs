@@ -28,8 +28,9 @@
 //! what a waiting request is granted), `start.rs` (when and how the pool
 //! starts processes), `rapid_fail.rs`, `sizing.rs`
 //! (automatic sizing), `maintain.rs` (idle timeouts), `watch.rs`
-//! (`monitor_changes_to`), `spawn.rs` (how processes are started) and
-//! `process.rs` (one process and its supervisor).
+//! (`monitor_changes_to`), `spawn.rs` (how processes are started),
+//! `socket.rs` (where instances listen) and `process.rs` (one process and
+//! its supervisor).
 
 pub mod exchange;
 mod lease;
@@ -38,6 +39,7 @@ mod process;
 mod rapid_fail;
 mod recycle;
 mod sizing;
+pub mod socket;
 mod spawn;
 mod start;
 #[cfg(test)]

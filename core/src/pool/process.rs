@@ -411,7 +411,7 @@ impl Endpoint {
 fn listen(spec: &ProcessSpec, instance_id: u64) -> io::Result<(OwnedFd, Endpoint)> {
     match spec.protocol {
         Protocol::Unix => {
-            let path = spec.socket_dir.join(format!("{instance_id}.sock"));
+            let path = super::socket::socket_path(&spec.socket_dir, instance_id);
             let _ = std::fs::remove_file(&path);
             let listener = std::os::unix::net::UnixListener::bind(&path)?;
             Ok((OwnedFd::from(listener), Endpoint::Unix(path)))

@@ -61,7 +61,7 @@ pub(super) fn spawn_spec(
     runtime_dir: &Path,
     name: &Arc<str>,
 ) -> Result<ProcessSpec, String> {
-    let socket_dir = runtime_dir.join(&app.name);
+    let socket_dir = super::socket::socket_dir(runtime_dir, &app.name);
     private_dir(&socket_dir).map_err(|e| format!("cannot create {}: {e}", socket_dir.display()))?;
     // A launcher's `{runtime_dir}` placeholder: the app's private folder,
     // where its runtime files are written.

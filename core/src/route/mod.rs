@@ -318,6 +318,7 @@ mod tests {
             send_timeout: Duration::from_secs(60),
             access_log: AccessLogTarget::Off,
             runtime_dir: None,
+            runtime_dir_line: None,
             error_details: crate::config::ErrorDetails::Local,
             plugins: vec![],
         }
