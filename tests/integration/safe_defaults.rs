@@ -235,6 +235,25 @@ fn with_plugins(server_plugins: &str, app_extra: &str, plugins: &str) -> String 
 }
 
 #[test]
+fn a_server_wide_env_injector_runs_for_every_app_request_in_both_builds() {
+    for build in BOTH {
+        let config = with_plugins(
+            "\"tenant\"",
+            "",
+            &tenant(build, "header = \"x-tenant\", default = \"public\""),
+        );
+        let gw = Gateway::start(&config);
+        let env = request(gw.addr(), "GET", "/env.php", &[("X-Tenant", "acme")], b"").json();
+        assert_eq!(env["TENANT"], "acme", "{build:?}: {env}");
+        assert_eq!(env["TENANT_SOURCE"], "header", "{build:?}: {env}");
+        let env = gw.get("/env.php").json();
+        assert_eq!(env["TENANT"], "public", "{build:?}: {env}");
+        // Static files reach no app, and no injector.
+        assert_eq!(gw.get("/page.html").status, 200);
+    }
+}
+
+#[test]
 fn check_lists_each_plugin_with_its_kind_capabilities_and_places() {
     let guard = format!(
         "[[plugin]]\nname = \"guard\"\npath = \"{}\"\nconfig = {{ deny_paths = [\"/admin\"] }}\n",

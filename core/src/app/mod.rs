@@ -4,7 +4,7 @@
 //! processes, or a [`CgiApp`] that starts a process per request) and its
 //! plugin chain. [`App::run`] takes one request whose body is already
 //! buffered and the script the router chose, builds the CGI parameters,
-//! lets the app's env injectors add to them, runs the request, and applies
+//! lets the env injectors (the server's, then the app's) add to them, runs the request, and applies
 //! the app's response filters: it answers with a response or a CGI local
 //! redirect, or fails with an [`AppError`] naming the app and the pid.
 //!
@@ -75,6 +75,9 @@ pub struct App {
     config: AppSettings,
     runner: Runner,
     plugins: Chain,
+    /// The env injectors of its requests: the server's (`[server]
+    /// plugins`), then its own.
+    injectors: Chain,
     /// The exchange limits of a pool app, made once.
     limits: ExchangeLimits,
 }
@@ -108,11 +111,14 @@ pub enum Outcome {
 
 impl App {
     /// The app of `config`, with the runner it asks for; nothing starts yet.
+    /// `server_plugins` are `[server] plugins`: their env injectors run for
+    /// this app's requests too, before its own.
     pub fn new(
         config: AppSettings,
         runtime_dir: &Path,
         max_header_size: usize,
         plugins: &Plugins,
+        server_plugins: &[String],
     ) -> App {
         let runner = match &config.cgi {
             Some(cgi) => Runner::Cgi(CgiApp::new(&config, cgi, max_header_size)),
@@ -122,6 +128,7 @@ impl App {
             name: Arc::from(config.name.as_str()),
             limits: ExchangeLimits::of(&config, max_header_size),
             plugins: plugins.chain(&config.plugins),
+            injectors: injectors(plugins, server_plugins, &config.plugins),
             runner,
             config,
         }
@@ -188,7 +195,7 @@ impl App {
             server_software: SERVER_SOFTWARE,
         };
         let mut params = params::build(&info, target, &self.config.params);
-        if self.plugins.has_env() {
+        if self.injectors.has_env() {
             let view = RequestView::new(
                 request.method,
                 request.uri,
@@ -198,7 +205,7 @@ impl App {
                 &request.peer.local_text,
                 &self.name,
             );
-            self.plugins
+            self.injectors
                 .inject_env(&view, &mut params)
                 .map_err(|e| AppError::plugin(&self.name, e))?;
         }
@@ -223,6 +230,20 @@ impl App {
     }
 }
 
+/// The chain that injects parameters into an app's requests: server-wide
+/// plugins first (they run for every request that reaches an app; before
+/// the mapping there is no app and no parameter yet), then the app's own,
+/// each plugin once.
+fn injectors(plugins: &Plugins, server: &[String], app: &[String]) -> Chain {
+    let mut names: Vec<String> = Vec::with_capacity(server.len() + app.len());
+    for name in server.iter().chain(app) {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    plugins.chain(&names)
+}
+
 /// Every app of the gateway, keyed by name.
 #[derive(Debug, Default)]
 pub struct Apps {
@@ -242,7 +263,7 @@ impl Apps {
         let by_name = apps
             .into_iter()
             .map(|app| {
-                let app = App::new(app, runtime_dir, max_header_size, plugins);
+                let app = App::new(app, runtime_dir, max_header_size, plugins, &server.plugins);
                 (app.name.clone(), app)
             })
             .collect();
