@@ -7,7 +7,7 @@
 //! (that is `command`).
 
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
@@ -237,8 +237,25 @@ fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerSettings, Co
             Some(path) => AccessLogTarget::File(src.path(path)),
         },
         runtime_dir: raw.runtime_dir.map(|d| src.path(&d)),
+        plugin_cache_dir: match raw.plugin_cache_dir.as_deref() {
+            None => default_plugin_cache_dir(),
+            Some("") => None,
+            Some(dir) => Some(src.path(dir)),
+        },
         plugins: Vec::new(),
     })
+}
+
+/// The user's cache folder for fastgate (XDG base directories), if there
+/// is a home to put it in.
+fn default_plugin_cache_dir() -> Option<PathBuf> {
+    let var = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let base = var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|home| home.join(".cache")))?;
+    Some(base.join("fastgate"))
 }
 
 /// The `name` of an `[[app]]` or `[[plugin]]`: present, and letters,

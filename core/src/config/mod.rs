@@ -84,6 +84,10 @@ pub struct ServerSettings {
     /// Folder for per-app runtime directories (`runtime_dir`, default: a
     /// fresh private temporary directory).
     pub runtime_dir: Option<PathBuf>,
+    /// Where compiled wasm plugins are kept between starts
+    /// (`plugin_cache_dir`; default `$XDG_CACHE_HOME/fastgate` or
+    /// `~/.cache/fastgate`; `""` turns the cache off).
+    pub plugin_cache_dir: Option<PathBuf>,
     /// Plugins applied to every request, in order, before the handler
     /// mapping (`plugins`, names of `[[plugin]]` entries).
     pub plugins: Vec<String>,

@@ -55,6 +55,7 @@ pub(super) struct RawServer {
     pub(super) send_timeout: Option<Spanned<Scalar>>,
     pub(super) access_log: Option<String>,
     pub(super) runtime_dir: Option<String>,
+    pub(super) plugin_cache_dir: Option<String>,
     pub(super) plugins: Option<Vec<Spanned<String>>>,
 }
 

@@ -41,6 +41,14 @@ fn render_server(out: &mut String, s: &ServerSettings) {
         humantime::format_duration(s.body_read_timeout),
         humantime::format_duration(s.send_timeout)
     );
+    let _ = writeln!(
+        out,
+        "plugin cache {}",
+        s.plugin_cache_dir.as_ref().map_or(
+            "off (wasm plugins compiled at every start)".to_string(),
+            |d| d.display().to_string()
+        )
+    );
     let h = &s.head_limits;
     let _ = writeln!(
         out,
