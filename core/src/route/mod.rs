@@ -318,6 +318,7 @@ mod tests {
             send_timeout: Duration::from_secs(60),
             access_log: AccessLogTarget::Off,
             runtime_dir: None,
+            plugin_cache_dir: None,
             plugins: vec![],
         }
     }
