@@ -18,6 +18,7 @@ mod plugins;
 mod pool;
 mod protocol;
 mod recycle;
+mod sdk_outside;
 mod security;
 mod spool;
 mod static_files;
