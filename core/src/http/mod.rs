@@ -235,7 +235,7 @@ impl Gateway {
         headers: &http::HeaderMap,
     ) -> Result<Response<ResponseBody>, GatewayError> {
         match route {
-            Route::Static { file } => static_files::serve(method, uri, headers, &file).await,
+            Route::Static { file } => static_files::serve(method, uri, headers, &file, None).await,
             Route::AddSlash { location } => Ok(static_files::redirect_with_query(location, uri)),
             Route::NotFound => Err(GatewayError::NotFound),
             Route::MethodNotAllowed { allow } => Err(GatewayError::MethodNotAllowed { allow }),
