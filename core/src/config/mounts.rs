@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 
+use super::parse::parse_static_url;
 use super::{
     AppKey, AppSettings, Config, ConfigError, HandlerPattern, ResourceType, StaticSettings,
 };
@@ -131,6 +132,22 @@ pub fn check_mappings(config: &Config, apps: &[AppSettings]) -> Vec<ConfigError>
     }
     let mut seen: Vec<(&str, &PathBuf, &AppSettings)> = Vec::new();
     for (url, dir, app) in proposals(apps) {
+        // A launcher's URL is held to what a [[static]] table may say: not
+        // "/" (the whole site, which would hide every app).
+        if let Err(message) = parse_static_url(url).and_then(|u| {
+            (u == url)
+                .then_some(())
+                .ok_or_else(|| format!("{url:?} must end with '/'"))
+        }) {
+            problems.push(error(
+                format!("static \"{url}\""),
+                format!(
+                    "proposed by the launcher of app \"{}\": {message}",
+                    app.name
+                ),
+            ));
+            continue;
+        }
         if statics.iter().any(|s| s.url == url) {
             continue;
         }
@@ -304,6 +321,18 @@ mod tests {
             problems[0]
         );
         assert!(static_folders(&[table("/media/", None, None)], &[]).is_empty());
+    }
+
+    #[test]
+    fn a_launcher_may_not_take_the_whole_site() {
+        let problems = check_mappings(&config(&[]), &[with_proposal("/", "/srv")]);
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0]
+                .message
+                .starts_with("proposed by the launcher of app \"site\": \"/\" is the whole site"),
+            "{problems:?}"
+        );
     }
 
     #[test]
