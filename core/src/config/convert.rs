@@ -22,13 +22,15 @@ use super::{
 mod app;
 mod head;
 mod section;
+mod statics;
 
 use app::convert_app;
 use head::head_limits;
 use section::Section;
+use statics::convert_statics;
 
 /// The whole file: the plugins first (apps and the server refer to them by
-/// name), then the server, then every app.
+/// name), then the server, the static folders, then every app.
 pub(super) fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
     let plugins = convert_plugins(raw.plugin, src)?;
     let mut raw_server = raw.server.unwrap_or_default();
@@ -36,6 +38,7 @@ pub(super) fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, Config
     let mut server = convert_server(raw_server, src)?;
     server.plugins = server_plugins;
     let mut warnings = Vec::new();
+    let static_folders = convert_statics(raw.static_folders, src, &mut warnings)?;
     let apps = convert_apps(raw.app, &plugins, &server, src, &mut warnings)?;
     if !server.root.is_dir() {
         warnings.push(format!(
@@ -47,6 +50,7 @@ pub(super) fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, Config
         source: src.file.map(Path::to_path_buf),
         base_dir: src.base.clone(),
         server,
+        static_folders,
         apps,
         plugins,
         warnings,
