@@ -59,6 +59,10 @@ pub enum RunError {
     /// long for the apps' sockets).
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    /// Mounts or static folders that cannot work with the apps as their
+    /// launchers resolved them.
+    #[error("{}", .0.join("; "))]
+    Mappings(Vec<String>),
 }
 
 /// Serves `config` until SIGTERM or SIGINT, then drains in-flight requests
@@ -68,6 +72,12 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         warn!("{warning}");
     }
     let prepared = plugin::prepare(&config).map_err(RunError::Plugins)?;
+    let problems = config::check_mappings(&config, &prepared.apps);
+    if !problems.is_empty() {
+        return Err(RunError::Mappings(
+            problems.iter().map(ToString::to_string).collect(),
+        ));
+    }
     check::socket_paths(
         &config,
         &prepared.apps,
@@ -82,7 +92,8 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
 
     // The mappings follow the apps in the file's order; each app is a pool
     // of processes, or (CGI) a process per request.
-    let router = Router::new(&config.server, &prepared.apps);
+    let folders = config::static_folders(&config.static_folders, &prepared.apps);
+    let router = Router::new(&config.server, &prepared.apps, &folders);
     let apps = Arc::new(Apps::new(
         &config.server,
         prepared.apps,

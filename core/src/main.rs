@@ -116,6 +116,7 @@ fn check(path: &Path) -> ExitCode {
     if let Err(e) = fastgate::check::socket_paths(&resolved, &resolved.apps, &runtime_dir) {
         problems.push(e);
     }
+    problems.extend(config::check_mappings(&resolved, &resolved.apps));
     print!("{}", config::render_summary(&resolved));
     print!(
         "{}",

@@ -264,7 +264,7 @@ fn check_lists_each_plugin_with_its_kind_capabilities_and_places() {
         "\"guard\", \"tenant\"",
         "plugins = [\"tenant\"]",
         &format!(
-            "{guard}\n{}\n[[app]]\nname = \"site\"\nlauncher = \"php\"\nroot = \"www/sub\"\nhandles = [\"/sub/*\"]\n",
+            "{guard}\n{}\n[[app]]\nname = \"site\"\nlauncher = \"php\"\nroot = \"www/sub\"\nhandles = [\"*.phtml\"]\n",
             tenant(PluginBuild::Native, "default = \"public\"")
         ),
     );

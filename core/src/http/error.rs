@@ -31,6 +31,12 @@ pub enum GatewayError {
     Head(Refusal),
     #[error("no file or mapping for this path")]
     NotFound,
+    /// A file in a static folder that an app's `*.ext` pattern maps: its
+    /// source must not leak, and scripts do not run from static folders.
+    #[error(
+        "a script of app \"{app}\" (its *.ext handles) inside the static folder {url}: not sent as a file, and not run (scripts run from the app's root, not from [[static]] folders)"
+    )]
+    ScriptInStaticFolder { app: Arc<str>, url: String },
     #[error("method not allowed here")]
     MethodNotAllowed { allow: Vec<Method> },
     #[error(transparent)]
@@ -61,7 +67,9 @@ impl GatewayError {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
             }
             GatewayError::Head(_) => StatusCode::BAD_REQUEST,
-            GatewayError::NotFound => StatusCode::NOT_FOUND,
+            GatewayError::NotFound | GatewayError::ScriptInStaticFolder { .. } => {
+                StatusCode::NOT_FOUND
+            }
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Body(e) => match e {
                 BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -166,6 +174,16 @@ impl GatewayError {
         }
     }
 
+    /// What a client error says about the request: its own text, but for a
+    /// script in a static folder, which is a plain 404 to every client (the
+    /// log says which app and folder).
+    fn client_text(&self) -> String {
+        match self {
+            GatewayError::ScriptInStaticFolder { .. } => GatewayError::NotFound.to_string(),
+            _ => self.to_string(),
+        }
+    }
+
     /// The page any client may read: the status and, for a fault in the
     /// request itself, what was wrong with it. Nothing the server knows
     /// and the client did not send: no app, pid, path, exit status, cause
@@ -177,6 +195,7 @@ impl GatewayError {
             | GatewayError::BadRequest(_)
             | GatewayError::Head(_)
             | GatewayError::NotFound
+            | GatewayError::ScriptInStaticFolder { .. }
             | GatewayError::MethodNotAllowed { .. } => true,
             GatewayError::Body(e) => status.is_client_error() && !matches!(e, BodyError::Spill(_)),
             // A 431/414 from an app names the app and the parameter; a
@@ -184,7 +203,7 @@ impl GatewayError {
             _ => false,
         };
         if about_the_request {
-            format!("{} {reason}: {self}\n", status.as_u16())
+            format!("{} {reason}: {}\n", status.as_u16(), self.client_text())
         } else {
             format!("{} {reason}\n", status.as_u16())
         }
@@ -211,7 +230,7 @@ impl GatewayError {
         let reason = status.canonical_reason().unwrap_or("Error");
         let text = match (self.app(), status.is_client_error()) {
             // Client errors say what was wrong with the request.
-            (_, true) => format!("{} {reason}: {self}\n", status.as_u16()),
+            (_, true) => format!("{} {reason}: {}\n", status.as_u16(), self.client_text()),
             (app, false) => {
                 let about = match (app, self) {
                     (Some(app), GatewayError::App(e)) if e.is_offline() => {

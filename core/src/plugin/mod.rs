@@ -18,6 +18,7 @@ mod builtin;
 pub mod launch;
 mod native;
 mod wasm;
+pub mod wasm_cache;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -260,6 +261,7 @@ pub struct Prepared {
 /// `fastgate serve` and `fastgate check` do before anything else. Errors
 /// are one line each, naming the plugin (and app).
 pub fn prepare(config: &Config) -> Result<Prepared, Vec<String>> {
+    wasm_cache::use_dir(config.server.plugin_cache_dir.as_deref());
     // A plugin that cannot load (or refuses its `config`) is pointed at by
     // the line of its `[[plugin]]` table.
     let plugins = Plugins::load(&config.plugins).map_err(|errors| {
