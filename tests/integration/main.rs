@@ -13,6 +13,7 @@ mod launchers;
 mod lifecycle;
 mod limits;
 mod php;
+mod plugin_contract;
 mod plugins;
 mod pool;
 mod protocol;
