@@ -48,6 +48,11 @@ cargo build "${plugins[@]}" -p bad-abi
 cargo build "${builtins[@]}"
 cargo build --release --target wasm32-wasip2 "${plugins[@]}" "${builtins[@]}"
 
+#    The SDK as a plugin author outside this repository gets it: packaged
+#    and built on its own (`cargo package` verifies by building the .crate).
+say "packaging fastgate-sdk"
+cargo package -p fastgate-sdk --allow-dirty --quiet
+
 # 4. Django (5.2 LTS: python3 here is 3.11) in a virtualenv under target/,
 #    for the Python launcher's tests.
 venv=target/django-venv

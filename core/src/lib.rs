@@ -53,6 +53,10 @@ pub enum RunError {
     Signals(#[source] std::io::Error),
     #[error("{}", .0.join("; "))]
     Plugins(Vec<String>),
+    /// Mounts or static folders that cannot work with the apps as their
+    /// launchers resolved them.
+    #[error("{}", .0.join("; "))]
+    Mappings(Vec<String>),
 }
 
 /// Serves `config` until SIGTERM or SIGINT, then drains in-flight requests
@@ -62,6 +66,12 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         warn!("{warning}");
     }
     let prepared = plugin::prepare(&config).map_err(RunError::Plugins)?;
+    let problems = config::check_mappings(&config, &prepared.apps);
+    if !problems.is_empty() {
+        return Err(RunError::Mappings(
+            problems.iter().map(ToString::to_string).collect(),
+        ));
+    }
     let config = Arc::new(config);
     // Sockets live in a private directory: either the configured one or a
     // fresh temporary one that is removed on exit.
@@ -71,7 +81,8 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
 
     // The mappings follow the apps in the file's order; each app is a pool
     // of processes, or (CGI) a process per request.
-    let router = Router::new(&config.server, &prepared.apps);
+    let folders = config::static_folders(&config.static_folders, &prepared.apps);
+    let router = Router::new(&config.server, &prepared.apps, &folders);
     let apps = Arc::new(Apps::new(
         &config.server,
         prepared.apps,

@@ -117,7 +117,8 @@ fn check(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let problems = config::check_commands(&resolved);
+    let mut problems = config::check_commands(&resolved);
+    problems.extend(config::check_mappings(&resolved, &resolved.apps));
     print!("{}", config::render_summary(&resolved));
     if problems.is_empty() {
         println!("configuration OK");

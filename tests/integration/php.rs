@@ -93,7 +93,9 @@ fn path_info_and_script_name_for_extension_mappings() {
 #[test]
 fn path_info_and_script_name_for_prefix_mappings() {
     // resource_type = "unspecified": no file check, so SCRIPT_FILENAME is set
-    // in [app.params] to a real script (config params override).
+    // in [app.params] to a real script (config params override). Mounted at
+    // its prefix (without `mount`, the app would be at the site root:
+    // mounts::issue13_php_with_a_prefix_mapping_at_the_default_mount).
     let script = fixtures().join("www/server.php").canonicalize().unwrap();
     let config = format!(
         r#"[server]
@@ -103,6 +105,7 @@ root = "www"
 name = "app"
 command = "{php}"
 handles = ["/app/*"]
+mount = "/app"
 resource_type = "unspecified"
 [app.params]
 SCRIPT_FILENAME = "{script}"

@@ -449,11 +449,12 @@ fn a_wasm_plugin_built_for_another_contract_is_refused_naming_both_versions() {
     );
 }
 
-/// A site whose app `py` is started by the misbehave launcher, with its
-/// runtime directory at `run/`, and `options` in `[app.options]`.
+/// A site whose app `py` is started by the misbehave launcher (which maps
+/// `/py/*`; the app is mounted there), with its runtime directory at
+/// `run/`, and `options` in `[app.options]`.
 fn launched_by_misbehave(build: PluginBuild, app_lines: &str, options: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\nruntime_dir = \"run\"\n{}\n[[app]]\nname = \"py\"\nlauncher = \"m\"\n{app_lines}\n[app.options]\n{options}\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\nruntime_dir = \"run\"\n{}\n[[app]]\nname = \"py\"\nlauncher = \"m\"\nmount = \"/py\"\n{app_lines}\n[app.options]\n{options}\n",
         misbehave(build, "")
     )
 }
@@ -548,6 +549,7 @@ root = "www"
 [[app]]
 name = "py"
 launcher = "m"
+mount = "/py"
 max_instances = 1
 [app.options]
 args = ["--exit-after", "1000"]

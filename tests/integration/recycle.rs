@@ -179,4 +179,10 @@ fn stopping_the_gateway_while_processes_start_leaves_none_behind() {
         "processes left running: {alive:?}\n{}",
         gw.logs()
     );
+    // Starts the shutdown ended are no failures of the app.
+    assert!(
+        !gw.logs().contains("could not start a process"),
+        "{}",
+        gw.logs()
+    );
 }

@@ -302,7 +302,7 @@ fn the_bridge_exits_on_sigterm_between_requests() {
 }
 
 /// The Django virtualenv tests/run.sh creates, or a loud failure.
-fn django_venv() -> std::path::PathBuf {
+pub(crate) fn django_venv() -> std::path::PathBuf {
     let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/django-venv");
     let venv = venv.canonicalize().unwrap_or(venv);
     let ok = Command::new(venv.join("bin/python"))
@@ -319,7 +319,7 @@ fn django_venv() -> std::path::PathBuf {
 
 /// A fresh `startproject` site with the admin, a migrated sqlite database,
 /// collected static files and a superuser.
-fn django_site(venv: &std::path::Path) -> tempfile::TempDir {
+pub(crate) fn django_site(venv: &std::path::Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
         let out = Command::new(venv.join("bin/python"))

@@ -9,12 +9,15 @@ use std::path::PathBuf;
 /// variables need to know about the path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptTarget {
-    /// `SCRIPT_NAME`: the URL path of the script (`/a/info.php`; the prefix for
-    /// prefix mappings; empty for an app mounted at `/*`).
+    /// `SCRIPT_NAME`: the URL path of the script for `*.ext` and `*`
+    /// mappings (`/a/info.php`); the app's `mount` for `/prefix/*` and
+    /// `/exact` mappings (empty at the site root, the default).
     pub script_name: String,
     /// `PATH_INFO`: the rest of the decoded path after `script_name` (may be empty).
     pub path_info: String,
-    /// `SCRIPT_FILENAME`: the script on disk (`root` + `script_name`).
+    /// `SCRIPT_FILENAME`: the script on disk (`root` + `script_name`; for a
+    /// mounted app, `root` + mount, which both runners agree on: the CGI
+    /// runner executes it, a FastCGI app is told it).
     pub script_filename: PathBuf,
     /// `DOCUMENT_ROOT`: the app's root folder.
     pub document_root: PathBuf,

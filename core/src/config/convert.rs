@@ -7,7 +7,7 @@
 //! (that is `command`).
 
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
@@ -22,13 +22,15 @@ use super::{
 mod app;
 mod head;
 mod section;
+mod statics;
 
 use app::convert_app;
 use head::head_limits;
 use section::Section;
+use statics::convert_statics;
 
 /// The whole file: the plugins first (apps and the server refer to them by
-/// name), then the server, then every app.
+/// name), then the server, the static folders, then every app.
 pub(super) fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
     let plugins = convert_plugins(raw.plugin, src)?;
     let mut raw_server = raw.server.unwrap_or_default();
@@ -36,6 +38,7 @@ pub(super) fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, Config
     let mut server = convert_server(raw_server, src)?;
     server.plugins = server_plugins;
     let mut warnings = Vec::new();
+    let static_folders = convert_statics(raw.static_folders, src, &mut warnings)?;
     let apps = convert_apps(raw.app, &plugins, &server, src, &mut warnings)?;
     if !server.root.is_dir() {
         warnings.push(format!(
@@ -47,6 +50,7 @@ pub(super) fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, Config
         source: src.file.map(Path::to_path_buf),
         base_dir: src.base.clone(),
         server,
+        static_folders,
         apps,
         plugins,
         warnings,
@@ -237,8 +241,25 @@ fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerSettings, Co
             Some(path) => AccessLogTarget::File(src.path(path)),
         },
         runtime_dir: raw.runtime_dir.map(|d| src.path(&d)),
+        plugin_cache_dir: match raw.plugin_cache_dir.as_deref() {
+            None => default_plugin_cache_dir(),
+            Some("") => None,
+            Some(dir) => Some(src.path(dir)),
+        },
         plugins: Vec::new(),
     })
+}
+
+/// The user's cache folder for fastgate (XDG base directories), if there
+/// is a home to put it in.
+fn default_plugin_cache_dir() -> Option<PathBuf> {
+    let var = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let base = var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|home| home.join(".cache")))?;
+    Some(base.join("fastgate"))
 }
 
 /// The `name` of an `[[app]]` or `[[plugin]]`: present, and letters,

@@ -23,6 +23,7 @@ use http::Method;
 mod command;
 mod convert;
 mod load;
+mod mounts;
 mod parse;
 mod raw;
 mod source;
@@ -30,7 +31,8 @@ mod summary;
 
 pub use command::{check_commands, install_hint, resolve_command};
 pub use load::{load_file, load_str};
-pub use parse::{parse_fallback, parse_pattern, parse_resource_type};
+pub use mounts::{StaticFolder, check_mappings, static_folders};
+pub use parse::{parse_fallback, parse_mount, parse_pattern, parse_resource_type};
 pub use source::ConfigError;
 pub use summary::render_summary;
 
@@ -42,6 +44,9 @@ pub struct Config {
     /// Where relative paths resolve: the file's folder, absolute.
     pub base_dir: PathBuf,
     pub server: ServerSettings,
+    /// `[[static]]`: URL prefixes served from folders, in file order
+    /// (launchers' proposals join them in [`static_folders`]).
+    pub static_folders: Vec<StaticSettings>,
     pub apps: Vec<AppSettings>,
     /// `[[plugin]]`: every plugin the gateway loads, in file order.
     pub plugins: Vec<PluginSettings>,
@@ -84,9 +89,27 @@ pub struct ServerSettings {
     /// Folder for per-app runtime directories (`runtime_dir`, default: a
     /// fresh private temporary directory).
     pub runtime_dir: Option<PathBuf>,
+    /// Where compiled wasm plugins are kept between starts
+    /// (`plugin_cache_dir`; default `$XDG_CACHE_HOME/fastgate` or
+    /// `~/.cache/fastgate`; `""` turns the cache off).
+    pub plugin_cache_dir: Option<PathBuf>,
     /// Plugins applied to every request, in order, before the handler
     /// mapping (`plugins`, names of `[[plugin]]` entries).
     pub plugins: Vec<String>,
+}
+
+/// One `[[static]]` as the file writes it: a URL prefix served from a
+/// folder outside (or inside) the document root, like an IIS virtual
+/// directory or nginx's `alias`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticSettings {
+    /// The URL prefix, ending in `/` (`url`).
+    pub url: String,
+    /// The folder (`dir`); absent only to add `cache_control` to the
+    /// folder a launcher proposes at the same `url`.
+    pub dir: Option<PathBuf>,
+    /// `Cache-Control` sent with its files (`cache_control`, default none).
+    pub cache_control: Option<String>,
 }
 
 /// Limits on a request head. A head beyond one of them is answered 431
@@ -177,6 +200,12 @@ pub struct AppSettings {
     pub working_dir: Option<PathBuf>,
     /// Document root of this app (`root`, default `server.root`).
     pub root: PathBuf,
+    /// Where the app lives in the URL space (`mount`, IIS's application
+    /// path, WSGI's `SCRIPT_NAME`): `""` for the site root (the default),
+    /// else `/a/b`. For the URL patterns `/prefix/*` and `/exact`,
+    /// `SCRIPT_NAME` is the mount and `PATH_INFO` the rest of the path;
+    /// the name patterns `*.ext` and `*` name their script and ignore it.
+    pub mount: String,
     /// Path patterns this app handles (`handles`).
     pub handles: Vec<HandlerPattern>,
     /// Methods this app handles (`verbs`, default all).
@@ -250,6 +279,7 @@ pub struct AppSettings {
     pub runtime_dirs: Vec<String>,
     /// URL prefix (ending in `/`) → folder the gateway serves itself (from
     /// a launcher, e.g. Django's static files); the app never sees those.
+    /// Served with the `[[static]]` tables, through [`static_folders`].
     pub static_dirs: Vec<(String, std::path::PathBuf)>,
     /// Run as RFC 3875 CGI, one process per request (the `cgi` launcher),
     /// instead of a FastCGI pool.
@@ -283,6 +313,7 @@ pub struct LauncherRef {
 pub enum AppKey {
     Command,
     Handles,
+    Mount,
     ResourceType,
     Fallback,
     MaxInstances,
@@ -301,6 +332,7 @@ impl AppKey {
         match self {
             AppKey::Command => "command",
             AppKey::Handles => "handles",
+            AppKey::Mount => "mount",
             AppKey::ResourceType => "resource_type",
             AppKey::Fallback => "fallback",
             AppKey::MaxInstances => "max_instances",

@@ -49,6 +49,18 @@ pub fn parse_pattern(p: &str) -> Result<HandlerPattern, String> {
     Ok(HandlerPattern::Exact(p.trim_end_matches('/').to_string()).normalize_root())
 }
 
+/// A handler pattern as it is written in the file.
+impl std::fmt::Display for HandlerPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandlerPattern::Extension(e) => write!(f, "*.{e}"),
+            HandlerPattern::Prefix(p) => write!(f, "{p}/*"),
+            HandlerPattern::Exact(p) => f.write_str(p),
+            HandlerPattern::Any => f.write_str("*"),
+        }
+    }
+}
+
 impl HandlerPattern {
     /// `"/"` as an exact pattern means the root path itself.
     fn normalize_root(self) -> HandlerPattern {
@@ -161,6 +173,78 @@ pub fn parse_fallback(s: &str) -> Result<String, String> {
     }
 }
 
+/// A URL path as a mount or a static folder's `url` is written: decoded
+/// (no `%`), absolute, no empty, `.` or `..` segment, no control
+/// character, and none of `*`, `?`, `#` (they would never match a
+/// normalised request path, or mean something they do not here).
+fn plain_url_path(s: &str) -> Result<(), String> {
+    if !s.starts_with('/') {
+        return Err("must start with '/'".into());
+    }
+    let inner = s.strip_suffix('/').unwrap_or(s);
+    if inner
+        .split('/')
+        .skip(1)
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err("must not have empty, '.' or '..' segments".into());
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| c.is_control() || matches!(c, '*' | '?' | '#' | '%'))
+    {
+        return Err(format!(
+            "must not contain {c:?} (write the path decoded, without wildcards)"
+        ));
+    }
+    Ok(())
+}
+
+/// `mount`: where an app lives in the URL space (IIS's application path,
+/// WSGI's `SCRIPT_NAME`). `"/"` (or `""`) is the site root, stored as the
+/// empty string; anything else is `/a/b`, without a trailing `/`.
+pub fn parse_mount(s: &str) -> Result<String, String> {
+    if s.is_empty() || s == "/" {
+        return Ok(String::new());
+    }
+    plain_url_path(s).map_err(|m| format!("{s:?} {m}"))?;
+    if s.ends_with('/') {
+        return Err(format!(
+            "{s:?} must not end with '/' (write {:?}; \"/\" is the site root)",
+            s.trim_end_matches('/')
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// A `[[static]]` `url`: a folder-like URL prefix, stored with its
+/// trailing `/` (`/wp-content` and `/wp-content/` are the same folder).
+/// Not `/` itself: the site root is `[server] root`.
+pub(super) fn parse_static_url(s: &str) -> Result<String, String> {
+    plain_url_path(s).map_err(|m| format!("{s:?} {m}"))?;
+    if s == "/" {
+        return Err(
+            "\"/\" is the whole site: serve it from [server] root, and give [[static]] a prefix such as \"/media/\"".into(),
+        );
+    }
+    Ok(if s.ends_with('/') {
+        s.to_string()
+    } else {
+        format!("{s}/")
+    })
+}
+
+/// `cache_control`: sent as it is, so it must be a valid header value.
+pub(super) fn parse_cache_control(s: &str) -> Result<String, String> {
+    let trimmed = s.trim();
+    if trimmed.is_empty() {
+        return Err("must not be empty (leave the key out for no Cache-Control)".into());
+    }
+    http::HeaderValue::from_str(trimmed)
+        .map(|_| trimmed.to_string())
+        .map_err(|_| format!("{s:?} is not a valid header value (visible ASCII only)"))
+}
+
 /// `unix` or `tcp`.
 pub(super) fn parse_protocol(s: &str) -> Result<Protocol, String> {
     match s {
@@ -195,6 +279,7 @@ pub(super) fn parse_on_error(s: &str) -> Result<OnError, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -220,5 +305,34 @@ mod tests {
         for bad in ["foo", "*.", "/a/*/b", "**", "/a/../b", "*.p/hp"] {
             assert!(parse_pattern(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn mounts() {
+        assert_eq!(parse_mount("/"), Ok(String::new()));
+        assert_eq!(parse_mount(""), Ok(String::new()));
+        assert_eq!(parse_mount("/trac"), Ok("/trac".into()));
+        assert_eq!(parse_mount("/a/b"), Ok("/a/b".into()));
+        for bad in [
+            "trac", "/trac/", "/a//b", "/a/../b", "/./a", "/a/*", "/a%20b", "/a?b", "/a\nb",
+        ] {
+            assert!(parse_mount(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_mount("/trac/").unwrap_err().contains("\"/trac\""));
+    }
+
+    #[test]
+    fn static_urls_and_cache_control() {
+        assert_eq!(parse_static_url("/media"), Ok("/media/".into()));
+        assert_eq!(parse_static_url("/wp-content/"), Ok("/wp-content/".into()));
+        for bad in ["/", "media/", "/a/../b/", "//a/", "/a/%2e%2e/"] {
+            assert!(parse_static_url(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parse_cache_control(" public, max-age=3600 "),
+            Ok("public, max-age=3600".into())
+        );
+        assert!(parse_cache_control("").is_err());
+        assert!(parse_cache_control("max-age=1\r\nX-Evil: 1").is_err());
     }
 }

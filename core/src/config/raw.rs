@@ -11,15 +11,26 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-/// The whole file: `[server]`, every `[[app]]` and every `[[plugin]]`.
+/// The whole file: `[server]`, every `[[static]]`, `[[app]]` and `[[plugin]]`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub(super) server: Option<RawServer>,
+    #[serde(default, rename = "static")]
+    pub(super) static_folders: Vec<Spanned<RawStatic>>,
     #[serde(default)]
     pub(super) app: Vec<Spanned<RawApp>>,
     #[serde(default)]
     pub(super) plugin: Vec<Spanned<RawPlugin>>,
+}
+
+/// One `[[static]]`: a URL prefix served from a folder.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStatic {
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) dir: Option<Spanned<String>>,
+    pub(super) cache_control: Option<Spanned<String>>,
 }
 
 /// One `[[plugin]]`.
@@ -55,6 +66,7 @@ pub(super) struct RawServer {
     pub(super) send_timeout: Option<Spanned<Scalar>>,
     pub(super) access_log: Option<String>,
     pub(super) runtime_dir: Option<String>,
+    pub(super) plugin_cache_dir: Option<String>,
     pub(super) plugins: Option<Vec<Spanned<String>>>,
 }
 
@@ -68,6 +80,7 @@ pub(super) struct RawApp {
     pub(super) args: Vec<String>,
     pub(super) working_dir: Option<String>,
     pub(super) root: Option<String>,
+    pub(super) mount: Option<Spanned<String>>,
     pub(super) handles: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) verbs: Option<Vec<Spanned<String>>>,
     pub(super) resource_type: Option<Spanned<String>>,

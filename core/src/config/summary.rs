@@ -10,14 +10,16 @@ use std::time::Duration;
 
 use http::Method;
 
+use super::mounts::mount_text;
 use super::{
-    AppKey, AppSettings, Config, HandlerPattern, ResourceType, ServerSettings, StderrMode, Verbs,
+    AppKey, AppSettings, Config, ResourceType, ServerSettings, StderrMode, Verbs, static_folders,
 };
 
 /// A readable summary of a configuration, for `fastgate check`.
 pub fn render_summary(config: &Config) -> String {
     let mut out = String::new();
     render_server(&mut out, &config.server);
+    render_static_folders(&mut out, config);
     for app in &config.apps {
         render_app(&mut out, app);
     }
@@ -41,12 +43,45 @@ fn render_server(out: &mut String, s: &ServerSettings) {
         humantime::format_duration(s.body_read_timeout),
         humantime::format_duration(s.send_timeout)
     );
+    let _ = writeln!(
+        out,
+        "plugin cache {}",
+        s.plugin_cache_dir.as_ref().map_or(
+            "off (wasm plugins compiled at every start)".to_string(),
+            |d| d.display().to_string()
+        )
+    );
     let h = &s.head_limits;
     let _ = writeln!(
         out,
         "head limits max_header_line {} bytes, max_request_head {} bytes, max_headers {}, max_uri_length {} bytes",
         h.max_header_line, h.max_request_head, h.max_headers, h.max_uri_length
     );
+}
+
+/// Every static folder, as it will be served, with where it came from.
+fn render_static_folders(out: &mut String, config: &Config) {
+    for folder in static_folders(&config.static_folders, &config.apps) {
+        let cache = folder
+            .cache_control
+            .as_deref()
+            .map_or("no Cache-Control".to_string(), |v| {
+                format!("Cache-Control: {v}")
+            });
+        let origin = match (&folder.proposed_by, folder.in_file) {
+            (None, _) => "file".to_string(),
+            (Some((app, launcher)), false) => format!("launcher \"{launcher}\" of app \"{app}\""),
+            (Some((app, launcher)), true) => {
+                format!("file, over launcher \"{launcher}\" of app \"{app}\"")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "static      {} -> {}, {cache} ({origin})",
+            folder.url,
+            folder.dir.display()
+        );
+    }
 }
 
 /// An app: its process pool first, then what it handles and runs with.
@@ -133,8 +168,9 @@ fn seconds(d: Duration) -> String {
 }
 
 fn render_mapping(out: &mut String, app: &AppSettings) {
-    let handles: Vec<String> = app.handles.iter().map(pattern_text).collect();
+    let handles: Vec<String> = app.handles.iter().map(ToString::to_string).collect();
     traced(out, app, AppKey::Handles, handles.join(", "));
+    traced(out, app, AppKey::Mount, mount_text(&app.mount));
     let verbs = match &app.verbs {
         Verbs::Any => "*".to_string(),
         Verbs::List(list) => list
@@ -194,16 +230,6 @@ fn render_environment(out: &mut String, app: &AppSettings) {
     }
 }
 
-/// A handler pattern as it is written in the file.
-fn pattern_text(pattern: &HandlerPattern) -> String {
-    match pattern {
-        HandlerPattern::Extension(e) => format!("*.{e}"),
-        HandlerPattern::Prefix(p) => format!("{p}/*"),
-        HandlerPattern::Exact(p) => p.clone(),
-        HandlerPattern::Any => "*".into(),
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -237,6 +263,7 @@ mod tests {
             "  idle_timeout          300s (default)\n",
             "  stderr_mode           return-stderr-in-500 (default)\n",
             "  handles               *.php (file)\n",
+            "  mount                 / (default)\n",
             "  resource_type         file (default)\n",
             "  fallback              none (default)\n",
         ] {

@@ -30,6 +30,12 @@ pub enum GatewayError {
     Head(Refusal),
     #[error("no file or mapping for this path")]
     NotFound,
+    /// A file in a static folder that an app's `*.ext` pattern maps: its
+    /// source must not leak, and scripts do not run from static folders.
+    #[error(
+        "a script of app \"{app}\" (its *.ext handles) inside the static folder {url}: not sent as a file, and not run (scripts run from the app's root, not from [[static]] folders)"
+    )]
+    ScriptInStaticFolder { app: Arc<str>, url: String },
     #[error("method not allowed here")]
     MethodNotAllowed { allow: Vec<Method> },
     #[error(transparent)]
@@ -60,7 +66,9 @@ impl GatewayError {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
             }
             GatewayError::Head(_) => StatusCode::BAD_REQUEST,
-            GatewayError::NotFound => StatusCode::NOT_FOUND,
+            GatewayError::NotFound | GatewayError::ScriptInStaticFolder { .. } => {
+                StatusCode::NOT_FOUND
+            }
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Body(e) => match e {
                 BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -117,6 +125,11 @@ impl GatewayError {
         let status = self.status();
         let reason = status.canonical_reason().unwrap_or("Error");
         let detail = match (self.app(), status.is_client_error()) {
+            // The log says which app and folder; the client learns nothing
+            // of either.
+            _ if matches!(self, GatewayError::ScriptInStaticFolder { .. }) => {
+                ": no file or mapping for this path".to_string()
+            }
             // Client errors say what was wrong with the request.
             (_, true) => format!(": {self}"),
             (Some(app), false) => match self {

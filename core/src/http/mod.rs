@@ -239,7 +239,13 @@ impl Gateway {
         headers: &http::HeaderMap,
     ) -> Result<Response<ResponseBody>, GatewayError> {
         match route {
-            Route::Static { file } => static_files::serve(method, uri, headers, &file).await,
+            Route::Static {
+                file,
+                cache_control,
+            } => static_files::serve(method, uri, headers, &file, cache_control.as_ref()).await,
+            Route::ScriptInStaticFolder { app, url } => {
+                Err(GatewayError::ScriptInStaticFolder { app, url })
+            }
             Route::AddSlash { location } => Ok(static_files::redirect_with_query(location, uri)),
             Route::NotFound => Err(GatewayError::NotFound),
             Route::MethodNotAllowed { allow } => Err(GatewayError::MethodNotAllowed { allow }),

@@ -18,6 +18,7 @@ mod builtin;
 pub mod launch;
 mod native;
 mod wasm;
+pub mod wasm_cache;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -289,6 +290,7 @@ pub struct Prepared {
 /// `fastgate serve` and `fastgate check` do before anything else. Errors
 /// are one line each, naming the plugin (and app).
 pub fn prepare(config: &Config) -> Result<Prepared, Vec<String>> {
+    wasm_cache::use_dir(config.server.plugin_cache_dir.as_deref());
     let plugins = Plugins::load(&config.plugins)
         .map_err(|errors| errors.iter().map(|e| chain(e)).collect::<Vec<_>>())?;
     let apps = launch::resolve(config, &plugins)

@@ -81,6 +81,7 @@ fn engine() -> Result<&'static Engine, PluginError> {
             let mut config = wasmtime::Config::new();
             config.wasm_component_model(true);
             config.consume_fuel(true);
+            config.cache(super::wasm_cache::cache());
             Engine::new(&config).map_err(|e| format!("{e:#}"))
         })
         .as_ref()
@@ -244,11 +245,14 @@ impl WasmPlugin {
             reason,
         };
         let bytes = std::fs::read(&config.path).map_err(|e| load_error(e.to_string()))?;
+        let hits = super::wasm_cache::hits();
         let component = Component::new(engine, &bytes).map_err(|e| {
             load_error(format!(
                 "not a WebAssembly component for this gateway: {e:#}"
             ))
         })?;
+        let cached = super::wasm_cache::hits() > hits;
+        debug!(plugin = %config.name, cached, "wasm plugin compiled{}", if cached { " (from the compile cache)" } else { "" });
         let version = contract_version(&component, engine);
         let contract = contract_of(version.as_deref()).ok_or_else(|| {
             load_error(format!(

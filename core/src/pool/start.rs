@@ -19,7 +19,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use super::{Grant, Inner, Instance, PoolError, Process, StartError, State, Tracked};
 
@@ -217,16 +217,18 @@ impl Inner {
     /// serve it; otherwise it keeps waiting for a running instance, and no
     /// new start is tried until demand changes again (no retry loop).
     fn start_failed(self: &Arc<Self>, st: &mut State, source: StartError, replaces: Option<u64>) {
-        if let Ok(spec) = &self.spec {
-            error!(app = %self.name, program = %spec.program.display(), error = %source, "could not start a process");
-        }
         st.live -= 1;
         if let Some(old) = replaces {
             // The old instance keeps serving; it is tried again later.
             st.replacing.remove(&old);
         }
         if st.closed {
+            // Stopped by the shutdown while it started: not a failure.
+            debug!(app = %self.name, error = %source, "a start ended by the shutdown");
             return;
+        }
+        if let Ok(spec) = &self.spec {
+            error!(app = %self.name, program = %spec.program.display(), error = %source, "could not start a process");
         }
         let what = format!("could not start a process: {source}");
         let running = st.live - st.starting;

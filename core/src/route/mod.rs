@@ -5,6 +5,16 @@
 //! the method takes it; `resource_type` then says whether the mapped script
 //! must exist. What no app takes is a static file under `server.root` (with
 //! index documents), or an app's `fallback` front controller, or 404.
+//! Static folders (`[[static]]`, a launcher's `static_dirs`) come first:
+//! under their URL prefix only their folder answers.
+//!
+//! Where a request goes and what the app is told are two things: the name
+//! patterns `*.ext` and `*` name their script (`SCRIPT_NAME` up to the
+//! script, the rest in `PATH_INFO`); for the URL patterns `/prefix/*` and
+//! `/exact` the app lives at its `mount` (`SCRIPT_NAME` = the mount,
+//! `PATH_INFO` = the rest of the path),
+//! so `handles = ["/admin/*"]` on a Django app at the site root gives it
+//! `PATH_INFO = /admin/login/`, as Django's own URLs expect.
 //!
 //! This module decides; it builds no response and reads no file contents
 //! (only `metadata`). See `path.rs` for decoding and normalisation.
@@ -14,19 +24,23 @@ mod path;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use http::Method;
+use http::{HeaderValue, Method};
 
 pub use path::{PathError, normalize_path};
 
 use crate::cgi::ScriptTarget;
-use crate::config::{AppSettings, HandlerPattern, ResourceType, ServerSettings, Verbs};
+use crate::config::{
+    AppSettings, HandlerPattern, ResourceType, ServerSettings, StaticFolder, Verbs,
+};
 
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// A regular file under `server.root`, for GET or HEAD.
+    /// A regular file under `server.root` or a static folder, for GET or
+    /// HEAD, with the folder's `Cache-Control` if it has one.
     Static {
         file: PathBuf,
+        cache_control: Option<HeaderValue>,
     },
     /// A directory asked for without its trailing `/`: 301 to `location`
     /// (the path as received plus `/`; the caller adds the query).
@@ -37,6 +51,13 @@ pub enum Route {
     App {
         app: Arc<str>,
         target: ScriptTarget,
+    },
+    /// A file in the static folder at `url` that the `*.ext` pattern of
+    /// `app` names: a script, so never sent as a file (its source), and
+    /// not run either (scripts run from the app's root).
+    ScriptInStaticFolder {
+        app: Arc<str>,
+        url: String,
     },
     /// A mapping matches the path but not the method. Never falls through
     /// to static files: a POST-only `*.php` must not leak source on GET.
@@ -50,18 +71,28 @@ pub enum Route {
 struct Mapping {
     app: Arc<str>,
     handles: Vec<HandlerPattern>,
+    /// `SCRIPT_NAME` for every pattern but `*.ext` (`""`: the site root).
+    mount: String,
     verbs: Verbs,
     resource_type: ResourceType,
     fallback: Option<String>,
     root: PathBuf,
 }
 
+/// A URL prefix (ending in `/`) served from a folder.
+#[derive(Debug)]
+struct Folder {
+    url: String,
+    dir: PathBuf,
+    cache_control: Option<HeaderValue>,
+}
+
 /// The handler mappings of a gateway, built once from the config.
 #[derive(Debug)]
 pub struct Router {
-    /// URL prefix (ending in `/`) → folder served as static files, ahead of
-    /// every mapping (a launcher's `static_dirs`, e.g. Django's STATIC_URL).
-    mounts: Vec<(String, PathBuf)>,
+    /// Static folders, ahead of every mapping; the longest prefix first,
+    /// so `/static/admin/` wins over `/static/`.
+    folders: Vec<Folder>,
     mappings: Vec<Mapping>,
     root: PathBuf,
     index: Vec<String>,
@@ -77,17 +108,30 @@ enum Matched {
 }
 
 impl Router {
-    pub fn new(server: &ServerSettings, apps: &[AppSettings]) -> Router {
+    /// The mappings of `apps` (as resolved with their launchers) and the
+    /// static folders (`config::static_folders`).
+    pub fn new(server: &ServerSettings, apps: &[AppSettings], folders: &[StaticFolder]) -> Router {
+        let mut folders: Vec<Folder> = folders
+            .iter()
+            .map(|f| Folder {
+                url: f.url.clone(),
+                dir: f.dir.clone(),
+                // Checked when the config was read.
+                cache_control: f
+                    .cache_control
+                    .as_deref()
+                    .and_then(|v| HeaderValue::from_str(v).ok()),
+            })
+            .collect();
+        folders.sort_by_key(|f| std::cmp::Reverse(f.url.len()));
         Router {
-            mounts: apps
-                .iter()
-                .flat_map(|a| a.static_dirs.iter().cloned())
-                .collect(),
+            folders,
             mappings: apps
                 .iter()
                 .map(|a| Mapping {
                     app: Arc::from(a.name.as_str()),
                     handles: a.handles.clone(),
+                    mount: a.mount.clone(),
                     verbs: a.verbs.clone(),
                     resource_type: a.resource_type,
                     fallback: a.fallback.clone(),
@@ -102,19 +146,8 @@ impl Router {
     /// Routes a request. `raw_path` is the URI path as received.
     pub fn route(&self, method: &Method, raw_path: &str) -> Result<Route, PathError> {
         let path = normalize_path(raw_path)?;
-        for (prefix, dir) in &self.mounts {
-            if let Some(rest) = path.strip_prefix(prefix.as_str()) {
-                let file = join(dir, &format!("/{rest}"));
-                return Ok(if !file.is_file() {
-                    Route::NotFound
-                } else if method == Method::GET || method == Method::HEAD {
-                    Route::Static { file }
-                } else {
-                    Route::MethodNotAllowed {
-                        allow: vec![Method::GET, Method::HEAD],
-                    }
-                });
-            }
+        if let Some(route) = self.route_folder(method, &path) {
+            return Ok(route);
         }
         match self.match_apps(method, &path) {
             Matched::App(app, target) => return Ok(Route::App { app, target }),
@@ -138,17 +171,40 @@ impl Router {
                 }
                 Ok(self.fallback(method).unwrap_or(Route::NotFound))
             }
-            Ok(meta) if meta.is_file() => {
-                if method == Method::GET || method == Method::HEAD {
-                    Ok(Route::Static { file: on_disk })
-                } else {
-                    Ok(Route::MethodNotAllowed {
-                        allow: vec![Method::GET, Method::HEAD],
-                    })
-                }
-            }
+            Ok(meta) if meta.is_file() => Ok(static_file(method, on_disk, None)),
             _ => Ok(self.fallback(method).unwrap_or(Route::NotFound)),
         }
+    }
+
+    /// A path under a static folder: its file or nothing (no index
+    /// documents, no listings, no app). The normalised path has no `..`
+    /// left, so the file is always inside the folder.
+    fn route_folder(&self, method: &Method, path: &str) -> Option<Route> {
+        let folder = self
+            .folders
+            .iter()
+            .find(|f| path.starts_with(f.url.as_str()))?;
+        let file = join(&folder.dir, &path[folder.url.len() - 1..]);
+        if !file.is_file() {
+            return Some(Route::NotFound);
+        }
+        if let Some(app) = self.script_app(path) {
+            return Some(Route::ScriptInStaticFolder {
+                app,
+                url: folder.url.clone(),
+            });
+        }
+        Some(static_file(method, file, folder.cache_control.clone()))
+    }
+
+    /// The first app whose `*.ext` pattern names `path` as a script.
+    fn script_app(&self, path: &str) -> Option<Arc<str>> {
+        self.mappings.iter().find_map(|m| {
+            m.handles
+                .iter()
+                .any(|p| matches!(p, HandlerPattern::Extension(_)) && split(p, "", path).is_some())
+                .then(|| m.app.clone())
+        })
     }
 
     /// An index document found for a directory: mapped apps first, else static.
@@ -157,12 +213,7 @@ impl Router {
             Matched::App(app, target) => Route::App { app, target },
             Matched::NotFound => Route::NotFound,
             Matched::MethodNotAllowed(allow) => Route::MethodNotAllowed { allow },
-            Matched::None if method == Method::GET || method == Method::HEAD => Route::Static {
-                file: join(&self.root, path),
-            },
-            Matched::None => Route::MethodNotAllowed {
-                allow: vec![Method::GET, Method::HEAD],
-            },
+            Matched::None => static_file(method, join(&self.root, path), None),
         }
     }
 
@@ -170,8 +221,10 @@ impl Router {
         let mut refused: Vec<Method> = Vec::new();
         let mut pattern_matched = false;
         for mapping in &self.mappings {
-            let Some((script_name, path_info)) =
-                mapping.handles.iter().find_map(|p| split(p, path))
+            let Some((script_name, path_info)) = mapping
+                .handles
+                .iter()
+                .find_map(|p| split(p, &mapping.mount, path))
             else {
                 continue;
             };
@@ -228,6 +281,20 @@ impl Router {
     }
 }
 
+/// A file found for a request: served for GET and HEAD, 405 otherwise.
+fn static_file(method: &Method, file: PathBuf, cache_control: Option<HeaderValue>) -> Route {
+    if method == Method::GET || method == Method::HEAD {
+        Route::Static {
+            file,
+            cache_control,
+        }
+    } else {
+        Route::MethodNotAllowed {
+            allow: vec![Method::GET, Method::HEAD],
+        }
+    }
+}
+
 impl Mapping {
     fn fallback_target(&self, method: &Method) -> Option<ScriptTarget> {
         let fallback = self.fallback.as_ref()?;
@@ -258,42 +325,48 @@ fn join(root: &Path, url_path: &str) -> PathBuf {
     }
 }
 
-/// Splits `path` into (SCRIPT_NAME, PATH_INFO) if `pattern` matches it.
+/// Splits `path` into (SCRIPT_NAME, PATH_INFO) if `pattern` matches it:
+/// at the script for the name patterns `*.ext` and `*`, at `mount` for the
+/// URL patterns `/prefix/*` and `/exact`.
 /// Plain byte comparison only (the CVE-2019-11043 lesson: no regex).
-fn split<'p>(pattern: &HandlerPattern, path: &'p str) -> Option<(&'p str, &'p str)> {
-    match pattern {
-        HandlerPattern::Any => Some((path, "")),
-        HandlerPattern::Exact(p) => (path == p).then_some((path, "")),
+fn split<'p>(pattern: &HandlerPattern, mount: &str, path: &'p str) -> Option<(&'p str, &'p str)> {
+    let matched = match pattern {
+        HandlerPattern::Extension(ext) => return split_at_script(ext, path),
+        // Any file, named by the whole path (IIS `path="*"`).
+        HandlerPattern::Any => return Some((path, "")),
+        HandlerPattern::Exact(p) => path == p,
         HandlerPattern::Prefix(p) => {
-            if path == p {
-                Some((path, ""))
-            } else if path.len() > p.len()
-                && path.starts_with(p.as_str())
-                && path.as_bytes()[p.len()] == b'/'
-            {
-                Some(path.split_at(p.len()))
-            } else {
-                None
-            }
+            path == p
+                || (path.len() > p.len()
+                    && path.starts_with(p.as_str())
+                    && path.as_bytes()[p.len()] == b'/')
         }
-        HandlerPattern::Extension(ext) => {
-            // The first segment whose name ends in `.ext` (ASCII case-insensitive,
-            // so `X.PHP` is never served as source) is the script.
-            let mut start = 1;
-            for segment in path[1..].split('/') {
-                let end = start + segment.len();
-                let suffix_len = ext.len() + 1;
-                if segment.len() > suffix_len {
-                    let tail = &segment.as_bytes()[segment.len() - suffix_len..];
-                    if tail[0] == b'.' && tail[1..].eq_ignore_ascii_case(ext.as_bytes()) {
-                        return Some(path.split_at(end));
-                    }
-                }
-                start = end + 1;
-            }
-            None
-        }
+    };
+    if !matched {
+        return None;
     }
+    // The config checks that every such pattern lies under the mount; a
+    // path outside it (which that check rules out) matches nothing.
+    let rest = path.strip_prefix(mount)?;
+    (rest.is_empty() || rest.starts_with('/')).then(|| path.split_at(mount.len()))
+}
+
+/// The first segment whose name ends in `.ext` (ASCII case-insensitive, so
+/// `X.PHP` is never served as source) is the script.
+fn split_at_script<'p>(ext: &str, path: &'p str) -> Option<(&'p str, &'p str)> {
+    let mut start = 1;
+    for segment in path[1..].split('/') {
+        let end = start + segment.len();
+        let suffix_len = ext.len() + 1;
+        if segment.len() > suffix_len {
+            let tail = &segment.as_bytes()[segment.len() - suffix_len..];
+            if tail[0] == b'.' && tail[1..].eq_ignore_ascii_case(ext.as_bytes()) {
+                return Some(path.split_at(end));
+            }
+        }
+        start = end + 1;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -318,6 +391,7 @@ mod tests {
             send_timeout: Duration::from_secs(60),
             access_log: AccessLogTarget::Off,
             runtime_dir: None,
+            plugin_cache_dir: None,
             plugins: vec![],
         }
     }
@@ -329,6 +403,7 @@ mod tests {
             args: vec![],
             working_dir: None,
             root: root.to_path_buf(),
+            mount: String::new(),
             handles,
             verbs: Verbs::Any,
             resource_type: ResourceType::File,
@@ -362,6 +437,10 @@ mod tests {
             cgi: None,
             command_line: None,
         }
+    }
+
+    fn router_for(root: &Path, apps: &[AppSettings]) -> Router {
+        Router::new(&server(root), apps, &[])
     }
 
     fn php() -> Vec<HandlerPattern> {
@@ -401,7 +480,7 @@ mod tests {
     #[test]
     fn extension_mapping_splits_path_info() {
         let dir = site();
-        let router = Router::new(&server(dir.path()), &[app(dir.path(), php())]);
+        let router = router_for(dir.path(), &[app(dir.path(), php())]);
         let (app, t) = app_route(router.route(&Method::GET, "/sub/info.php/x/y").unwrap());
         assert_eq!(&*app, "php");
         assert_eq!(t.script_name, "/sub/info.php");
@@ -416,13 +495,14 @@ mod tests {
     #[test]
     fn extension_is_case_insensitive_and_must_end_the_segment() {
         let dir = site();
-        let router = Router::new(&server(dir.path()), &[app(dir.path(), php())]);
+        let router = router_for(dir.path(), &[app(dir.path(), php())]);
         let (_, t) = app_route(router.route(&Method::GET, "/X.PHP").unwrap());
         assert_eq!(t.script_name, "/X.PHP");
         assert_eq!(
             router.route(&Method::GET, "/a.php.txt").unwrap(),
             Route::Static {
-                file: dir.path().join("a.php.txt")
+                file: dir.path().join("a.php.txt"),
+                cache_control: None
             }
         );
         // ".php" alone is not a script name.
@@ -435,7 +515,7 @@ mod tests {
     #[test]
     fn image_with_php_suffix_is_never_run() {
         let dir = site();
-        let router = Router::new(&server(dir.path()), &[app(dir.path(), php())]);
+        let router = router_for(dir.path(), &[app(dir.path(), php())]);
         assert_eq!(
             router.route(&Method::GET, "/uploads/x.jpg/y.php").unwrap(),
             Route::NotFound
@@ -443,37 +523,47 @@ mod tests {
         assert_eq!(
             router.route(&Method::GET, "/uploads/x.jpg").unwrap(),
             Route::Static {
-                file: dir.path().join("uploads/x.jpg")
+                file: dir.path().join("uploads/x.jpg"),
+                cache_control: None
             }
         );
     }
 
+    fn pair(t: &ScriptTarget) -> (&str, &str) {
+        (t.script_name.as_str(), t.path_info.as_str())
+    }
+
     #[test]
-    fn prefix_exact_and_any() {
+    fn url_patterns_split_at_the_mount() {
         let dir = site();
+        // The default mount, the site root: the app sees the whole path.
         let mut a = app(dir.path(), vec![HandlerPattern::Prefix("/app".into())]);
         a.resource_type = ResourceType::Unspecified;
-        let router = Router::new(&server(dir.path()), &[a]);
+        let router = router_for(dir.path(), std::slice::from_ref(&a));
         let (_, t) = app_route(router.route(&Method::GET, "/app/x/y").unwrap());
-        assert_eq!(
-            (t.script_name.as_str(), t.path_info.as_str()),
-            ("/app", "/x/y")
-        );
-        let (_, t) = app_route(router.route(&Method::GET, "/app").unwrap());
-        assert_eq!((t.script_name.as_str(), t.path_info.as_str()), ("/app", ""));
+        assert_eq!(pair(&t), ("", "/app/x/y"));
+        assert_eq!(t.script_filename, dir.path());
+        assert_eq!(t.document_uri, "/app/x/y");
         assert!(!matches!(
             router.route(&Method::GET, "/apple").unwrap(),
             Route::App { .. }
         ));
+        // Mounted at the prefix: SCRIPT_NAME is the mount.
+        a.mount = "/app".into();
+        let router = router_for(dir.path(), &[a]);
+        let (_, t) = app_route(router.route(&Method::GET, "/app/x/y").unwrap());
+        assert_eq!(pair(&t), ("/app", "/x/y"));
+        assert_eq!(t.script_filename, dir.path().join("app"));
+        let (_, t) = app_route(router.route(&Method::GET, "/app").unwrap());
+        assert_eq!(pair(&t), ("/app", ""));
+        let (_, t) = app_route(router.route(&Method::GET, "/app/").unwrap());
+        assert_eq!(pair(&t), ("/app", "/"));
 
         let mut root_app = app(dir.path(), vec![HandlerPattern::Prefix(String::new())]);
         root_app.resource_type = ResourceType::Unspecified;
-        let router = Router::new(&server(dir.path()), &[root_app]);
+        let router = router_for(dir.path(), &[root_app]);
         let (_, t) = app_route(router.route(&Method::POST, "/any/where").unwrap());
-        assert_eq!(
-            (t.script_name.as_str(), t.path_info.as_str()),
-            ("", "/any/where")
-        );
+        assert_eq!(pair(&t), ("", "/any/where"));
 
         let mut exact = app(dir.path(), vec![HandlerPattern::Exact("/status".into())]);
         exact.resource_type = ResourceType::Unspecified;
@@ -481,14 +571,124 @@ mod tests {
         let mut any = app(dir.path(), vec![HandlerPattern::Any]);
         any.resource_type = ResourceType::Unspecified;
         any.name = "any".into();
-        let router = Router::new(&server(dir.path()), &[exact, any]);
-        assert_eq!(
-            &*app_route(router.route(&Method::GET, "/status").unwrap()).0,
-            "exact"
-        );
+        let router = router_for(dir.path(), &[exact, any]);
+        let (app_name, t) = app_route(router.route(&Method::GET, "/status").unwrap());
+        assert_eq!((&*app_name, pair(&t)), ("exact", ("", "/status")));
+        // `*` names any file by its whole path, as before.
         let (app_name, t) = app_route(router.route(&Method::GET, "/status/x").unwrap());
-        assert_eq!(&*app_name, "any");
-        assert_eq!(t.script_name, "/status/x");
+        assert_eq!((&*app_name, pair(&t)), ("any", ("/status/x", "")));
+    }
+
+    #[test]
+    fn extension_patterns_ignore_the_mount() {
+        let dir = site();
+        let mut a = app(
+            dir.path(),
+            vec![
+                HandlerPattern::Prefix("/sub/api".into()),
+                HandlerPattern::Extension("php".into()),
+            ],
+        );
+        a.mount = "/sub".into();
+        a.resource_type = ResourceType::Either;
+        let router = router_for(dir.path(), &[a]);
+        let (_, t) = app_route(router.route(&Method::GET, "/sub/info.php/x").unwrap());
+        assert_eq!(pair(&t), ("/sub/info.php", "/x"));
+        assert_eq!(t.script_filename, dir.path().join("sub/info.php"));
+        let (_, t) = app_route(router.route(&Method::GET, "/sub/api/v1").unwrap());
+        assert_eq!(pair(&t), ("/sub", "/api/v1"));
+        assert_eq!(t.script_filename, dir.path().join("sub"));
+    }
+
+    #[test]
+    fn a_path_outside_the_mount_matches_nothing() {
+        // Refused by the config; the router still never panics on it.
+        let dir = site();
+        let mut a = app(dir.path(), vec![HandlerPattern::Prefix("/app".into())]);
+        a.mount = "/elsewhere".into();
+        a.resource_type = ResourceType::Unspecified;
+        let router = router_for(dir.path(), &[a]);
+        assert_eq!(
+            router.route(&Method::GET, "/app/x").unwrap(),
+            Route::NotFound
+        );
+    }
+
+    fn folder(url: &str, dir: &Path, cache_control: Option<&str>) -> StaticFolder {
+        StaticFolder {
+            url: url.into(),
+            dir: dir.to_path_buf(),
+            cache_control: cache_control.map(String::from),
+            in_file: true,
+            proposed_by: None,
+        }
+    }
+
+    #[test]
+    fn static_folders_come_first_and_keep_to_their_folder() {
+        let dir = site();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(outside.path().join("img")).unwrap();
+        std::fs::write(outside.path().join("img/a.png"), "png").unwrap();
+        std::fs::write(outside.path().join("plugin.php"), "<?php").unwrap();
+        let mut django = app(dir.path(), vec![HandlerPattern::Prefix(String::new())]);
+        django.resource_type = ResourceType::Unspecified;
+        django.name = "django".into();
+        let apps = [app(dir.path(), php()), django];
+        let folders = [
+            folder("/media/", outside.path(), Some("max-age=60")),
+            folder("/media/img/", dir.path(), None),
+        ];
+        let router = Router::new(&server(dir.path()), &apps, &folders);
+        assert_eq!(
+            router.route(&Method::HEAD, "/media/img/a.png").unwrap(),
+            Route::NotFound,
+            "the longest prefix wins: /media/img/ is the fixtures' root"
+        );
+        let router = Router::new(&server(dir.path()), &apps, &folders[..1]);
+        assert_eq!(
+            router.route(&Method::GET, "/media/img/a.png").unwrap(),
+            Route::Static {
+                file: outside.path().join("img/a.png"),
+                cache_control: Some(HeaderValue::from_static("max-age=60")),
+            }
+        );
+        // Missing files and folders are 404s, not the app's.
+        for path in ["/media/nothing", "/media/img/", "/media/"] {
+            assert_eq!(
+                router.route(&Method::GET, path).unwrap(),
+                Route::NotFound,
+                "{path}"
+            );
+        }
+        assert_eq!(
+            router.route(&Method::POST, "/media/img/a.png").unwrap(),
+            Route::MethodNotAllowed {
+                allow: vec![Method::GET, Method::HEAD]
+            }
+        );
+        // A script an app maps is never served as a file from a folder.
+        assert_eq!(
+            router.route(&Method::GET, "/media/plugin.php").unwrap(),
+            Route::ScriptInStaticFolder {
+                app: Arc::from("php"),
+                url: "/media/".into()
+            }
+        );
+        // `..` cannot leave the folder: it is resolved before the prefix is seen.
+        assert!(matches!(
+            router.route(&Method::GET, "/media/../index.php").unwrap(),
+            Route::App { .. }
+        ));
+        assert_eq!(
+            router.route(&Method::GET, "/media/../../etc/passwd"),
+            Err(PathError::Traversal)
+        );
+        // Outside the prefix, the mapping as before.
+        assert_eq!(
+            &*app_route(router.route(&Method::GET, "/mediax").unwrap()).0,
+            "django"
+        );
     }
 
     #[test]
@@ -498,7 +698,7 @@ mod tests {
         let mut second = app(dir.path(), vec![HandlerPattern::Any]);
         second.resource_type = ResourceType::Unspecified;
         second.name = "second".into();
-        let router = Router::new(&server(dir.path()), &[first, second]);
+        let router = router_for(dir.path(), &[first, second]);
         assert_eq!(
             &*app_route(router.route(&Method::GET, "/index.php").unwrap()).0,
             "php"
@@ -514,7 +714,7 @@ mod tests {
         let dir = site();
         let mut post_only = app(dir.path(), php());
         post_only.verbs = Verbs::List(vec![Method::POST]);
-        let router = Router::new(&server(dir.path()), &[post_only]);
+        let router = router_for(dir.path(), &[post_only]);
         assert_eq!(
             router.route(&Method::GET, "/index.php").unwrap(),
             Route::MethodNotAllowed {
@@ -530,7 +730,7 @@ mod tests {
         post_only.verbs = Verbs::List(vec![Method::POST]);
         let mut get_app = app(dir.path(), php());
         get_app.name = "get".into();
-        let router = Router::new(&server(dir.path()), &[post_only, get_app]);
+        let router = router_for(dir.path(), &[post_only, get_app]);
         assert_eq!(
             &*app_route(router.route(&Method::GET, "/index.php").unwrap()).0,
             "get"
@@ -538,31 +738,35 @@ mod tests {
     }
 
     #[test]
-    fn resource_types() {
+    fn resource_types_check_root_plus_mount() {
         let dir = site();
         let mut a = app(dir.path(), vec![HandlerPattern::Prefix("/sub".into())]);
         a.resource_type = ResourceType::Directory;
-        let router = Router::new(&server(dir.path()), std::slice::from_ref(&a));
+        a.mount = "/sub".into();
+        let router = router_for(dir.path(), std::slice::from_ref(&a));
         assert!(matches!(
             router.route(&Method::GET, "/sub/x").unwrap(),
             Route::App { .. }
         ));
         a.handles = vec![HandlerPattern::Prefix("/nope".into())];
-        let router = Router::new(&server(dir.path()), std::slice::from_ref(&a));
+        a.mount = "/nope".into();
+        let router = router_for(dir.path(), std::slice::from_ref(&a));
         assert_eq!(
             router.route(&Method::GET, "/nope/x").unwrap(),
             Route::NotFound
         );
         a.resource_type = ResourceType::Either;
         a.handles = vec![HandlerPattern::Exact("/static.css".into())];
-        let router = Router::new(&server(dir.path()), std::slice::from_ref(&a));
+        a.mount = "/static.css".into();
+        let router = router_for(dir.path(), std::slice::from_ref(&a));
         assert!(matches!(
             router.route(&Method::GET, "/static.css").unwrap(),
             Route::App { .. }
         ));
         a.resource_type = ResourceType::File;
         a.handles = vec![HandlerPattern::Exact("/sub".into())];
-        let router = Router::new(&server(dir.path()), std::slice::from_ref(&a));
+        a.mount = "/sub".into();
+        let router = router_for(dir.path(), std::slice::from_ref(&a));
         assert_eq!(router.route(&Method::GET, "/sub").unwrap(), Route::NotFound);
     }
 
@@ -571,7 +775,7 @@ mod tests {
         let dir = site();
         let mut a = app(dir.path(), php());
         a.fallback = Some("/front.php".into());
-        let router = Router::new(&server(dir.path()), &[a]);
+        let router = router_for(dir.path(), &[a]);
         // A missing script of the mapping.
         let (_, t) = app_route(router.route(&Method::GET, "/missing.php").unwrap());
         assert_eq!(t.script_name, "/front.php");
@@ -590,14 +794,15 @@ mod tests {
     #[test]
     fn index_documents_and_directories() {
         let dir = site();
-        let router = Router::new(&server(dir.path()), &[app(dir.path(), php())]);
+        let router = router_for(dir.path(), &[app(dir.path(), php())]);
         let (_, t) = app_route(router.route(&Method::GET, "/").unwrap());
         assert_eq!(t.script_name, "/index.php");
         assert_eq!(t.document_uri, "/index.php");
         assert_eq!(
             router.route(&Method::GET, "/sub/").unwrap(),
             Route::Static {
-                file: dir.path().join("sub/index.html")
+                file: dir.path().join("sub/index.html"),
+                cache_control: None
             }
         );
         assert_eq!(
@@ -615,7 +820,7 @@ mod tests {
     #[test]
     fn static_files_only_for_get_and_head() {
         let dir = site();
-        let router = Router::new(&server(dir.path()), &[]);
+        let router = router_for(dir.path(), &[]);
         assert!(matches!(
             router.route(&Method::HEAD, "/static.css").unwrap(),
             Route::Static { .. }
@@ -635,7 +840,7 @@ mod tests {
     #[test]
     fn bad_paths_are_errors() {
         let dir = site();
-        let router = Router::new(&server(dir.path()), &[app(dir.path(), php())]);
+        let router = router_for(dir.path(), &[app(dir.path(), php())]);
         assert_eq!(
             router.route(&Method::GET, "/../etc/passwd"),
             Err(PathError::Traversal)

@@ -87,7 +87,8 @@ launcher = "{launcher}"
 }
 
 /// A config running the project's FastCGI test program
-/// (tests/fixtures/fcgi_app.py, with `args`) for every path under `/py/`.
+/// (tests/fixtures/fcgi_app.py, with `args`) for every path under `/py/`,
+/// mounted there (the program reads its command from PATH_INFO).
 pub fn test_app_config(args: &[&str], app_extra: &str) -> String {
     let script = fixtures()
         .join("fcgi_app.py")
@@ -104,6 +105,7 @@ name = "py"
 command = "python3"
 args = [{}]
 handles = ["/py/*"]
+mount = "/py"
 resource_type = "unspecified"
 inherit_env = ["PATH"]
 {app_extra}

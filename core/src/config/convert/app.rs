@@ -16,9 +16,10 @@ use toml::Spanned;
 
 use super::section::Section;
 use super::{table_json, table_name};
+use crate::config::mounts::{file_at_root, outside_mount};
 use crate::config::parse::{
-    parse_fallback, parse_pattern, parse_protocol, parse_resource_type, parse_stderr_mode,
-    parse_verb,
+    parse_fallback, parse_mount, parse_pattern, parse_protocol, parse_resource_type,
+    parse_stderr_mode, parse_verb,
 };
 use crate::config::raw::{EnvValue, RawApp};
 use crate::config::source::Source;
@@ -44,6 +45,7 @@ pub(super) fn convert_app(
     let origins = Origins::from_file(keys_in_file(&raw));
     let (command, command_line) = command(raw.command.as_ref(), launcher.is_some(), &span, &t)?;
     let mapping = mapping(&raw, launcher.is_some(), span, &t)?;
+    let mount = mount(&raw, &origins, &mapping, &t)?;
     let pool = pool_limits(&raw, &t)?;
     let protocol = t.read_or(raw.protocol.as_ref(), "protocol", Protocol::Unix, |v| {
         parse_protocol(v)
@@ -66,6 +68,7 @@ pub(super) fn convert_app(
         args: raw.args,
         working_dir: raw.working_dir.map(|d| src.path(&d)),
         root,
+        mount,
         handles: mapping.handles,
         verbs: mapping.verbs,
         resource_type: mapping.resource_type,
@@ -135,6 +138,7 @@ fn keys_in_file(raw: &RawApp) -> Vec<AppKey> {
     [
         (AppKey::Command, command),
         (AppKey::Handles, raw.handles.is_some()),
+        (AppKey::Mount, raw.mount.is_some()),
         (AppKey::ResourceType, raw.resource_type.is_some()),
         (AppKey::Fallback, raw.fallback.is_some()),
         (AppKey::MaxInstances, raw.max_instances.is_some()),
@@ -262,6 +266,36 @@ fn handles(
         .iter()
         .map(|p| t.read(p, "handles", |p| parse_pattern(p)))
         .collect()
+}
+
+/// `mount`, checked against the mapping here as far as no launcher can
+/// change it any more (the rest once the launcher has proposed its
+/// mapping, by `config::check_mappings`).
+fn mount(
+    raw: &RawApp,
+    origins: &Origins,
+    mapping: &Mapping,
+    t: &Section<'_>,
+) -> Result<String, ConfigError> {
+    let mount = t.read_or(raw.mount.as_ref(), "mount", String::new(), |v| {
+        parse_mount(v)
+    })?;
+    let own = |key| raw.launcher.is_none() || origins.in_file(key);
+    let outside = own(AppKey::Handles)
+        .then(|| outside_mount(&mount, &mapping.handles))
+        .flatten();
+    let at_root = (own(AppKey::Handles) && own(AppKey::ResourceType))
+        .then(|| file_at_root(&mount, &mapping.handles, mapping.resource_type))
+        .flatten();
+    if let Some(problem) = outside.or(at_root) {
+        let span = raw
+            .mount
+            .as_ref()
+            .map(Spanned::span)
+            .or_else(|| raw.handles.as_ref().map(Spanned::span));
+        return Err(t.error(span, "mount", problem));
+    }
+    Ok(mount)
 }
 
 /// How many processes, and how much work each and the queue take.
@@ -495,6 +529,31 @@ mod tests {
         assert!(e.message.contains("duplicate"), "{e}");
         let e = load("[[app]]\ncommand = \"x\"\n").unwrap_err();
         assert!(e.message.contains("name"), "{e}");
+    }
+
+    #[test]
+    fn mounts_are_checked_against_the_handles() {
+        let text = "[[app]]\nname = \"trac\"\ncommand = \"x\"\nhandles = [\"/trac/*\"]\nresource_type = \"unspecified\"\nmount = \"/trac\"\n";
+        assert_eq!(load(text).unwrap().apps[0].mount, "/trac");
+        let c = load(&text.replace("mount = \"/trac\"", "mount = \"/\"")).unwrap();
+        assert_eq!(c.apps[0].mount, "");
+        for bad in [
+            "mount = \"/other\"",
+            "mount = \"/trac/\"",
+            "mount = \"trac\"",
+        ] {
+            let e = load(&text.replace("mount = \"/trac\"", bad)).unwrap_err();
+            assert_eq!(e.line, Some(6), "{bad}: {e}");
+            assert_eq!(e.key.as_deref(), Some("app \"trac\": mount"), "{bad}");
+        }
+        // A file-mapped script at the site root cannot be: said at `handles`.
+        let e =
+            load("[[app]]\nname = \"git\"\ncommand = \"x\"\nhandles = [\"/git/*\"]\n").unwrap_err();
+        assert_eq!(e.line, Some(4));
+        assert!(e.message.contains("set mount = \"/git\""), "{e}");
+        // With a launcher, the handles it may propose are checked later.
+        let c = load("[[app]]\nname = \"d\"\nlauncher = \"django\"\nmount = \"/trac\"\n").unwrap();
+        assert_eq!(c.apps[0].mount, "/trac");
     }
 
     #[test]

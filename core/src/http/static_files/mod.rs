@@ -1,0 +1,166 @@
+//! Static files the router found: the answer `conditional` decides (200,
+//! 206, 304, 412, 416), with the headers nginx gives each, plus the 301
+//! that adds a directory's slash. hyper-staticfile's streams read the file
+//! (whole, one range, or `multipart/byteranges`).
+//!
+//! The router has already decoded, normalised and checked the path, and
+//! chosen the folder (the document root or a static folder, with its
+//! `Cache-Control`); this module only opens the file it was given.
+
+mod conditional;
+
+use std::hash::{BuildHasher, RandomState};
+
+use http::{HeaderValue, Method, Response, StatusCode, Uri, header};
+use hyper_staticfile::util::{FileBytesStream, FileBytesStreamMultiRange, FileBytesStreamRange};
+use hyper_staticfile::vfs::TokioFileAccess;
+
+use self::conditional::{Answer, ByteRange, Validators};
+use super::error::GatewayError;
+use crate::body::ResponseBody;
+
+/// Serves a file the router found (conditional requests, ranges, HEAD).
+pub async fn serve(
+    method: &Method,
+    uri: &Uri,
+    headers: &http::HeaderMap,
+    file: &std::path::Path,
+    cache_control: Option<&HeaderValue>,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    let static_error = |source| GatewayError::Static {
+        path: uri.path().to_string(),
+        source,
+    };
+    let handle = tokio::fs::File::open(file).await.map_err(static_error)?;
+    let metadata = handle.metadata().await.map_err(static_error)?;
+    let validators = Validators::new(metadata.len(), metadata.modified().ok());
+    let answer = conditional::decide(method, headers, &validators);
+    let content_type = content_type(file);
+    let size = validators.size;
+    let mut response = Response::new(ResponseBody::empty());
+    let out = response.headers_mut();
+    validator_headers(out, &validators, cache_control);
+    let access = TokioFileAccess::new(handle);
+    let (status, body) = match answer {
+        Answer::Full => {
+            set_content(out, &content_type, size, None);
+            let body = (method != Method::HEAD).then(|| {
+                hyper_staticfile::Body::Full(FileBytesStream::new_with_limit(access, size))
+            });
+            (StatusCode::OK, body)
+        }
+        Answer::NotModified => (StatusCode::NOT_MODIFIED, None),
+        Answer::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, None),
+        Answer::Partial(range) => {
+            set_content(out, &content_type, range.length, Some((range, size)));
+            let stream = FileBytesStreamRange::new(access, http_range(range));
+            (
+                StatusCode::PARTIAL_CONTENT,
+                Some(hyper_staticfile::Body::Range(stream)),
+            )
+        }
+        Answer::Parts(ranges) => {
+            let boundary = boundary();
+            let ranges = ranges.into_iter().map(http_range).collect();
+            let mut stream = FileBytesStreamMultiRange::new(access, ranges, boundary.clone(), size);
+            stream.set_content_type(&content_type);
+            let multipart = format!("multipart/byteranges; boundary={boundary}");
+            set_content(out, &multipart, stream.compute_length(), None);
+            (
+                StatusCode::PARTIAL_CONTENT,
+                Some(hyper_staticfile::Body::MultiRange(stream)),
+            )
+        }
+        Answer::Unsatisfiable => {
+            if let Some(range) = value(&format!("bytes */{size}")) {
+                out.insert(header::CONTENT_RANGE, range);
+            }
+            (StatusCode::RANGE_NOT_SATISFIABLE, None)
+        }
+    };
+    *response.status_mut() = status;
+    if let Some(body) = body {
+        *response.body_mut() = ResponseBody::static_file(body);
+    }
+    Ok(response)
+}
+
+/// What every answer carries, 304 included (RFC 9110 §15.4.5: a 304 has
+/// what the 200 would have said about caching).
+fn validator_headers(
+    out: &mut http::HeaderMap,
+    validators: &Validators,
+    cache_control: Option<&HeaderValue>,
+) {
+    if let Some(etag) = validators.etag.as_deref().and_then(value) {
+        out.insert(header::ETAG, etag);
+    }
+    if let Some(date) = validators.last_modified().as_deref().and_then(value) {
+        out.insert(header::LAST_MODIFIED, date);
+    }
+    if let Some(cache_control) = cache_control {
+        out.insert(header::CACHE_CONTROL, cache_control.clone());
+    }
+    out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+}
+
+/// `Content-Type`, `Content-Length` and, for one range, `Content-Range`.
+fn set_content(
+    out: &mut http::HeaderMap,
+    content_type: &str,
+    length: u64,
+    range: Option<(ByteRange, u64)>,
+) {
+    if let Some(content_type) = value(content_type) {
+        out.insert(header::CONTENT_TYPE, content_type);
+    }
+    out.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if let Some((range, size)) = range
+        && let Some(text) = value(&format!("bytes {}-{}/{size}", range.start, range.end()))
+    {
+        out.insert(header::CONTENT_RANGE, text);
+    }
+}
+
+fn value(text: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(text).ok()
+}
+
+fn http_range(range: ByteRange) -> http_range::HttpRange {
+    http_range::HttpRange {
+        start: range.start,
+        length: range.length,
+    }
+}
+
+/// A multipart boundary no file is likely to contain: 128 random bits
+/// (std's per-process random hash keys; no extra crate).
+fn boundary() -> String {
+    let a = RandomState::new().hash_one(0u8);
+    let b = RandomState::new().hash_one(1u8);
+    format!("fastgate-{a:016x}{b:016x}")
+}
+
+/// `Content-Type` of a static file; text types get a UTF-8 charset.
+fn content_type(path: &std::path::Path) -> String {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    if mime.type_() == mime_guess::mime::TEXT || mime.subtype() == mime_guess::mime::JAVASCRIPT {
+        format!("{mime}; charset=utf-8")
+    } else {
+        mime.to_string()
+    }
+}
+
+/// A 301 to `location`, keeping the request's query string.
+pub fn redirect_with_query(mut location: String, uri: &Uri) -> Response<ResponseBody> {
+    if let Some(query) = uri.query() {
+        location.push('?');
+        location.push_str(query);
+    }
+    let mut response = Response::new(ResponseBody::empty());
+    *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
