@@ -39,7 +39,9 @@ fi
 #    for wasmtime to compile).
 #    Built-in plugins (plugins/*) are built on their own: the gateway links
 #    them with their `builtin` feature, which leaves out the exported entry.
-plugins=(-p path-filter -p tenant-env -p misbehave)
+#    sdk01-plugin is built with the pinned fastgate-sdk 0.1 (tests/compat):
+#    the gateway must keep loading contract 0.1.0 plugins.
+plugins=(-p path-filter -p tenant-env -p misbehave -p sdk01-plugin)
 builtins=(-p fastgate-plugin-php -p fastgate-plugin-django -p fastgate-plugin-cgi)
 say "building the plugins: native and wasm32-wasip2"
 cargo build "${plugins[@]}" -p bad-abi

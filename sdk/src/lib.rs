@@ -21,6 +21,8 @@
 //!         Capabilities::REQUEST_FILTER
 //!     }
 //!     fn on_request(&self, request: &RequestHead<'_>) -> Decision {
+//!         // `path` is decoded and normalised: `/%61dmin` and `//admin`
+//!         // are `/admin` here too.
 //!         if request.path.starts_with("/admin") {
 //!             Decision::Deny(403)
 //!         } else {
@@ -108,6 +110,30 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, S
             None => text,
         }
     })
+}
+
+/// Percent-encodes a decoded path (such as [`RequestHead::path`] or a part
+/// of it) for [`Rewrite::path`], which is a URI path: every byte but
+/// letters, digits, `/` and the other characters a path segment may carry
+/// as they are becomes `%XX`, so a `%`, `?`, `#` or space in a file name
+/// stays part of the path.
+///
+/// ```
+/// assert_eq!(fastgate_sdk::encode_path("/new/100% a?.txt"), "/new/100%25%20a%3F.txt");
+/// ```
+pub fn encode_path(path: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(path.len());
+    for &b in path.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
+    out
 }
 
 /// Writes a line to the gateway's log, tagged with the plugin's name.

@@ -129,8 +129,14 @@ impl ExactSizeIterator for PairsIter<'_> {}
 pub struct RequestHead<'a> {
     /// `GET`, `POST`, ...
     pub method: &'a str,
-    /// The path as the client sent it (still percent-encoded).
+    /// The path the handler mapping sees: percent-decoded once and
+    /// normalised (`//` collapsed, `.` and `..` resolved), so
+    /// `/%61dmin/x.php`, `//admin/x.php` and `/a/../admin/x.php` are all
+    /// `/admin/x.php`. Match on this one.
     pub path: &'a str,
+    /// The path as the client sent it, still percent-encoded: for logging,
+    /// or to pass on unchanged. Never match security rules on it.
+    pub raw_path: &'a str,
     /// The query string without the `?`; empty when there is none.
     pub query: &'a str,
     /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2.0`.
@@ -189,6 +195,8 @@ pub struct Rewrite {
     pub set_headers: Vec<Header>,
     /// Header names to remove.
     pub remove_headers: Vec<String>,
+    /// Parameters for the app, as with [`Decision::ContinueWith`].
+    pub params: Vec<Param>,
 }
 
 /// What a request filter decided.
@@ -203,6 +211,12 @@ pub enum Decision {
     Respond(Response),
     /// Change the request, then let it go on.
     Rewrite(Rewrite),
+    /// Let the request go on with these FastCGI/CGI parameters for the app
+    /// (a verified user as `REMOTE_USER`). Names the gateway sets itself
+    /// (the CGI/1.1 variables, `HTTP_*`, `PHP_VALUE`, `PHP_ADMIN_VALUE`)
+    /// are refused as an invalid answer; a name from the app's `params`
+    /// is replaced. A request that ends at a static file ignores them.
+    ContinueWith(Vec<Param>),
 }
 
 /// Changes a response filter makes to the response headers.
@@ -381,6 +395,41 @@ pub struct PoolDefaults {
     pub instance_max_requests: Option<u64>,
     /// Processes started eagerly and kept (at most `max_instances`).
     pub min_instances: Option<u32>,
+    /// What the app's stderr output does to a response.
+    pub stderr_mode: Option<StderrMode>,
+}
+
+/// `stderr_mode` (IIS stderrMode): what output on stderr during a request
+/// does to its response. The gateway logs the text in every mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StderrMode {
+    /// A 500 whose body is the text.
+    ReturnStderrIn500,
+    /// A generic 500.
+    ReturnGeneric500,
+    /// The app's own response; stderr is only logged.
+    IgnoreAndReturn200,
+    /// The process is killed; the client gets a generic 500.
+    TerminateProcess,
+}
+
+/// A file or folder an app cannot run without: the gateway checks it when
+/// it starts and in `fastgate check`, and refuses to start without it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequiredPath {
+    /// An absolute path (resolve options with [`AppConfig::path`]).
+    pub path: String,
+    /// What it is, for the error message: `the php_ini option`.
+    pub purpose: String,
+}
+
+impl RequiredPath {
+    pub fn new(path: impl Into<String>, purpose: impl Into<String>) -> RequiredPath {
+        RequiredPath {
+            path: path.into(),
+            purpose: purpose.into(),
+        }
+    }
 }
 
 /// How to start an app. In `command`, `args`, `env` values and
@@ -406,4 +455,8 @@ pub struct SpawnSpec {
     /// creates (mode 0700) in the app's runtime directory before the first
     /// process starts, e.g. a cache its processes share.
     pub dirs: Vec<String>,
+    /// Files and folders that must exist: a missing one stops the start
+    /// (and fails `fastgate check`) with an error naming the app, the
+    /// launcher and the path.
+    pub required_paths: Vec<RequiredPath>,
 }

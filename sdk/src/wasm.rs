@@ -88,7 +88,9 @@ impl<P: Plugin> bindings::Guest for Adapter<P> {
                 path: r.path,
                 set_headers: headers_to(r.set_headers),
                 remove_headers: r.remove_headers,
+                params: params_to(r.params),
             }),
+            sdk::Decision::ContinueWith(params) => wit::Decision::ContinueWith(params_to(params)),
         }
     }
 
@@ -102,14 +104,7 @@ impl<P: Plugin> bindings::Guest for Adapter<P> {
     }
 
     fn inject_env(request: Vec<u8>, params: Vec<u8>) -> Vec<wit::Param> {
-        plugin::<P>()
-            .inject_env(&head(&request), &unpack(&params))
-            .into_iter()
-            .map(|p| wit::Param {
-                name: p.name,
-                value: p.value,
-            })
-            .collect()
+        params_to(plugin::<P>().inject_env(&head(&request), &unpack(&params)))
     }
 
     fn launch(app: wit::AppConfig) -> Result<wit::SpawnSpec, String> {
@@ -153,8 +148,22 @@ impl<P: Plugin> bindings::Guest for Adapter<P> {
             pool: wit::PoolDefaults {
                 instance_max_requests: spec.pool.instance_max_requests,
                 min_instances: spec.pool.min_instances,
+                stderr_mode: spec.pool.stderr_mode.map(|m| match m {
+                    sdk::StderrMode::ReturnStderrIn500 => wit::StderrMode::ReturnStderrIn500,
+                    sdk::StderrMode::ReturnGeneric500 => wit::StderrMode::ReturnGeneric500,
+                    sdk::StderrMode::IgnoreAndReturn200 => wit::StderrMode::IgnoreAndReturn200,
+                    sdk::StderrMode::TerminateProcess => wit::StderrMode::TerminateProcess,
+                }),
             },
             dirs: spec.dirs,
+            required_paths: spec
+                .required_paths
+                .into_iter()
+                .map(|r| wit::RequiredPath {
+                    path: r.path,
+                    purpose: r.purpose,
+                })
+                .collect(),
         })
     }
 }
@@ -176,6 +185,16 @@ fn unpack(bytes: &[u8]) -> sdk::Pairs<'_> {
         Ok(pairs) => pairs,
         Err(e) => panic!("fastgate sent malformed pairs: {e}"),
     }
+}
+
+fn params_to(params: Vec<sdk::Param>) -> Vec<wit::Param> {
+    params
+        .into_iter()
+        .map(|p| wit::Param {
+            name: p.name,
+            value: p.value,
+        })
+        .collect()
 }
 
 fn headers_to(headers: Vec<sdk::Header>) -> Vec<wit::Header> {

@@ -9,6 +9,9 @@
 
 use crate::types::*;
 
+#[doc(hidden)]
+pub mod abi1;
+
 /// Why bytes could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WireError(&'static str);
@@ -232,7 +235,10 @@ impl Wire for Param {
 #[derive(Debug, Clone)]
 pub struct RequestHeadRef<'a, H> {
     pub method: &'a str,
+    /// Decoded and normalised.
     pub path: &'a str,
+    /// As the client sent it.
+    pub raw_path: &'a str,
     pub query: &'a str,
     pub version: &'a str,
     /// How many items `headers` yields.
@@ -247,8 +253,16 @@ pub struct RequestHeadRef<'a, H> {
 impl<'a, H: Iterator<Item = (&'a [u8], &'a [u8])>> RequestHeadRef<'a, H> {
     /// The same bytes as [`RequestHead`]'s encoding.
     pub fn put(self, out: &mut Vec<u8>) {
+        self.put_fields(out, true);
+    }
+
+    /// The fields in order; contract 0.1 has no raw path.
+    fn put_fields(self, out: &mut Vec<u8>, raw_path: bool) {
         put_bytes(out, self.method.as_bytes());
         put_bytes(out, self.path.as_bytes());
+        if raw_path {
+            put_bytes(out, self.raw_path.as_bytes());
+        }
         put_bytes(out, self.query.as_bytes());
         put_bytes(out, self.version.as_bytes());
         put_pairs(out, self.header_count, self.headers);
@@ -318,12 +332,23 @@ impl<'a> Reader<'a> {
         Ok(RequestHead {
             method: self.str()?,
             path: self.str()?,
+            raw_path: self.str()?,
             query: self.str()?,
             version: self.str()?,
             headers: self.pairs()?,
             client_addr: self.str()?,
             server_addr: self.str()?,
             app: self.str()?,
+        })
+    }
+
+    fn stderr_mode(&mut self) -> Result<StderrMode, WireError> {
+        Ok(match self.u8()? {
+            0 => StderrMode::ReturnStderrIn500,
+            1 => StderrMode::ReturnGeneric500,
+            2 => StderrMode::IgnoreAndReturn200,
+            3 => StderrMode::TerminateProcess,
+            _ => return Err(WireError("bad stderr mode")),
         })
     }
 
@@ -355,6 +380,11 @@ impl Wire for Decision {
                 put_option(out, &rewrite.path, |out, p| p.put(out));
                 put_list(out, &rewrite.set_headers);
                 put_list(out, &rewrite.remove_headers);
+                put_list(out, &rewrite.params);
+            }
+            Decision::ContinueWith(params) => {
+                out.push(4);
+                put_list(out, params);
             }
         }
     }
@@ -371,7 +401,9 @@ impl Wire for Decision {
                 path: r.option(Reader::string)?,
                 set_headers: r.list()?,
                 remove_headers: r.list()?,
+                params: r.list()?,
             }),
+            4 => Decision::ContinueWith(r.list()?),
             _ => return Err(WireError("bad decision tag")),
         })
     }
@@ -421,14 +453,21 @@ impl Wire for Capabilities {
     }
 }
 
-impl Wire for AppConfig {
-    fn put(&self, out: &mut Vec<u8>) {
+impl AppConfig {
+    /// The fields up to `root`, which every contract version shares.
+    fn put_head(&self, out: &mut Vec<u8>) {
         self.name.put(out);
         self.options.put(out);
         put_option(out, &self.command, |out, c| c.put(out));
         put_list(out, &self.args);
         put_list(out, &self.env);
         self.root.put(out);
+    }
+}
+
+impl Wire for AppConfig {
+    fn put(&self, out: &mut Vec<u8>) {
+        self.put_head(out);
         put_option(out, &self.instance_max_requests, |out, n| {
             out.extend_from_slice(&n.to_le_bytes())
         });
@@ -444,6 +483,19 @@ impl Wire for AppConfig {
             root: r.string()?,
             instance_max_requests: r.option(Reader::u64)?,
             config_dir: r.string()?,
+        })
+    }
+}
+
+impl Wire for RequiredPath {
+    fn put(&self, out: &mut Vec<u8>) {
+        self.path.put(out);
+        self.purpose.put(out);
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(RequiredPath {
+            path: r.string()?,
+            purpose: r.string()?,
         })
     }
 }
@@ -488,33 +540,57 @@ impl Wire for SpawnSpec {
         put_option(out, &self.pool.min_instances, |out, n| {
             out.extend_from_slice(&n.to_le_bytes())
         });
+        put_option(out, &self.pool.stderr_mode, |out, m| {
+            out.push(match m {
+                StderrMode::ReturnStderrIn500 => 0,
+                StderrMode::ReturnGeneric500 => 1,
+                StderrMode::IgnoreAndReturn200 => 2,
+                StderrMode::TerminateProcess => 3,
+            })
+        });
         put_list(out, &self.dirs);
+        put_list(out, &self.required_paths);
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        // The head first: a struct's base expression is evaluated last.
+        let head = r.spawn_spec_head()?;
         Ok(SpawnSpec {
-            command: r.string()?,
-            args: r.list()?,
-            env: r.list()?,
-            working_dir: r.option(Reader::string)?,
-            files: r.list()?,
-            protocol: match r.u8()? {
+            pool: PoolDefaults {
+                instance_max_requests: r.option(Reader::u64)?,
+                min_instances: r.option(Reader::u32)?,
+                stderr_mode: r.option(Reader::stderr_mode)?,
+            },
+            dirs: r.list()?,
+            required_paths: r.list()?,
+            ..head
+        })
+    }
+}
+
+impl Reader<'_> {
+    /// The fields of a spawn spec up to `request_timeout_ms`, which every
+    /// contract version shares; the rest left at their defaults.
+    fn spawn_spec_head(&mut self) -> Result<SpawnSpec, WireError> {
+        Ok(SpawnSpec {
+            command: self.string()?,
+            args: self.list()?,
+            env: self.list()?,
+            working_dir: self.option(Reader::string)?,
+            files: self.list()?,
+            protocol: match self.u8()? {
                 0 => AppProtocol::FastCgi,
                 1 => AppProtocol::Cgi,
                 _ => return Err(WireError("bad protocol tag")),
             },
-            params: r.list()?,
+            params: self.list()?,
             mapping: MappingDefaults {
-                handles: r.list()?,
-                resource_type: r.option(Reader::string)?,
-                fallback: r.option(Reader::string)?,
-                static_dirs: r.list()?,
+                handles: self.list()?,
+                resource_type: self.option(Reader::string)?,
+                fallback: self.option(Reader::string)?,
+                static_dirs: self.list()?,
             },
-            request_timeout_ms: r.option(Reader::u64)?,
-            pool: PoolDefaults {
-                instance_max_requests: r.option(Reader::u64)?,
-                min_instances: r.option(Reader::u32)?,
-            },
-            dirs: r.list()?,
+            request_timeout_ms: self.option(Reader::u64)?,
+            ..SpawnSpec::default()
         })
     }
 }
@@ -552,7 +628,8 @@ mod tests {
         let mut out = Vec::new();
         RequestHeadRef {
             method: "GET",
-            path: "/a%20b",
+            path: "/a b",
+            raw_path: "/a%20b",
             query: "x=1",
             version: "HTTP/1.1",
             header_count: 2,
@@ -573,8 +650,8 @@ mod tests {
         let bytes = head_bytes(None);
         let head = decode_request_head(&bytes).unwrap();
         assert_eq!(
-            (head.method, head.path, head.query),
-            ("GET", "/a%20b", "x=1")
+            (head.method, head.path, head.raw_path, head.query),
+            ("GET", "/a b", "/a%20b", "x=1")
         );
         assert_eq!(head.client_ip(), "::1");
         assert_eq!(head.header("x-bin"), Some(&[0xff, 0][..]));
@@ -628,7 +705,13 @@ mod tests {
             path: Some("/new?q".into()),
             set_headers: vec![Header::new("x-a", "1")],
             remove_headers: vec!["cookie".into()],
+            params: vec![Param::new("REMOTE_USER", "alice")],
         }));
+        round_trip(Decision::ContinueWith(vec![
+            Param::new("REMOTE_USER", "alice"),
+            Param::new("AUTH_TYPE", &b"Bearer\xff"[..]),
+        ]));
+        round_trip(Decision::ContinueWith(vec![]));
         round_trip(HeaderChanges {
             set: vec![Header::new("a", "b")],
             append: vec![Header::new("c", "d")],
@@ -658,9 +741,25 @@ mod tests {
             pool: PoolDefaults {
                 instance_max_requests: Some(10_000),
                 min_instances: Some(1),
+                stderr_mode: Some(StderrMode::IgnoreAndReturn200),
             },
             dirs: vec!["opcache".into(), "cache".into()],
+            required_paths: vec![RequiredPath::new("/srv/php.ini", "the php_ini option")],
         }));
+        for mode in [
+            StderrMode::ReturnStderrIn500,
+            StderrMode::ReturnGeneric500,
+            StderrMode::IgnoreAndReturn200,
+            StderrMode::TerminateProcess,
+        ] {
+            round_trip::<Result<SpawnSpec, String>>(Ok(SpawnSpec {
+                pool: PoolDefaults {
+                    stderr_mode: Some(mode),
+                    ..PoolDefaults::default()
+                },
+                ..SpawnSpec::default()
+            }));
+        }
         // Every option absent, every list empty.
         round_trip::<Result<SpawnSpec, String>>(Ok(SpawnSpec {
             command: "python3".into(),

@@ -15,6 +15,7 @@ mod limits;
 mod mounts;
 mod php;
 mod plugin_cache;
+mod plugin_contract;
 mod plugins;
 mod pool;
 mod protocol;

@@ -187,7 +187,8 @@ fn a_plugin_sees_every_field_of_the_request_head_in_both_builds() {
         let server = gw.addr().to_string();
         for line in [
             "method=POST",
-            "path=/some/p%41th",
+            "path=/some/pAth\n",
+            "raw_path=/some/p%41th\n",
             "query=a=1&misbehave=head",
             "version=HTTP/1.1",
             "client=127.0.0.1:",
@@ -413,10 +414,10 @@ fn a_native_library_with_another_abi_is_refused_at_start() {
 }
 
 /// The smallest component that says which contract it was built for: it
-/// imports `fastgate:plugin/types@0.1.0` (an empty instance type), as every
-/// plugin built with fastgate-sdk 0.1 does.
-fn component_of_contract_0_1() -> Vec<u8> {
-    let name = b"fastgate:plugin/types@0.1.0";
+/// imports `fastgate:plugin/types@0.3.0` (an empty instance type), as a
+/// plugin built with a future fastgate-sdk 0.3 would.
+fn component_of_contract_0_3() -> Vec<u8> {
+    let name = b"fastgate:plugin/types@0.3.0";
     let mut bytes = b"\0asm\x0d\x00\x01\x00".to_vec();
     // Type section: one instance type with no declarations.
     bytes.extend_from_slice(&[7, 3, 1, 0x42, 0]);
@@ -433,7 +434,7 @@ fn component_of_contract_0_1() -> Vec<u8> {
 fn a_wasm_plugin_built_for_another_contract_is_refused_naming_both_versions() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.wasm");
-    std::fs::write(&path, component_of_contract_0_1()).unwrap();
+    std::fs::write(&path, component_of_contract_0_3()).unwrap();
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\nplugins = [\"old\"]\n[[plugin]]\nname = \"old\"\npath = {:?}\n",
         path.display().to_string()
@@ -441,8 +442,8 @@ fn a_wasm_plugin_built_for_another_contract_is_refused_naming_both_versions() {
     let stderr = serve_must_fail(&config);
     assert!(
         stderr.contains("plugin \"old\"")
-            && stderr.contains("built for fastgate:plugin@0.1.0")
-            && stderr.contains("this gateway speaks fastgate:plugin@0.2.0")
+            && stderr.contains("built for fastgate:plugin@0.3.0")
+            && stderr.contains("this gateway speaks fastgate:plugin@0.2.0 and @0.1.0")
             && stderr.contains("rebuild it against fastgate-sdk 0.2.0"),
         "{stderr}"
     );

@@ -30,9 +30,11 @@ fn wsgi_config(app_extra: &str, options: &str) -> String {
 #[test]
 fn a_wsgi_app_runs_through_the_bridge() {
     let marker = tempfile::NamedTempFile::new().unwrap();
+    // stderr_mode as the file sets it: the launcher proposes
+    // ignore-and-return-200 (plugin_contract.rs tests that one).
     let config = wsgi_config(
         &format!(
-            "[app.env]\nFASTGATE_WSGI_VALIDATE = \"1\"\nCLOSE_MARKER = {:?}\n",
+            "stderr_mode = \"return-stderr-in-500\"\n[app.env]\nFASTGATE_WSGI_VALIDATE = \"1\"\nCLOSE_MARKER = {:?}\n",
             marker.path().display().to_string()
         ),
         &format!(
@@ -76,8 +78,9 @@ fn a_wsgi_app_runs_through_the_bridge() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    // A Python exception: its traceback goes to FCGI_STDERR, so the default
-    // stderr_mode gives a 500 with the text (escaped) and the log has it.
+    // A Python exception: its traceback goes to FCGI_STDERR, so
+    // return-stderr-in-500 gives a 500 with the text (escaped) and the log
+    // has it.
     let r = gw.get("/error");
     assert_eq!(r.status, 500);
     assert!(

@@ -31,7 +31,7 @@ use crate::cgi::params::{self, RequestInfo};
 use crate::cgi::response::ResponseKind;
 use crate::cgi::runner::CgiApp;
 use crate::config::{AppSettings, ServerSettings};
-use crate::plugin::{Chain, Flow, Plugins, RequestView};
+use crate::plugin::{Chain, FilterParams, Flow, Plugins, RequestView, Where};
 use crate::pool::Pool;
 use crate::pool::exchange::{self, ExchangeLimits};
 
@@ -88,10 +88,14 @@ pub struct App {
 pub struct AppRequest<'a> {
     pub method: &'a Method,
     pub uri: &'a Uri,
+    /// The URI's path as the router mapped it (decoded, normalised).
+    pub path: &'a str,
     pub version: Version,
     pub headers: &'a HeaderMap,
     pub peer: &'a Peer,
     pub body: &'a Arc<RequestBody>,
+    /// What the request filters gave for the app (`continue-with`).
+    pub filter_params: Option<&'a FilterParams>,
 }
 
 /// How an app answered.
@@ -195,15 +199,21 @@ impl App {
             server_software: SERVER_SOFTWARE,
         };
         let mut params = params::build(&info, target, &self.config.params);
+        if let Some(given) = request.filter_params {
+            params::add_from_filters(&mut params, given.iter());
+        }
         if self.injectors.has_env() {
             let view = RequestView::new(
                 request.method,
                 request.uri,
+                request.path,
                 request.version,
                 request.headers,
-                &request.peer.remote_text,
-                &request.peer.local_text,
-                &self.name,
+                Where {
+                    client_addr: &request.peer.remote_text,
+                    server_addr: &request.peer.local_text,
+                    app: &self.name,
+                },
             );
             self.injectors
                 .inject_env(&view, &mut params)

@@ -8,7 +8,11 @@
 //!   set `PHP_VALUE`, `SCRIPT_FILENAME` or any other parameter;
 //! - `Proxy:` is never passed (httpoxy, CVE-2016-5385);
 //! - header names containing `_` or anything outside `[A-Za-z0-9-]` are
-//!   dropped, so `X-Remote_User` cannot pose as `X-Remote-User`.
+//!   dropped, so `X-Remote_User` cannot pose as `X-Remote-User`;
+//! - a request filter's parameters ([`add_from_filters`]) never take a name
+//!   the gateway sets ([`reserved`]): a filter deriving them from what a
+//!   client sent must not be able to point `SCRIPT_FILENAME` elsewhere or
+//!   set `PHP_VALUE` (CVE-2019-11043 showed what that gives).
 
 use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
@@ -151,6 +155,62 @@ pub fn build(req: &RequestInfo<'_>, target: &ScriptTarget, extra: &[(String, Str
     p
 }
 
+/// The variables [`build`] sets from the request and the connection.
+const GATEWAY_VARIABLES: &[&str] = &[
+    "GATEWAY_INTERFACE",
+    "SERVER_SOFTWARE",
+    "SERVER_NAME",
+    "SERVER_ADDR",
+    "SERVER_PORT",
+    "SERVER_PROTOCOL",
+    "REQUEST_METHOD",
+    "REQUEST_URI",
+    "REQUEST_SCHEME",
+    "HTTPS",
+    "QUERY_STRING",
+    "SCRIPT_NAME",
+    "SCRIPT_FILENAME",
+    "PATH_INFO",
+    "PATH_TRANSLATED",
+    "DOCUMENT_ROOT",
+    "DOCUMENT_URI",
+    "CONTENT_TYPE",
+    "CONTENT_LENGTH",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "REDIRECT_STATUS",
+];
+
+/// Whether a request filter may not give the parameter `name` (ASCII
+/// case-insensitively): a variable [`build`] sets, a request header's
+/// `HTTP_*` (a filter changes headers with a rewrite instead), or PHP's
+/// per-request ini overrides `PHP_VALUE` and `PHP_ADMIN_VALUE`. What is
+/// left is what a filter is for: `REMOTE_USER`, `AUTH_TYPE`, names of the
+/// app's own.
+pub fn reserved(name: &str) -> bool {
+    let starts_http = name
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("HTTP_"));
+    starts_http
+        || GATEWAY_VARIABLES
+            .iter()
+            .chain(&["PHP_VALUE", "PHP_ADMIN_VALUE"])
+            .any(|v| v.eq_ignore_ascii_case(name))
+}
+
+/// Adds the parameters request filters gave (`plugin::FilterParams`,
+/// already checked by the plugin host): after [`build`], so a filter's
+/// value replaces one of the same name from `[app.params]` or the launcher
+/// (a per-request value over the app's constant), and before the env
+/// injectors, which see it. A [`reserved`] name is skipped.
+pub fn add_from_filters<'a>(p: &mut Params, params: impl Iterator<Item = (&'a str, &'a [u8])>) {
+    for (name, value) in params {
+        if !reserved(name) {
+            p.set(name, value);
+        }
+    }
+}
+
 /// Where a variable's value comes from, which says whose doing a value too
 /// large to pass on is: the client's (its headers, its URI) or the
 /// gateway's and its configuration's.
@@ -248,6 +308,48 @@ fn add_headers(p: &mut Params, headers: &HeaderMap) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A variable added to `build` must be added to `GATEWAY_VARIABLES`, or
+    /// a filter could replace it.
+    #[test]
+    fn every_variable_build_sets_is_reserved_for_the_gateway() {
+        let uri: Uri = "/sub/info.php/x/y?a=1".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-user", HeaderValue::from_static("u"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let req = RequestInfo {
+            method: &Method::POST,
+            uri: &uri,
+            version: Version::HTTP_11,
+            headers: &headers,
+            remote_addr: "127.0.0.1:4000".parse().unwrap(),
+            local_addr: "127.0.0.1:80".parse().unwrap(),
+            content_length: 3,
+            https: true,
+            server_software: "fastgate",
+        };
+        let p = build(&req, &target(), &[("APP_SETTING".into(), "1".into())]);
+        for (name, _) in p.iter() {
+            let name = std::str::from_utf8(name).unwrap();
+            assert_eq!(reserved(name), name != "APP_SETTING", "{name}");
+        }
+        for free in ["REMOTE_USER", "AUTH_TYPE", "TENANT", "HTTPX"] {
+            assert!(!reserved(free), "{free}");
+        }
+        let mut p = build(&req, &target(), &[("REMOTE_USER".into(), "-".into())]);
+        let given: [(&str, &[u8]); 3] = [
+            ("REMOTE_USER", b"alice"),
+            ("SCRIPT_FILENAME", b"/etc/passwd"),
+            ("php_value", b"auto_prepend_file=/tmp/x"),
+        ];
+        add_from_filters(&mut p, given.into_iter());
+        assert_eq!(p.get("REMOTE_USER"), Some(&b"alice"[..]));
+        assert_eq!(
+            p.get("SCRIPT_FILENAME"),
+            Some(&b"/srv/www/sub/info.php"[..])
+        );
+        assert_eq!(p.get("php_value"), None);
+    }
     use http::HeaderValue;
     use std::path::PathBuf;
 

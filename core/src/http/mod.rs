@@ -31,8 +31,8 @@ use crate::body::{BodyLimits, RequestBody, ResponseBody};
 use crate::cgi::ScriptTarget;
 use crate::config::Config;
 use crate::error::chain;
-use crate::plugin::{Chain, Flow, Plugins};
-use crate::route::{Route, Router};
+use crate::plugin::{Chain, FilterParams, Flow, Plugins};
+use crate::route::{Route, Router, normalize_path};
 
 /// Most CGI local redirects followed for one request.
 const MAX_LOCAL_REDIRECTS: usize = 10;
@@ -181,13 +181,17 @@ impl Gateway {
         let mut method = parts.method.clone();
         let mut uri = parts.uri.clone();
         for _ in 0..MAX_LOCAL_REDIRECTS {
+            // The router took this path: it normalises (plugins see it so).
+            let path = normalize_path(uri.path())?;
             let request = AppRequest {
                 method: &method,
                 uri: &uri,
+                path: &path,
                 version: parts.version,
                 headers: &parts.headers,
                 peer,
                 body: &body,
+                filter_params: parts.extensions.get::<FilterParams>(),
             };
             let (location, pid) = match app.run(&request, &target).await? {
                 Outcome::Response { response, pid } => {

@@ -11,7 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use fastgate_sdk::{self as sdk, wire};
 use http::HeaderMap;
 
-use super::{Backend, PluginError, RequestView, header_pairs, put_request};
+use super::{Backend, Contract, PluginError, RequestView, header_pairs, put_request};
 use crate::cgi::params::Params;
 
 /// A loaded plugin's backend and what it can do.
@@ -45,7 +45,7 @@ fn guard<R>(f: impl FnOnce() -> R) -> Result<R, PluginError> {
 /// The request in the SDK's byte form, which its views read in place.
 fn encode_request(r: &RequestView<'_>, params: Option<&Params>) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    put_request(&mut out, r, params);
+    put_request(&mut out, r, params, Contract::Current);
     out
 }
 

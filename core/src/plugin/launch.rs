@@ -9,8 +9,10 @@
 //! exactly as for any other app. What the user wrote in fastgate.toml wins
 //! over the launcher's proposals (`env` entries, `working_dir`, `handles`,
 //! `resource_type`, `fallback`, `params`, `request_timeout`,
-//! `instance_max_requests`, `min_instances`); the app's [`Origins`] record
-//! which values the launcher set, for `fastgate check`.
+//! `instance_max_requests`, `min_instances`, `stderr_mode`); the app's
+//! [`Origins`] record which values the launcher set, for `fastgate check`.
+//! A launcher's required paths are checked here, so a missing one stops the
+//! start and fails `fastgate check` alike.
 
 use fastgate_sdk as sdk;
 
@@ -18,8 +20,8 @@ use super::{PluginError, Plugins};
 #[cfg(doc)]
 use crate::config::Origins;
 use crate::config::{
-    AppFile, AppKey, AppSettings, CgiSettings, Config, LauncherRef, parse_fallback, parse_pattern,
-    parse_resource_type, resolve_command,
+    AppFile, AppKey, AppSettings, CgiSettings, Config, LauncherRef, StderrMode, parse_fallback,
+    parse_pattern, parse_resource_type, resolve_command,
 };
 
 /// Why an app's launcher could not describe it.
@@ -96,7 +98,9 @@ fn launch(
         Err(PluginError::Missing(_)) => return Err("this plugin is not a launcher".to_string()),
         Err(e) => return Err(e.to_string()),
     };
+    let required = spec.required_paths.clone();
     fold(app, &launcher.plugin, spec)?;
+    check_required(&required)?;
     // An app started by a launcher refuses to start without its program (a
     // hand-configured app is served as 503 instead): the launcher was asked
     // for by name, so a missing program is a setup error, and the message
@@ -113,6 +117,28 @@ fn fold(app: &mut AppSettings, launcher: &str, spec: sdk::SpawnSpec) -> Result<(
     merge_process(app, launcher, &spec);
     merge_pool(app, launcher, &spec.pool)?;
     merge_mapping(app, launcher, spec)
+}
+
+/// Refuses to go on without a path the launcher said the app needs,
+/// naming the path and what it is for (the caller adds app and launcher).
+fn check_required(required: &[sdk::RequiredPath]) -> Result<(), String> {
+    for r in required {
+        let path = std::path::Path::new(&r.path);
+        if !path.is_absolute() {
+            return Err(format!(
+                "required path {:?} ({}) must be absolute",
+                r.path, r.purpose
+            ));
+        }
+        match std::fs::metadata(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(format!("{} ({}) does not exist", r.path, r.purpose));
+            }
+            Err(e) => return Err(format!("{} ({}): {e}", r.path, r.purpose)),
+        }
+    }
+    Ok(())
 }
 
 /// A name for the app's runtime directory: one plain name, never a path.
@@ -243,6 +269,17 @@ fn merge_pool(
         app.min_instances = n;
         app.origins.set_by_launcher(AppKey::MinInstances, launcher);
     }
+    if !app.origins.in_file(AppKey::StderrMode)
+        && let Some(mode) = pool.stderr_mode
+    {
+        app.stderr_mode = match mode {
+            sdk::StderrMode::ReturnStderrIn500 => StderrMode::ReturnStderrIn500,
+            sdk::StderrMode::ReturnGeneric500 => StderrMode::ReturnGeneric500,
+            sdk::StderrMode::IgnoreAndReturn200 => StderrMode::IgnoreAndReturn200,
+            sdk::StderrMode::TerminateProcess => StderrMode::TerminateProcess,
+        };
+        app.origins.set_by_launcher(AppKey::StderrMode, launcher);
+    }
     Ok(())
 }
 
@@ -293,7 +330,7 @@ mod tests {
 
     use super::fold;
     use crate::config::test_support::load;
-    use crate::config::{AppKey, AppSettings, HandlerPattern, Origin, ResourceType};
+    use crate::config::{AppKey, AppSettings, HandlerPattern, Origin, ResourceType, StderrMode};
 
     /// The one app of a file whose `[[app]]` is `name = "site"`, a
     /// launcher (a built-in's name; the tests fold the spec of a launcher
@@ -317,6 +354,7 @@ mod tests {
             pool: sdk::PoolDefaults {
                 instance_max_requests: Some(10_000),
                 min_instances: Some(1),
+                stderr_mode: Some(sdk::StderrMode::IgnoreAndReturn200),
             },
             dirs: vec!["opcache".into()],
             ..sdk::SpawnSpec::default()
@@ -338,6 +376,7 @@ mod tests {
         assert_eq!(app.resource_type, ResourceType::Either);
         assert_eq!(app.fallback.as_deref(), Some("/index.php"));
         assert_eq!(app.runtime_dirs, ["opcache"]);
+        assert_eq!(app.stderr_mode, StderrMode::IgnoreAndReturn200);
         let o = &app.origins;
         for key in [
             AppKey::Command,
@@ -347,6 +386,7 @@ mod tests {
             AppKey::MinInstances,
             AppKey::InstanceMaxRequests,
             AppKey::RequestTimeout,
+            AppKey::StderrMode,
         ] {
             assert_eq!(o.origin(key), launcher(), "{}", key.name());
         }
@@ -355,7 +395,6 @@ mod tests {
             AppKey::QueueLength,
             AppKey::ActivityTimeout,
             AppKey::IdleTimeout,
-            AppKey::StderrMode,
         ] {
             assert_eq!(o.origin(key), Origin::Default, "{}", key.name());
         }
@@ -365,7 +404,8 @@ mod tests {
     fn the_file_wins_over_every_proposal() {
         let mut app = app(
             "command = \"/usr/bin/php-cgi8.2\"\nhandles = [\"/app/*\"]\nresource_type = \"unspecified\"\nfallback = \"/app.php\"\n\
-             instance_max_requests = 700\nmin_instances = 0\nrequest_timeout = \"90s\"",
+             instance_max_requests = 700\nmin_instances = 0\nrequest_timeout = \"90s\"\n\
+             stderr_mode = \"return-generic-500\"",
         );
         fold(&mut app, "x", spec()).unwrap();
         assert_eq!(app.instance_max_requests, 700);
@@ -374,6 +414,7 @@ mod tests {
         assert_eq!(app.handles, [HandlerPattern::Prefix("/app".into())]);
         assert_eq!(app.resource_type, ResourceType::Unspecified);
         assert_eq!(app.fallback.as_deref(), Some("/app.php"));
+        assert_eq!(app.stderr_mode, StderrMode::ReturnGeneric500);
         for key in [
             AppKey::Command,
             AppKey::Handles,
@@ -382,6 +423,7 @@ mod tests {
             AppKey::MinInstances,
             AppKey::InstanceMaxRequests,
             AppKey::RequestTimeout,
+            AppKey::StderrMode,
         ] {
             assert_eq!(app.origins.origin(key), Origin::File, "{}", key.name());
         }
@@ -405,6 +447,28 @@ mod tests {
         );
         assert_eq!(app.origins.origin(AppKey::MinInstances), Origin::Default);
         assert_eq!(app.origins.origin(AppKey::RequestTimeout), Origin::Default);
+        assert_eq!(app.origins.origin(AppKey::StderrMode), Origin::Default);
+    }
+
+    #[test]
+    fn required_paths_must_exist_and_be_absolute() {
+        use super::check_required;
+        let dir = tempfile::tempdir().unwrap();
+        let here = dir.path().display().to_string();
+        assert!(check_required(&[sdk::RequiredPath::new(&here, "a folder")]).is_ok());
+        let missing = format!("{here}/manage.py");
+        let err = check_required(&[
+            sdk::RequiredPath::new(&here, "a folder"),
+            sdk::RequiredPath::new(&missing, "the project's manage.py"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.contains(&missing) && err.contains("(the project's manage.py)"),
+            "{err}"
+        );
+        let err = check_required(&[sdk::RequiredPath::new("site/php.ini", "the php_ini option")])
+            .unwrap_err();
+        assert!(err.contains("must be absolute"), "{err}");
     }
 
     #[test]
@@ -416,14 +480,14 @@ mod tests {
             "",
             sdk::PoolDefaults {
                 instance_max_requests: Some(0),
-                min_instances: None,
+                ..Default::default()
             },
         )
         .unwrap_err();
         assert!(err.contains("instance_max_requests = 0"), "{err}");
         let min = |n| sdk::PoolDefaults {
-            instance_max_requests: None,
             min_instances: Some(n),
+            ..Default::default()
         };
         let err = propose("max_instances = 2", min(3)).unwrap_err();
         assert!(

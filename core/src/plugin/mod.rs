@@ -33,13 +33,14 @@ use crate::body::ResponseBody;
 use crate::cgi::params::Params;
 use crate::config::{AppSettings, Config, OnError, PluginKind, PluginSettings};
 use crate::error::chain;
+use crate::route::normalize_path;
 
 /// Why a plugin could not be loaded or a hook could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("cannot load {path}: {reason}")]
     Load { path: String, reason: String },
-    #[error("{path} was built for plugin ABI {found}; this gateway speaks ABI {expected} (rebuild it against fastgate-sdk {sdk})", sdk = sdk::CONTRACT_VERSION)]
+    #[error("{path} was built for plugin ABI {found}; this gateway speaks ABI {expected} and ABI 1 (rebuild it against fastgate-sdk {sdk})", sdk = sdk::CONTRACT_VERSION)]
     AbiVersion {
         path: String,
         found: u32,
@@ -68,7 +69,12 @@ pub enum PluginError {
 #[derive(Debug, Clone, Copy)]
 pub struct RequestView<'a> {
     pub method: &'a str,
+    /// The path the router maps: decoded once and normalised
+    /// (`route::normalize_path`). Filters match on this one, so that
+    /// `/%61dmin`, `//admin` and `/a/../admin` are all `/admin` to them.
     pub path: &'a str,
+    /// The path as the client sent it.
+    pub raw_path: &'a str,
     pub query: &'a str,
     pub version: &'static str,
     pub headers: &'a HeaderMap,
@@ -78,55 +84,75 @@ pub struct RequestView<'a> {
     pub app: &'a str,
 }
 
+/// The connection a request came on and the app it is for, as plugins see
+/// them (text made once per connection).
+#[derive(Debug, Clone, Copy)]
+pub struct Where<'a> {
+    pub client_addr: &'a str,
+    pub server_addr: &'a str,
+    /// Empty before the mapping.
+    pub app: &'a str,
+}
+
 impl<'a> RequestView<'a> {
     /// The view of a request's head, as the gateway holds it (a local
-    /// redirect changes the method and URI but keeps the rest).
+    /// redirect changes the method and URI but keeps the rest). `path` is
+    /// the URI's path as the router maps it (`route::normalize_path`).
     pub fn new(
         method: &'a http::Method,
         uri: &'a Uri,
+        path: &'a str,
         version: http::Version,
         headers: &'a HeaderMap,
-        client_addr: &'a str,
-        server_addr: &'a str,
-        app: &'a str,
+        origin: Where<'a>,
     ) -> Self {
         RequestView {
             method: method.as_str(),
-            path: uri.path(),
+            path,
+            raw_path: uri.path(),
             query: uri.query().unwrap_or(""),
             version: version_text(version),
             headers,
-            client_addr,
-            server_addr,
-            app,
+            client_addr: origin.client_addr,
+            server_addr: origin.server_addr,
+            app: origin.app,
         }
     }
 
-    fn of<B>(
-        request: &'a Request<B>,
-        client_addr: &'a str,
-        server_addr: &'a str,
-        app: &'a str,
-    ) -> Self {
+    fn of<B>(request: &'a Request<B>, path: &'a str, origin: Where<'a>) -> Self {
         Self::new(
             request.method(),
             request.uri(),
+            path,
             request.version(),
             request.headers(),
-            client_addr,
-            server_addr,
-            app,
+            origin,
         )
     }
 }
 
+/// The contract version a plugin was built for, which decides the layout of
+/// what crosses to it and back: 0.1.0 (native ABI 1) or the current 0.2.0
+/// (ABI 2). Built-in plugins are always current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Contract {
+    V0_1,
+    Current,
+}
+
 /// Writes a request (and parameters, for `inject-env`) in the SDK's wire
 /// encoding, which the native ABI, the wasm contract's `request-head` and
-/// the built-ins' views read in place.
-fn put_request(out: &mut Vec<u8>, r: &RequestView<'_>, params: Option<&Params>) {
-    sdk::wire::RequestHeadRef {
+/// the built-ins' views read in place: the layout of `contract`.
+fn put_request(
+    out: &mut Vec<u8>,
+    r: &RequestView<'_>,
+    params: Option<&Params>,
+    contract: Contract,
+) {
+    let head = sdk::wire::RequestHeadRef {
         method: r.method,
         path: r.path,
+        raw_path: r.raw_path,
         query: r.query,
         version: r.version,
         header_count: r.headers.len(),
@@ -134,8 +160,11 @@ fn put_request(out: &mut Vec<u8>, r: &RequestView<'_>, params: Option<&Params>) 
         client_addr: r.client_addr,
         server_addr: r.server_addr,
         app: r.app,
+    };
+    match contract {
+        Contract::Current => head.put(out),
+        Contract::V0_1 => sdk::wire::abi1::put_request_head(head, out),
     }
-    .put(out);
     if let Some(params) = params {
         put_params(out, params);
     }
@@ -393,7 +422,12 @@ impl Chain {
     }
 
     /// Runs the request filters in order. A rewrite changes `request` (and
-    /// what the next filter sees); deny and respond end the chain.
+    /// what the next filter sees); deny and respond end the chain;
+    /// parameters for the app go with the request ([`FilterParams`]).
+    ///
+    /// Filters see the path the router will map. A path the router refuses
+    /// (a bad escape, a control character, `..` above the root) reaches no
+    /// filter: the router answers it with a 400 right after.
     pub fn on_request<B>(
         &self,
         request: &mut Request<B>,
@@ -401,8 +435,16 @@ impl Chain {
         server_addr: &str,
         app: &str,
     ) -> Result<Flow, ChainError> {
+        let Ok(mut path) = normalize_path(request.uri().path()) else {
+            return Ok(Flow::Continue);
+        };
+        let origin = Where {
+            client_addr,
+            server_addr,
+            app,
+        };
         for plugin in self.with(|c| c.request_filter) {
-            let view = RequestView::of(request, client_addr, server_addr, app);
+            let view = RequestView::of(request, &path, origin);
             let decision = match plugin.backend.on_request(&view) {
                 Ok(d) => d,
                 Err(e) => {
@@ -410,21 +452,16 @@ impl Chain {
                     continue;
                 }
             };
-            let applied = match decision {
-                sdk::Decision::Continue => Ok(None),
-                sdk::Decision::Deny(status) => deny(status).map(Some),
-                sdk::Decision::Respond(r) => respond(r).map(Some),
-                sdk::Decision::Rewrite(rw) => rewrite(request, &rw).map(|()| {
-                    debug!(plugin = %plugin.name, uri = %request.uri(), "request rewritten");
-                    None
-                }),
-            };
-            match applied {
-                Ok(Some(response)) => {
+            match apply(request, decision) {
+                Ok(Applied::Respond(response)) => {
                     debug!(plugin = %plugin.name, status = response.status().as_u16(), "request answered by plugin");
-                    return Ok(Flow::Respond(Box::new(response)));
+                    return Ok(Flow::Respond(response));
                 }
-                Ok(None) => {}
+                Ok(Applied::Rewritten(new_path)) => {
+                    debug!(plugin = %plugin.name, uri = %request.uri(), "request rewritten");
+                    path = new_path;
+                }
+                Ok(Applied::Continue) => {}
                 Err(reason) => Self::failed(plugin, "on_request", PluginError::Invalid(reason))?,
             }
         }
@@ -480,6 +517,90 @@ impl Chain {
     }
 }
 
+/// Parameters for the app that request filters gave (`continue-with`, or a
+/// rewrite's `params`), carried in the request's extensions until the
+/// app's parameters are built (`cgi::params::add_from_filters`). A later
+/// one replaces an earlier one of the same name. A request that ends at a
+/// static file drops them.
+#[derive(Debug, Clone, Default)]
+pub struct FilterParams(Vec<(String, Vec<u8>)>);
+
+impl FilterParams {
+    fn set(&mut self, name: String, value: Vec<u8>) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(pair) => pair.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    /// Every parameter, in the order first given.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+    }
+}
+
+/// What one filter's decision did to the request.
+enum Applied {
+    Continue,
+    /// A rewrite; the new path as the router will map it.
+    Rewritten(String),
+    Respond(Box<Response<ResponseBody>>),
+}
+
+/// Applies a request filter's decision; an invalid one is an error (the
+/// plugin's `on_error` decides what follows).
+fn apply<B>(request: &mut Request<B>, decision: sdk::Decision) -> Result<Applied, String> {
+    match decision {
+        sdk::Decision::Continue => Ok(Applied::Continue),
+        sdk::Decision::ContinueWith(params) => {
+            add_params(request, params)?;
+            Ok(Applied::Continue)
+        }
+        sdk::Decision::Deny(status) => deny(status).map(|r| Applied::Respond(Box::new(r))),
+        sdk::Decision::Respond(r) => respond(r).map(|r| Applied::Respond(Box::new(r))),
+        sdk::Decision::Rewrite(mut rw) => {
+            check_params(&rw.params)?;
+            let path = rewrite(request, &rw)?;
+            add_params(request, std::mem::take(&mut rw.params))?;
+            Ok(path.map_or(Applied::Continue, Applied::Rewritten))
+        }
+    }
+}
+
+/// Refuses parameter names no filter may give: empty, with `=` or NUL
+/// (not an environment variable), or set by the gateway itself
+/// (`cgi::params::reserved`: a filter that could set `SCRIPT_FILENAME` or
+/// `PHP_VALUE` from what a client sent would hand the client the app).
+fn check_params(params: &[sdk::Param]) -> Result<(), String> {
+    for p in params {
+        if p.name.is_empty() || p.name.contains(['=', '\0']) {
+            return Err(format!("bad parameter name {:?}", p.name));
+        }
+        if crate::cgi::params::reserved(&p.name) {
+            return Err(format!(
+                "parameter {:?} is set by the gateway; a request filter may not give it",
+                p.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `params` and adds them to the request's [`FilterParams`].
+fn add_params<B>(request: &mut Request<B>, params: Vec<sdk::Param>) -> Result<(), String> {
+    if params.is_empty() {
+        return Ok(());
+    }
+    check_params(&params)?;
+    let carried = request
+        .extensions_mut()
+        .get_or_insert_default::<FilterParams>();
+    for p in params {
+        carried.set(p.name, p.value);
+    }
+    Ok(())
+}
+
 fn header(h: &sdk::Header) -> Result<(HeaderName, HeaderValue), String> {
     let name = HeaderName::from_bytes(h.name.as_bytes())
         .map_err(|_| format!("bad header name {:?}", h.name))?;
@@ -533,20 +654,21 @@ fn respond(r: sdk::Response) -> Result<Response<ResponseBody>, String> {
 }
 
 /// Applies a rewrite to the request: a new path (and query), set and
-/// removed headers. The new path goes through the same normalisation and
-/// checks as a client's.
-fn rewrite<B>(request: &mut Request<B>, rw: &sdk::Rewrite) -> Result<(), String> {
+/// removed headers. The new path must pass the router's own checks
+/// (`route::normalize_path`); it is returned as the router will map it
+/// (`None` when the rewrite keeps the path).
+fn rewrite<B>(request: &mut Request<B>, rw: &sdk::Rewrite) -> Result<Option<String>, String> {
+    let mut mapped = None;
     if let Some(path) = &rw.path {
         if !path.starts_with('/') {
             return Err(format!("rewrite path must start with '/': {path:?}"));
         }
-        let path_and_query = if path.contains('?') {
-            path.clone()
-        } else {
-            match request.uri().query() {
-                Some(q) => format!("{path}?{q}"),
-                None => path.clone(),
-            }
+        let path_and_query = uri_text(path);
+        let new_path = path_and_query.split('?').next().unwrap_or("");
+        mapped = Some(normalize_path(new_path).map_err(|e| format!("rewrite path {path:?}: {e}"))?);
+        let path_and_query = match (path.contains('?'), request.uri().query()) {
+            (false, Some(q)) => format!("{path_and_query}?{q}"),
+            _ => path_and_query,
         };
         let mut parts = request.uri().clone().into_parts();
         parts.path_and_query = Some(
@@ -565,7 +687,25 @@ fn rewrite<B>(request: &mut Request<B>, rw: &sdk::Rewrite) -> Result<(), String>
         let (name, value) = header(h)?;
         headers.insert(name, value);
     }
-    Ok(())
+    Ok(mapped)
+}
+
+/// A rewrite path as URI text: a byte a URI cannot carry as it is (a
+/// space, a non-ASCII letter, a control character) is percent-encoded, so a
+/// rewrite built from a decoded path (`RequestHead::path`) still parses.
+/// `%` (an escape) and `?` (the query) keep their URI meaning; plugins
+/// encode those with `fastgate_sdk::encode_path`.
+fn uri_text(path: &str) -> String {
+    const KEEP: &[u8] = b"-._~/?@!$&'()*+,;=:%";
+    let mut out = String::with_capacity(path.len());
+    for &b in path.as_bytes() {
+        if b.is_ascii_alphanumeric() || KEEP.contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Applies a response filter's changes: removals, then sets, then appends.
@@ -620,8 +760,9 @@ mod tests {
             path: Some("/new/x".into()),
             set_headers: vec![sdk::Header::new("x-tenant", "t1")],
             remove_headers: vec!["cookie".into()],
+            params: vec![],
         };
-        rewrite(&mut req, &rw).unwrap();
+        assert_eq!(rewrite(&mut req, &rw).unwrap().as_deref(), Some("/new/x"));
         assert_eq!(req.uri(), "/new/x?a=1");
         assert_eq!(req.headers()["x-tenant"], "t1");
         let rw = sdk::Rewrite {
@@ -635,6 +776,118 @@ mod tests {
             ..Default::default()
         };
         assert!(rewrite(&mut req, &rw).is_err());
+    }
+
+    #[test]
+    fn a_rewrite_is_mapped_as_the_router_maps_it() {
+        let mut req = Request::builder().uri("/x?a=1").body(()).unwrap();
+        let to = |req: &mut Request<()>, path: &str| {
+            let rw = sdk::Rewrite {
+                path: Some(path.into()),
+                ..Default::default()
+            };
+            rewrite(req, &rw)
+        };
+        // What the next filter sees is the normalised path.
+        assert_eq!(
+            to(&mut req, "/a/../%61dmin//x").unwrap().as_deref(),
+            Some("/admin/x")
+        );
+        // A decoded path with a space or a non-ASCII letter still parses.
+        assert_eq!(
+            to(&mut req, "/caf\u{e9} au lait").unwrap().as_deref(),
+            Some("/caf\u{e9} au lait")
+        );
+        assert_eq!(req.uri(), "/caf%C3%A9%20au%20lait?a=1");
+        // What the router refuses, a rewrite may not produce.
+        for bad in ["/../etc/passwd", "/a%0ab", "/a\nb", "/bad%zz"] {
+            let before = req.uri().clone();
+            assert!(to(&mut req, bad).is_err(), "{bad:?}");
+            assert_eq!(req.uri(), &before, "{bad:?} changed the request");
+        }
+    }
+
+    #[test]
+    fn filters_may_add_parameters_but_never_the_gateways() {
+        let mut req = Request::builder().uri("/x").body(()).unwrap();
+        let with = |params: &[(&str, &str)]| {
+            sdk::Decision::ContinueWith(
+                params
+                    .iter()
+                    .map(|(n, v)| sdk::Param::new(*n, *v))
+                    .collect(),
+            )
+        };
+        assert!(matches!(
+            apply(
+                &mut req,
+                with(&[("REMOTE_USER", "alice"), ("AUTH_TYPE", "Bearer")])
+            ),
+            Ok(Applied::Continue)
+        ));
+        apply(&mut req, with(&[("REMOTE_USER", "bob")])).unwrap();
+        let carried: Vec<_> = req
+            .extensions()
+            .get::<FilterParams>()
+            .unwrap()
+            .iter()
+            .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v).into_owned()))
+            .collect();
+        assert_eq!(
+            carried,
+            [
+                ("REMOTE_USER".to_string(), "bob".to_string()),
+                ("AUTH_TYPE".to_string(), "Bearer".to_string())
+            ]
+        );
+        for bad in [
+            "SCRIPT_FILENAME",
+            "script_filename",
+            "PATH_INFO",
+            "HTTP_X_USER",
+            "PHP_VALUE",
+            "PHP_ADMIN_VALUE",
+            "",
+            "A=B",
+            "A\0",
+        ] {
+            let err = match apply(&mut req, with(&[("OK", "1"), (bad, "x")])) {
+                Err(e) => e,
+                Ok(_) => panic!("{bad:?} accepted"),
+            };
+            assert!(err.contains("parameter"), "{bad:?}: {err}");
+        }
+        // Nothing of a refused answer was kept.
+        let names: Vec<_> = req
+            .extensions()
+            .get::<FilterParams>()
+            .unwrap()
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        assert_eq!(names, ["REMOTE_USER", "AUTH_TYPE"]);
+        // A rewrite may carry parameters too; a bad one refuses the rewrite.
+        let rw = |name: &str| {
+            sdk::Decision::Rewrite(sdk::Rewrite {
+                path: Some("/y".into()),
+                remove_headers: vec!["authorization".into()],
+                params: vec![sdk::Param::new(name, "carol")],
+                ..Default::default()
+            })
+        };
+        assert!(apply(&mut req, rw("SCRIPT_NAME")).is_err());
+        assert_eq!(req.uri(), "/x");
+        assert!(
+            matches!(apply(&mut req, rw("REMOTE_USER")), Ok(Applied::Rewritten(p)) if p == "/y")
+        );
+        assert_eq!(
+            req.extensions()
+                .get::<FilterParams>()
+                .unwrap()
+                .iter()
+                .next(),
+            Some(("REMOTE_USER", &b"carol"[..]))
+        );
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! cross as bytes in the SDK's wire encoding; output buffers are freed by
 //! the library that allocated them.
 //!
+//! Libraries built for ABI 1 (fastgate-sdk 0.1, contract 0.1.0) load too:
+//! their table has the same layout, and the records that changed in ABI 2
+//! cross in their old layout (`fastgate_sdk::wire::abi1`).
+//!
 //! Native code is trusted code: it runs in the gateway's process with no
 //! deadline and no memory cap. What the host does guarantee is that a panic
 //! in a plugin becomes an error for that request (the SDK's shims catch it)
@@ -24,13 +28,16 @@ use fastgate_sdk::native::{
     ABI_VERSION, Buffer, ENTRY_SYMBOL, HookFn, HostTable, PluginTable, STATUS_BAD_INPUT, STATUS_OK,
     STATUS_PANIC,
 };
-use fastgate_sdk::wire::{self, Wire};
+use fastgate_sdk::wire::{self, Wire, WireError, abi1};
 use http::HeaderMap;
 use tracing::{debug, error, info, trace, warn};
 
-use super::{Backend, PluginError, RequestView, header_pairs, put_request};
+use super::{Backend, Contract, PluginError, RequestView, header_pairs, put_request};
 use crate::cgi::params::Params;
-use crate::config::PluginSettings;
+use crate::config::{PluginSettings, defaults};
+
+/// The oldest ABI still loaded: fastgate-sdk 0.1's.
+const ABI_V0_1: u32 = 1;
 
 /// The first two fields of every version of [`PluginTable`]: what may be
 /// read before the version is known.
@@ -44,6 +51,13 @@ static HOST_TABLE: HostTable = HostTable {
     abi_version: ABI_VERSION,
     size: std::mem::size_of::<HostTable>() as u32,
     log: host_log,
+};
+
+/// The same table for ABI 1 libraries: their SDK takes the log function
+/// only from a host table of its own version.
+static HOST_TABLE_V0_1: HostTable = HostTable {
+    abi_version: ABI_V0_1,
+    ..HOST_TABLE
 };
 
 thread_local! {
@@ -88,11 +102,13 @@ pub struct NativePlugin {
     name: Arc<str>,
     table: &'static PluginTable,
     instance: InstancePtr,
+    /// Which layouts its hooks read and write.
+    contract: Contract,
 }
 
 /// Opens a plugin library for good and returns its table once its ABI
-/// version and size are checked.
-fn open_table(config: &PluginSettings) -> Result<&'static PluginTable, PluginError> {
+/// version and size are checked, with the contract that version means.
+fn open_table(config: &PluginSettings) -> Result<(&'static PluginTable, Contract), PluginError> {
     let path = config.path.display().to_string();
     let load_error = |reason: String| PluginError::Load {
         path: path.clone(),
@@ -123,13 +139,18 @@ fn open_table(config: &PluginSettings) -> Result<&'static PluginTable, PluginErr
     // `TableHeader` (the SDK only ever appends fields), so reading them is
     // valid before the version is known.
     let header = unsafe { &*(table as *const TableHeader) };
-    if header.abi_version != ABI_VERSION {
-        return Err(PluginError::AbiVersion {
-            path,
-            found: header.abi_version,
-            expected: ABI_VERSION,
-        });
-    }
+    // ABI 1's table is ABI 2's: the same fields in the same order.
+    let contract = match header.abi_version {
+        ABI_VERSION => Contract::Current,
+        ABI_V0_1 => Contract::V0_1,
+        found => {
+            return Err(PluginError::AbiVersion {
+                path,
+                found,
+                expected: ABI_VERSION,
+            });
+        }
+    };
     if (header.size as usize) < std::mem::size_of::<PluginTable>() {
         return Err(load_error(format!(
             "its plugin table is {} bytes, smaller than ABI {ABI_VERSION}'s {}",
@@ -141,13 +162,17 @@ fn open_table(config: &PluginSettings) -> Result<&'static PluginTable, PluginErr
     // a library that is never unloaded (forgotten here).
     let table: &'static PluginTable = unsafe { &*table };
     std::mem::forget(library);
-    Ok(table)
+    Ok((table, contract))
 }
 
 impl NativePlugin {
     /// Opens the library, checks its table and runs its `init`.
     pub fn load(config: &PluginSettings) -> Result<(NativePlugin, sdk::Capabilities), PluginError> {
-        let table = open_table(config)?;
+        let (table, contract) = open_table(config)?;
+        let host = match contract {
+            Contract::Current => &HOST_TABLE,
+            Contract::V0_1 => &HOST_TABLE_V0_1,
+        };
         let name: Arc<str> = Arc::from(config.name.as_str());
         let mut instance: *const c_void = std::ptr::null();
         let config_bytes = config.config_json.as_bytes();
@@ -157,7 +182,7 @@ impl NativePlugin {
             // slot and `out` are live locals for the whole call.
             unsafe {
                 (table.init)(
-                    &HOST_TABLE,
+                    host,
                     config_bytes.as_ptr(),
                     config_bytes.len(),
                     &mut instance,
@@ -165,29 +190,33 @@ impl NativePlugin {
                 )
             }
         });
-        let answer: Result<sdk::Capabilities, String> = take_output(table, status, out)?;
+        let answer: Result<sdk::Capabilities, String> =
+            take_output(table, status, out, wire::decode)?;
         let capabilities = answer.map_err(PluginError::Init)?;
         if instance.is_null() {
             return Err(PluginError::Invalid(
                 "init succeeded without an instance".to_string(),
             ));
         }
-        debug!(plugin = %name, path = %config.path.display(), "native plugin loaded");
+        debug!(plugin = %name, path = %config.path.display(), ?contract, "native plugin loaded");
         Ok((
             NativePlugin {
                 name,
                 table,
                 instance: InstancePtr(instance),
+                contract,
             },
             capabilities,
         ))
     }
 
-    /// Calls `hook` with the bytes `encode` writes (into a reused buffer).
-    fn call<O: Wire>(
+    /// Calls `hook` with the bytes `encode` writes (into a reused buffer),
+    /// and reads its answer with `decode`.
+    fn call<O>(
         &self,
         hook: HookFn,
         encode: impl FnOnce(&mut Vec<u8>),
+        decode: fn(&[u8]) -> Result<O, WireError>,
     ) -> Result<O, PluginError> {
         let mut out = Buffer::EMPTY;
         let status = INPUT.with(|buffer| {
@@ -201,7 +230,7 @@ impl NativePlugin {
                 unsafe { hook(self.instance.0, buffer.as_ptr(), buffer.len(), &mut out) }
             })
         });
-        take_output(self.table, status, out)
+        take_output(self.table, status, out, decode)
     }
 }
 
@@ -214,7 +243,12 @@ fn with_current<R>(name: &Arc<str>, f: impl FnOnce() -> R) -> R {
 
 /// Decodes what a hook wrote to `out` and hands the buffer back to the
 /// library.
-fn take_output<O: Wire>(table: &PluginTable, status: i32, out: Buffer) -> Result<O, PluginError> {
+fn take_output<O>(
+    table: &PluginTable,
+    status: i32,
+    out: Buffer,
+    decode: fn(&[u8]) -> Result<O, WireError>,
+) -> Result<O, PluginError> {
     let bytes: Vec<u8> = if out.ptr.is_null() {
         Vec::new()
     } else {
@@ -225,7 +259,7 @@ fn take_output<O: Wire>(table: &PluginTable, status: i32, out: Buffer) -> Result
     // SAFETY: `out` was produced by this library's shim and is freed once.
     unsafe { (table.free_buffer)(out) };
     match status {
-        STATUS_OK => wire::decode(&bytes).map_err(|e| PluginError::Invalid(e.to_string())),
+        STATUS_OK => decode(&bytes).map_err(|e| PluginError::Invalid(e.to_string())),
         STATUS_PANIC => Err(PluginError::Panic(
             String::from_utf8_lossy(&bytes).into_owned(),
         )),
@@ -239,7 +273,11 @@ fn take_output<O: Wire>(table: &PluginTable, status: i32, out: Buffer) -> Result
 
 impl Backend for NativePlugin {
     fn on_request(&self, request: &RequestView<'_>) -> Result<sdk::Decision, PluginError> {
-        self.call(self.table.on_request, |out| put_request(out, request, None))
+        let encode = |out: &mut Vec<u8>| put_request(out, request, None, self.contract);
+        match self.contract {
+            Contract::Current => self.call(self.table.on_request, encode, wire::decode),
+            Contract::V0_1 => self.call(self.table.on_request, encode, abi1::decode_decision),
+        }
     }
 
     fn on_response(
@@ -247,9 +285,10 @@ impl Backend for NativePlugin {
         status: u16,
         headers: &HeaderMap,
     ) -> Result<sdk::HeaderChanges, PluginError> {
-        self.call(self.table.on_response, |out| {
+        let encode = |out: &mut Vec<u8>| {
             wire::put_response_head(out, status, headers.len(), header_pairs(headers));
-        })
+        };
+        self.call(self.table.on_response, encode, wire::decode)
     }
 
     fn inject_env(
@@ -258,12 +297,22 @@ impl Backend for NativePlugin {
         params: &Params,
     ) -> Result<Vec<sdk::Param>, PluginError> {
         // `EnvInput`: the request head, then the parameters.
-        self.call(self.table.inject_env, |out| {
-            put_request(out, request, Some(params))
-        })
+        let encode = |out: &mut Vec<u8>| put_request(out, request, Some(params), self.contract);
+        self.call(self.table.inject_env, encode, wire::decode)
     }
 
     fn launch(&self, app: &sdk::AppConfig) -> Result<Result<sdk::SpawnSpec, String>, PluginError> {
-        self.call(self.table.launch, |out| app.put(out))
+        match self.contract {
+            Contract::Current => self.call(self.table.launch, |out| app.put(out), wire::decode),
+            Contract::V0_1 => {
+                // ABI 1 is told the value the pool will use: a 0.1 launcher
+                // cannot propose one.
+                let max = app
+                    .instance_max_requests
+                    .unwrap_or(defaults::INSTANCE_MAX_REQUESTS);
+                let encode = |out: &mut Vec<u8>| abi1::put_app_config(app, max, out);
+                self.call(self.table.launch, encode, abi1::decode_launch)
+            }
+        }
     }
 }

@@ -27,6 +27,15 @@
 //! under load on the 2-core benchmark machine than fuel did, and a ticker
 //! that only runs while calls are in progress measured the same as fuel
 //! (docs/benchmarks.md); fuel needs no thread.
+//!
+//! Contract versions: a component says which contract it was built for by
+//! the version of the contract interfaces it imports. The host binds both
+//! worlds it speaks, the current one (`sdk/wit`) and 0.1.0
+//! (`sdk/wit-0.1.0`, [`v0_1`]), and instantiates each component through
+//! the bindings of its version, converting the old records to the SDK's
+//! current types. Any other version is refused at load, naming both.
+
+mod v0_1;
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -37,7 +46,7 @@ use tracing::{debug, error, info, trace, warn};
 use wasmtime::component::{Component, ComponentType, HasSelf, Linker, Lower};
 use wasmtime::{Engine, ResourceLimiter, Store};
 
-use super::{Backend, PluginError, RequestView, header_pairs, put_params, put_request};
+use super::{Backend, Contract, PluginError, RequestView, header_pairs, put_params, put_request};
 use crate::cgi::params::Params;
 use crate::config::PluginSettings;
 use http::HeaderMap;
@@ -92,6 +101,20 @@ struct InstanceState {
     limits: MemoryCap,
 }
 
+impl InstanceState {
+    /// `host.log`, whatever the contract version.
+    fn log(&self, level: sdk::Level, message: &str) {
+        let plugin = &*self.plugin;
+        match level {
+            sdk::Level::Error => error!(plugin, "{message}"),
+            sdk::Level::Warn => warn!(plugin, "{message}"),
+            sdk::Level::Info => info!(plugin, "{message}"),
+            sdk::Level::Debug => debug!(plugin, "{message}"),
+            sdk::Level::Trace => trace!(plugin, "{message}"),
+        }
+    }
+}
+
 /// Caps linear memory and remembers whether the cap was hit, so that the
 /// trap that follows can be reported as what it is.
 struct MemoryCap {
@@ -125,23 +148,36 @@ impl ResourceLimiter for MemoryCap {
 
 impl host::Host for InstanceState {
     fn log(&mut self, level: host::Level, message: String) {
-        let plugin = &*self.plugin;
-        match level {
-            host::Level::Error => error!(plugin, "{message}"),
-            host::Level::Warn => warn!(plugin, "{message}"),
-            host::Level::Info => info!(plugin, "{message}"),
-            host::Level::Debug => debug!(plugin, "{message}"),
-            host::Level::Trace => trace!(plugin, "{message}"),
-        }
+        let level = match level {
+            host::Level::Error => sdk::Level::Error,
+            host::Level::Warn => sdk::Level::Warn,
+            host::Level::Info => sdk::Level::Info,
+            host::Level::Debug => sdk::Level::Debug,
+            host::Level::Trace => sdk::Level::Trace,
+        };
+        InstanceState::log(self, level, &message);
     }
 }
 
 impl wit::Host for InstanceState {}
 
+/// A linked component, ready to instantiate, in the bindings of its
+/// contract version.
+enum Pre {
+    Current(bindings::PluginPre<InstanceState>),
+    V0_1(v0_1::Pre),
+}
+
+/// An instance's exports, in the bindings of its contract version.
+enum Exports {
+    Current(bindings::Plugin),
+    V0_1(v0_1::Exports),
+}
+
 /// A warm instance.
 struct WarmInstance {
     store: Store<InstanceState>,
-    bindings: bindings::Plugin,
+    exports: Exports,
 }
 
 thread_local! {
@@ -154,7 +190,7 @@ pub struct WasmPlugin {
     /// thread's `LOCAL` (two loads of one file get different ids).
     id: u64,
     name: Arc<str>,
-    pre: bindings::PluginPre<InstanceState>,
+    pre: Pre,
     config_json: String,
     deadline: Duration,
     fuel: u64,
@@ -164,9 +200,7 @@ pub struct WasmPlugin {
 }
 
 /// The contract version a component was built for, from the name of the
-/// contract interface it imports (`fastgate:plugin/types@0.1.0`), so that a
-/// plugin built for another version is refused with both versions named
-/// rather than a type mismatch deep in its exports.
+/// contract interface it imports (`fastgate:plugin/types@0.1.0`).
 fn contract_version(component: &Component, engine: &Engine) -> Option<String> {
     let ty = component.component_type();
     ty.imports(engine)
@@ -188,6 +222,19 @@ fn same_contract(a: &str, b: &str) -> bool {
     key(a) == key(b)
 }
 
+/// Which bindings a component built for contract `version` goes through;
+/// `None` when this gateway speaks no compatible version. A component that
+/// imports no contract interface is tried as the current version (linking
+/// then says what does not match).
+fn contract_of(version: Option<&str>) -> Option<Contract> {
+    match version {
+        None => Some(Contract::Current),
+        Some(v) if same_contract(v, sdk::CONTRACT_VERSION) => Some(Contract::Current),
+        Some(v) if same_contract(v, v0_1::VERSION) => Some(Contract::V0_1),
+        Some(_) => None,
+    }
+}
+
 impl WasmPlugin {
     /// Compiles the component, links it, and creates the first instance
     /// (whose `init` tells the capabilities and validates the config).
@@ -206,33 +253,23 @@ impl WasmPlugin {
         })?;
         let cached = super::wasm_cache::hits() > hits;
         debug!(plugin = %config.name, cached, "wasm plugin compiled{}", if cached { " (from the compile cache)" } else { "" });
-        if let Some(version) = contract_version(&component, engine)
-            && !same_contract(&version, sdk::CONTRACT_VERSION)
-        {
-            return Err(load_error(format!(
-                "it was built for fastgate:plugin@{version}; this gateway speaks fastgate:plugin@{} (rebuild it against fastgate-sdk {})",
-                sdk::CONTRACT_VERSION,
-                sdk::CONTRACT_VERSION
-            )));
-        }
-        let mut linker: Linker<InstanceState> = Linker::new(engine);
-        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| load_error(format!("{e:#}")))?;
-        define_pure_wasi(&mut linker, &component, engine)
-            .map_err(|e| load_error(format!("{e:#}")))?;
-        linker
-            .define_unknown_imports_as_traps(&component)
-            .map_err(|e| load_error(format!("{e:#}")))?;
-        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+        let version = contract_version(&component, engine);
+        let contract = contract_of(version.as_deref()).ok_or_else(|| {
             load_error(format!(
-                "its imports do not match this gateway's (fastgate:plugin@{}): {e:#}",
+                "it was built for fastgate:plugin@{}; this gateway speaks fastgate:plugin@{} and @{} (rebuild it against fastgate-sdk {})",
+                version.as_deref().unwrap_or("?"),
+                sdk::CONTRACT_VERSION,
+                v0_1::VERSION,
                 sdk::CONTRACT_VERSION
             ))
         })?;
-        let pre = bindings::PluginPre::new(instance_pre).map_err(|e| {
+        let spoken = match contract {
+            Contract::Current => sdk::CONTRACT_VERSION,
+            Contract::V0_1 => v0_1::VERSION,
+        };
+        let pre = link(&component, engine, contract).map_err(|(what, e)| {
             load_error(format!(
-                "its exports do not match the plugin world (fastgate:plugin@{}): {e:#}",
-                sdk::CONTRACT_VERSION
+                "its {what} do not match the plugin world (fastgate:plugin@{spoken}): {e:#}"
             ))
         })?;
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -249,7 +286,15 @@ impl WasmPlugin {
         };
         let (instance, capabilities) = plugin.instantiate()?;
         plugin.give_back(instance);
+        debug!(plugin = %plugin.name, contract = spoken, "wasm plugin loaded");
         Ok((plugin, capabilities))
+    }
+
+    fn contract(&self) -> Contract {
+        match self.pre {
+            Pre::Current(_) => Contract::Current,
+            Pre::V0_1(_) => Contract::V0_1,
+        }
     }
 
     fn instantiate(&self) -> Result<(WarmInstance, sdk::Capabilities), PluginError> {
@@ -260,26 +305,39 @@ impl WasmPlugin {
                 hit: false,
             },
         };
-        let mut store = Store::new(self.pre.engine(), state);
+        let engine = match &self.pre {
+            Pre::Current(pre) => pre.engine(),
+            Pre::V0_1(pre) => pre.engine(),
+        };
+        let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limits);
         store
             .set_fuel(fuel_for(INIT_DEADLINE))
             .map_err(|e| PluginError::Trap(format!("{e:#}")))?;
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| self.trap(&store, e))?;
-        let capabilities = match bindings.call_init(&mut store, &self.config_json) {
-            Ok(Ok(caps)) => sdk::Capabilities {
-                request_filter: caps.contains(wit::Capabilities::REQUEST_FILTER),
-                response_filter: caps.contains(wit::Capabilities::RESPONSE_FILTER),
-                inject_env: caps.contains(wit::Capabilities::INJECT_ENV),
-                launcher: caps.contains(wit::Capabilities::LAUNCHER),
-            },
+        let (exports, init) = match &self.pre {
+            Pre::Current(pre) => {
+                let exports = pre
+                    .instantiate(&mut store)
+                    .map_err(|e| self.trap(&store, e))?;
+                let init = exports
+                    .call_init(&mut store, &self.config_json)
+                    .map(|answer| answer.map(capabilities));
+                (Exports::Current(exports), init)
+            }
+            Pre::V0_1(pre) => {
+                let exports = pre
+                    .instantiate(&mut store)
+                    .map_err(|e| self.trap(&store, e))?;
+                let init = v0_1::init(&exports, &mut store, &self.config_json);
+                (Exports::V0_1(exports), init)
+            }
+        };
+        let capabilities = match init {
+            Ok(Ok(caps)) => caps,
             Ok(Err(message)) => return Err(PluginError::Init(message)),
             Err(e) => return Err(self.trap(&store, e)),
         };
-        Ok((WarmInstance { store, bindings }, capabilities))
+        Ok((WarmInstance { store, exports }, capabilities))
     }
 
     /// This thread's warm instance of this plugin, if it has one. Keeping
@@ -339,7 +397,7 @@ impl WasmPlugin {
     /// only if the call returned normally.
     fn call<R>(
         &self,
-        f: impl FnOnce(&mut Store<InstanceState>, &bindings::Plugin) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Store<InstanceState>, &Exports) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         let mut instance = match self.take_local() {
             Some(instance) => instance,
@@ -355,7 +413,7 @@ impl WasmPlugin {
             .store
             .set_fuel(self.fuel)
             .map_err(|e| PluginError::Trap(format!("{e:#}")))?;
-        let result = f(&mut instance.store, &instance.bindings);
+        let result = f(&mut instance.store, &instance.exports);
         match result {
             Ok(value) => {
                 if let Some(instance) = self.keep_local(instance) {
@@ -372,26 +430,54 @@ impl WasmPlugin {
     }
 }
 
+/// Links a component in the bindings of `contract`: the contract's host
+/// interface, the pure part of WASI, traps for every other import. An
+/// error says whether the imports or the exports did not match.
+fn link(
+    component: &Component,
+    engine: &Engine,
+    contract: Contract,
+) -> Result<Pre, (&'static str, wasmtime::Error)> {
+    let mut linker: Linker<InstanceState> = Linker::new(engine);
+    let added = match contract {
+        Contract::Current => bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
+        Contract::V0_1 => v0_1::add_to_linker(&mut linker),
+    };
+    added
+        .and_then(|()| define_pure_wasi(&mut linker, component, engine))
+        .and_then(|()| linker.define_unknown_imports_as_traps(component))
+        .map_err(|e| ("imports", e))?;
+    let instance_pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| ("imports", e))?;
+    match contract {
+        Contract::Current => bindings::PluginPre::new(instance_pre).map(Pre::Current),
+        Contract::V0_1 => v0_1::Pre::new(instance_pre).map(Pre::V0_1),
+    }
+    .map_err(|e| ("exports", e))
+}
+
+fn capabilities(caps: wit::Capabilities) -> sdk::Capabilities {
+    sdk::Capabilities {
+        request_filter: caps.contains(wit::Capabilities::REQUEST_FILTER),
+        response_filter: caps.contains(wit::Capabilities::RESPONSE_FILTER),
+        inject_env: caps.contains(wit::Capabilities::INJECT_ENV),
+        launcher: caps.contains(wit::Capabilities::LAUNCHER),
+    }
+}
+
 impl Backend for WasmPlugin {
     fn on_request(&self, request: &RequestView<'_>) -> Result<sdk::Decision, PluginError> {
-        let decision = with_packed(
-            |head, _| put_request(head, request, None),
-            |head, _| self.call(|store, b| b.call_on_request(store, head)),
-        )?;
-        Ok(match decision {
-            wit::Decision::Continue => sdk::Decision::Continue,
-            wit::Decision::Deny(status) => sdk::Decision::Deny(status),
-            wit::Decision::Respond(r) => sdk::Decision::Respond(sdk::Response {
-                status: r.status,
-                headers: headers_from_wit(r.headers),
-                body: r.body,
-            }),
-            wit::Decision::Rewrite(r) => sdk::Decision::Rewrite(sdk::Rewrite {
-                path: r.path,
-                set_headers: headers_from_wit(r.set_headers),
-                remove_headers: r.remove_headers,
-            }),
-        })
+        let contract = self.contract();
+        with_packed(
+            |head, _| put_request(head, request, None, contract),
+            |head, _| {
+                self.call(|store, exports| match exports {
+                    Exports::Current(b) => b.call_on_request(store, head).map(decision),
+                    Exports::V0_1(b) => v0_1::on_request(b, store, head),
+                })
+            },
+        )
     }
 
     fn on_response(
@@ -399,15 +485,22 @@ impl Backend for WasmPlugin {
         status: u16,
         headers: &HeaderMap,
     ) -> Result<sdk::HeaderChanges, PluginError> {
-        let changes = with_packed(
+        with_packed(
             |packed, _| sdk::wire::put_pairs(packed, headers.len(), header_pairs(headers)),
-            |headers, _| self.call(|store, b| b.call_on_response(store, status, headers)),
-        )?;
-        Ok(sdk::HeaderChanges {
-            set: headers_from_wit(changes.set),
-            append: headers_from_wit(changes.append),
-            remove: changes.remove,
-        })
+            |headers, _| {
+                self.call(|store, exports| match exports {
+                    Exports::Current(b) => {
+                        let c = b.call_on_response(store, status, headers)?;
+                        Ok(sdk::HeaderChanges {
+                            set: headers_from_wit(c.set),
+                            append: headers_from_wit(c.append),
+                            remove: c.remove,
+                        })
+                    }
+                    Exports::V0_1(b) => v0_1::on_response(b, store, status, headers),
+                })
+            },
+        )
     }
 
     fn inject_env(
@@ -415,20 +508,22 @@ impl Backend for WasmPlugin {
         request: &RequestView<'_>,
         params: &Params,
     ) -> Result<Vec<sdk::Param>, PluginError> {
-        let extra = with_packed(
+        let contract = self.contract();
+        with_packed(
             |head, packed| {
-                put_request(head, request, None);
+                put_request(head, request, None, contract);
                 put_params(packed, params);
             },
-            |head, params| self.call(|store, b| b.call_inject_env(store, head, params)),
-        )?;
-        Ok(extra
-            .into_iter()
-            .map(|p| sdk::Param {
-                name: p.name,
-                value: p.value,
-            })
-            .collect())
+            |head, params| {
+                self.call(|store, exports| match exports {
+                    Exports::Current(b) => {
+                        let extra = b.call_inject_env(store, head, params)?;
+                        Ok(params_from_wit(extra))
+                    }
+                    Exports::V0_1(b) => v0_1::inject_env(b, store, head, params),
+                })
+            },
+        )
     }
 
     fn launch(&self, app: &sdk::AppConfig) -> Result<Result<sdk::SpawnSpec, String>, PluginError> {
@@ -438,7 +533,7 @@ impl Backend for WasmPlugin {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let app = wit::AppConfig {
+        let current = wit::AppConfig {
             name: &app.name,
             options: &app.options,
             command: app.command.as_deref(),
@@ -448,40 +543,89 @@ impl Backend for WasmPlugin {
             instance_max_requests: app.instance_max_requests,
             config_dir: &app.config_dir,
         };
-        let spec = self.call(|store, b| b.call_launch(store, app))?;
-        Ok(spec.map(|s| sdk::SpawnSpec {
-            command: s.command,
-            args: s.args,
-            env: s.env,
-            working_dir: s.working_dir,
-            files: s
-                .files
-                .into_iter()
-                .map(|f| sdk::RuntimeFile {
-                    name: f.name,
-                    contents: f.contents,
-                    executable: f.executable,
-                })
-                .collect(),
-            protocol: match s.protocol {
-                wit::AppProtocol::Fastcgi => sdk::AppProtocol::FastCgi,
-                wit::AppProtocol::Cgi => sdk::AppProtocol::Cgi,
-            },
-            params: s.params,
-            mapping: sdk::MappingDefaults {
-                handles: s.mapping.handles,
-                resource_type: s.mapping.resource_type,
-                fallback: s.mapping.fallback,
-                static_dirs: s.mapping.static_dirs,
-            },
-            request_timeout_ms: s.request_timeout_ms,
-            pool: sdk::PoolDefaults {
-                instance_max_requests: s.pool.instance_max_requests,
-                min_instances: s.pool.min_instances,
-            },
-            dirs: s.dirs,
-        }))
+        self.call(|store, exports| match exports {
+            Exports::Current(b) => Ok(b.call_launch(store, current)?.map(spawn_spec)),
+            Exports::V0_1(b) => v0_1::launch(b, store, app, &args, &env),
+        })
     }
+}
+
+fn decision(d: wit::Decision) -> sdk::Decision {
+    match d {
+        wit::Decision::Continue => sdk::Decision::Continue,
+        wit::Decision::Deny(status) => sdk::Decision::Deny(status),
+        wit::Decision::Respond(r) => sdk::Decision::Respond(sdk::Response {
+            status: r.status,
+            headers: headers_from_wit(r.headers),
+            body: r.body,
+        }),
+        wit::Decision::Rewrite(r) => sdk::Decision::Rewrite(sdk::Rewrite {
+            path: r.path,
+            set_headers: headers_from_wit(r.set_headers),
+            remove_headers: r.remove_headers,
+            params: params_from_wit(r.params),
+        }),
+        wit::Decision::ContinueWith(params) => sdk::Decision::ContinueWith(params_from_wit(params)),
+    }
+}
+
+fn spawn_spec(s: wit::SpawnSpec) -> sdk::SpawnSpec {
+    sdk::SpawnSpec {
+        command: s.command,
+        args: s.args,
+        env: s.env,
+        working_dir: s.working_dir,
+        files: s
+            .files
+            .into_iter()
+            .map(|f| sdk::RuntimeFile {
+                name: f.name,
+                contents: f.contents,
+                executable: f.executable,
+            })
+            .collect(),
+        protocol: match s.protocol {
+            wit::AppProtocol::Fastcgi => sdk::AppProtocol::FastCgi,
+            wit::AppProtocol::Cgi => sdk::AppProtocol::Cgi,
+        },
+        params: s.params,
+        mapping: sdk::MappingDefaults {
+            handles: s.mapping.handles,
+            resource_type: s.mapping.resource_type,
+            fallback: s.mapping.fallback,
+            static_dirs: s.mapping.static_dirs,
+        },
+        request_timeout_ms: s.request_timeout_ms,
+        pool: sdk::PoolDefaults {
+            instance_max_requests: s.pool.instance_max_requests,
+            min_instances: s.pool.min_instances,
+            stderr_mode: s.pool.stderr_mode.map(|m| match m {
+                wit::StderrMode::ReturnStderrIn500 => sdk::StderrMode::ReturnStderrIn500,
+                wit::StderrMode::ReturnGeneric500 => sdk::StderrMode::ReturnGeneric500,
+                wit::StderrMode::IgnoreAndReturn200 => sdk::StderrMode::IgnoreAndReturn200,
+                wit::StderrMode::TerminateProcess => sdk::StderrMode::TerminateProcess,
+            }),
+        },
+        dirs: s.dirs,
+        required_paths: s
+            .required_paths
+            .into_iter()
+            .map(|r| sdk::RequiredPath {
+                path: r.path,
+                purpose: r.purpose,
+            })
+            .collect(),
+    }
+}
+
+fn params_from_wit(params: Vec<wit::Param>) -> Vec<sdk::Param> {
+    params
+        .into_iter()
+        .map(|p| sdk::Param {
+            name: p.name,
+            value: p.value,
+        })
+        .collect()
 }
 
 thread_local! {
@@ -719,6 +863,7 @@ mod tests {
         let view = RequestView {
             method: "GET",
             path: "/hello.php",
+            raw_path: "/hello.php",
             query: "",
             version: "HTTP/1.1",
             headers,

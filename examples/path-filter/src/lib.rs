@@ -14,12 +14,18 @@
 //! [server]
 //! plugins = ["guard"]
 //! ```
+//!
+//! Paths are matched on `RequestHead::path`, the decoded and normalised
+//! path the gateway maps: `/%61dmin/x.php`, `//admin/x.php` and
+//! `/a/../admin/x.php` are all `/admin/x.php` there, so none of them gets
+//! past `deny_paths = ["/admin"]`. The path as the client sent it is
+//! `raw_path`; it is only passed on (`x-original-path`), never matched.
 
 use std::collections::BTreeMap;
 
 use fastgate_sdk::{
     Capabilities, Decision, Header, HeaderChanges, Level, Pairs, Plugin, RequestHead, Response,
-    Rewrite, export_plugin, log, parse_config,
+    Rewrite, encode_path, export_plugin, log, parse_config,
 };
 use serde::Deserialize;
 
@@ -27,7 +33,8 @@ use serde::Deserialize;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
-    /// Path prefixes refused with `deny_status`.
+    /// Path prefixes refused with `deny_status` (matched on the decoded,
+    /// normalised path).
     #[serde(default)]
     deny_paths: Vec<String>,
     /// User-Agent substrings (case-insensitive) refused with `deny_status`.
@@ -45,8 +52,8 @@ struct Config {
     /// Exact path → a 200 text/plain answer, without the app.
     #[serde(default)]
     respond: BTreeMap<String, String>,
-    /// Path prefix → replacement prefix; the original path goes on in the
-    /// `x-original-path` request header.
+    /// Path prefix → replacement prefix; the original path (as the client
+    /// sent it) goes on in the `x-original-path` request header.
     #[serde(default)]
     rewrite: BTreeMap<String, String>,
     /// Headers added to every response.
@@ -139,10 +146,12 @@ impl Plugin for PathFilter {
         }
         for (from, to) in &c.rewrite {
             if let Some(rest) = request.path.strip_prefix(from.as_str()) {
+                // A rewrite's path is a URI path: the decoded one is
+                // encoded again (a `%` or `?` in a name stays in the name).
                 return Decision::Rewrite(Rewrite {
-                    path: Some(format!("{to}{rest}")),
-                    set_headers: vec![Header::new("x-original-path", request.path)],
-                    remove_headers: Vec::new(),
+                    path: Some(encode_path(&format!("{to}{rest}"))),
+                    set_headers: vec![Header::new("x-original-path", request.raw_path)],
+                    ..Rewrite::default()
                 });
             }
         }

@@ -21,10 +21,19 @@
 //! Unless the app sets `min_instances`, the launcher proposes 1: a bridge
 //! process starts with the gateway and imports the app then, so the first
 //! request does not wait for the import (a second or more for Django).
+//!
+//! Unless the app sets `stderr_mode`, it proposes `ignore-and-return-200`:
+//! a `logger.warning()` or a deprecation warning is logged with the app,
+//! pid and URI, and the page is served (IIS's default turns it into a 500
+//! showing the text to any client).
+//!
+//! The paths it can know are required (checked when the gateway starts and
+//! by `fastgate check`): each `python_path` folder (the project, where
+//! `manage.py` is), the `virtualenv`'s `bin/python`, and `static_root`.
 
 use fastgate_sdk::{
-    AppConfig, Capabilities, MappingDefaults, Plugin, PoolDefaults, RuntimeFile, SpawnSpec,
-    parse_config,
+    AppConfig, Capabilities, MappingDefaults, Plugin, PoolDefaults, RequiredPath, RuntimeFile,
+    SpawnSpec, StderrMode, parse_config,
 };
 use serde::Deserialize;
 
@@ -72,11 +81,15 @@ impl Plugin for DjangoLauncher {
                     .to_string()
             })?;
         let mut env = vec![("WSGI_HANDLER".to_string(), handler)];
+        let mut required = Vec::new();
         if let Some(settings) = &options.django_settings_module {
             env.push(("DJANGO_SETTINGS_MODULE".to_string(), settings.clone()));
         }
         if let Some(path) = &options.python_path {
             let folders: Vec<String> = path.split(':').map(|p| app.path(p)).collect();
+            for folder in &folders {
+                required.push(RequiredPath::new(folder, "a python_path folder"));
+            }
             env.push(("PYTHONPATH".to_string(), folders.join(":")));
         }
         // Python writes no .pyc next to the app and flushes its output
@@ -88,7 +101,9 @@ impl Plugin for DjangoLauncher {
             (None, Some(venv)) => {
                 let venv = app.path(venv);
                 env.push(("VIRTUAL_ENV".to_string(), venv.clone()));
-                format!("{}/bin/python", venv.trim_end_matches('/'))
+                let python = format!("{}/bin/python", venv.trim_end_matches('/'));
+                required.push(RequiredPath::new(&python, "the virtualenv's python"));
+                python
             }
             (None, None) => "python3".to_string(),
         };
@@ -99,6 +114,7 @@ impl Plugin for DjangoLauncher {
                         "static_url must start and end with '/', not {url:?}"
                     ));
                 }
+                required.push(RequiredPath::new(app.path(&root), "the static_root folder"));
                 vec![(url, app.path(&root))]
             }
             (None, None) => Vec::new(),
@@ -122,8 +138,11 @@ impl Plugin for DjangoLauncher {
             // One process importing the app before the first request.
             pool: PoolDefaults {
                 min_instances: Some(1),
+                // A warning on stderr is logged, not shown to the client.
+                stderr_mode: Some(StderrMode::IgnoreAndReturn200),
                 ..PoolDefaults::default()
             },
+            required_paths: required,
             ..SpawnSpec::default()
         })
     }
@@ -170,6 +189,14 @@ mod tests {
         assert_eq!(spec.files[0].name, "wsgi_bridge.py");
         assert_eq!(spec.pool.min_instances, Some(1));
         assert_eq!(spec.pool.instance_max_requests, None);
+        assert_eq!(spec.pool.stderr_mode, Some(StderrMode::IgnoreAndReturn200));
+        assert_eq!(
+            spec.required_paths,
+            [
+                RequiredPath::new("/srv/venv/bin/python", "the virtualenv's python"),
+                RequiredPath::new("/srv/static", "the static_root folder"),
+            ]
+        );
         let spec = DjangoLauncher
             .launch(&app(
                 "{}",
@@ -205,5 +232,19 @@ mod tests {
                 .contains(&("PYTHONPATH".into(), "/etc/fg/site:/abs".into()))
         );
         assert_eq!(spec.mapping.static_dirs[0].1, "/etc/fg/site/static");
+        let required: Vec<&str> = spec
+            .required_paths
+            .iter()
+            .map(|r| r.path.as_str())
+            .collect();
+        assert_eq!(
+            required,
+            [
+                "/etc/fg/site",
+                "/abs",
+                "/etc/fg/venv/bin/python",
+                "/etc/fg/site/static"
+            ]
+        );
     }
 }

@@ -21,13 +21,20 @@
 //!   run, the defence against `/uploads/x.jpg/y.php` (the app's own
 //!   `handles` and `resource_type` win);
 //! - `front_controller = true`: requests for paths where no file exists go
-//!   to `/index.php` (or `index`), as WordPress, Laravel and Symfony need.
+//!   to `/index.php` (or `index`), as WordPress, Laravel and Symfony need;
+//! - `stderr_mode = "ignore-and-return-200"` unless the app sets it: a PHP
+//!   warning or notice is logged with the app, pid and URI, and the page is
+//!   served (IIS's default turns it into a 500 showing the text, file paths
+//!   included, to any client);
+//! - the `php_ini` file is required: the gateway refuses to start (and
+//!   `fastgate check` fails) when it does not exist.
 //!
 //! Options (`[app.options]`): `php_ini`, `front_controller`, `index`,
 //! `opcache_file_cache`.
 
 use fastgate_sdk::{
-    AppConfig, Capabilities, MappingDefaults, Plugin, PoolDefaults, SpawnSpec, parse_config,
+    AppConfig, Capabilities, MappingDefaults, Plugin, PoolDefaults, RequiredPath, SpawnSpec,
+    StderrMode, parse_config,
 };
 use serde::Deserialize;
 
@@ -75,12 +82,14 @@ impl Plugin for PhpLauncher {
     fn launch(&self, app: &AppConfig) -> Result<SpawnSpec, String> {
         let options: Options = parse_config(&app.options)?;
         let mut args = Vec::new();
+        let mut required_paths = Vec::new();
         if let Some(ini) = &options.php_ini {
             if ini.is_empty() {
                 return Err("php_ini must name a file".to_string());
             }
             args.push("-c".to_string());
             args.push(app.path(ini));
+            required_paths.push(RequiredPath::new(app.path(ini), "the php_ini option"));
         }
         let mut dirs = Vec::new();
         if options.opcache_file_cache {
@@ -124,9 +133,11 @@ impl Plugin for PhpLauncher {
             },
             pool: PoolDefaults {
                 instance_max_requests: app.instance_max_requests.is_none().then_some(MAX_REQUESTS),
+                stderr_mode: Some(StderrMode::IgnoreAndReturn200),
                 ..PoolDefaults::default()
             },
             dirs,
+            required_paths,
             ..SpawnSpec::default()
         })
     }
@@ -186,8 +197,15 @@ mod tests {
         assert_eq!(spec.mapping.handles, ["*.php"]);
         assert_eq!(spec.mapping.resource_type.as_deref(), Some("file"));
         assert_eq!(spec.mapping.fallback, None);
-        // The file set instance_max_requests: nothing to propose.
-        assert_eq!(spec.pool, PoolDefaults::default());
+        // The file set instance_max_requests: nothing to propose for it.
+        assert_eq!(
+            spec.pool,
+            PoolDefaults {
+                stderr_mode: Some(StderrMode::IgnoreAndReturn200),
+                ..PoolDefaults::default()
+            }
+        );
+        assert!(spec.required_paths.is_empty());
     }
 
     #[test]
@@ -264,6 +282,10 @@ mod tests {
             ))
             .unwrap();
         assert_eq!(spec.args, ["-c", "/etc/php.ini"]);
+        assert_eq!(
+            spec.required_paths,
+            [RequiredPath::new("/etc/php.ini", "the php_ini option")]
+        );
         assert_eq!(spec.mapping.fallback.as_deref(), Some("/index.php"));
         let err = PhpLauncher
             .launch(&app(r#"{"php_inii": "x"}"#, &[], Some(1)))

@@ -46,17 +46,18 @@ pub fn plugin_file(source: &str, build: PluginBuild) -> String {
         .expect("plugin sources")
         .map(|e| e.expect("dir entry").path())
         .collect();
-    let backend = match build {
-        PluginBuild::Wasm => "sdk/src/wasm.rs",
-        PluginBuild::Native => "sdk/src/native.rs",
+    // Plugins of tests/compat are built with the pinned fastgate-sdk 0.1.
+    let sdk = if source.starts_with("tests/compat/") {
+        "tests/compat/sdk-0.1"
+    } else {
+        "sdk"
     };
-    for file in [
-        "sdk/src/lib.rs",
-        "sdk/src/types.rs",
-        "sdk/src/wire.rs",
-        backend,
-    ] {
-        sources.push(root.join(file));
+    let backend = match build {
+        PluginBuild::Wasm => "src/wasm.rs",
+        PluginBuild::Native => "src/native.rs",
+    };
+    for file in ["src/lib.rs", "src/types.rs", "src/wire.rs", backend] {
+        sources.push(root.join(sdk).join(file));
     }
     for path in sources {
         let changed = std::fs::metadata(&path)

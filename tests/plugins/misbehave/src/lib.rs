@@ -12,6 +12,11 @@
 //!   environment, a file and a socket, and answer what happened;
 //! - any path with `misbehave=head` in its query: answers with every field
 //!   of the request head as the plugin saw it, one per line;
+//! - `misbehave=user`: continues with `REMOTE_USER=alice` and
+//!   `AUTH_TYPE=Bearer` for the app; `misbehave=user-rewrite`: a rewrite
+//!   that removes the `Authorization` header and gives `REMOTE_USER=bob`;
+//!   `misbehave=forge`: continues with `SCRIPT_FILENAME=/etc/passwd` (the
+//!   gateway must refuse it);
 //! - config `fail_init = "..."`: `init` refuses with that message;
 //! - config `busy_ns = N`: every request first costs N ns of busy CPU
 //!   (tests/bench/plugin_overhead.sh's calibration).
@@ -20,13 +25,16 @@
 //! (tests/fixtures/fcgi_app.py, shipped inside the plugin and written to the
 //! app's runtime directory) for `/py/*`. Options: `args` (extra arguments);
 //! `instance_max_requests`, `min_instances` and `dirs`, proposed as they are
-//! (so the tests can give the gateway bad proposals).
+//! (so the tests can give the gateway bad proposals); `stderr_mode`
+//! (`"ignore-and-return-200"`, ...) proposed as it is; `required`, paths
+//! proposed as required (with the purpose `the required option`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fastgate_sdk::{
-    AppConfig, Capabilities, Decision, Level, MappingDefaults, Plugin, PoolDefaults, RequestHead,
-    Response, RuntimeFile, SpawnSpec, export_plugin, log, parse_config,
+    AppConfig, Capabilities, Decision, Level, MappingDefaults, Param, Plugin, PoolDefaults,
+    RequestHead, RequiredPath, Response, Rewrite, RuntimeFile, SpawnSpec, StderrMode,
+    export_plugin, log, parse_config,
 };
 use serde::Deserialize;
 
@@ -77,8 +85,19 @@ impl Plugin for Misbehave {
             min_instances: Option<u32>,
             #[serde(default)]
             dirs: Vec<String>,
+            stderr_mode: Option<String>,
+            #[serde(default)]
+            required: Vec<String>,
         }
         let options: Options = parse_config(&app.options)?;
+        let stderr_mode = match options.stderr_mode.as_deref() {
+            None => None,
+            Some("return-stderr-in-500") => Some(StderrMode::ReturnStderrIn500),
+            Some("return-generic-500") => Some(StderrMode::ReturnGeneric500),
+            Some("ignore-and-return-200") => Some(StderrMode::IgnoreAndReturn200),
+            Some("terminate-process") => Some(StderrMode::TerminateProcess),
+            Some(other) => return Err(format!("unknown stderr_mode {other:?}")),
+        };
         let mut args = vec!["{runtime_dir}/fcgi_app.py".to_string()];
         args.extend(options.args);
         Ok(SpawnSpec {
@@ -101,8 +120,14 @@ impl Plugin for Misbehave {
             pool: PoolDefaults {
                 instance_max_requests: options.instance_max_requests,
                 min_instances: options.min_instances,
+                stderr_mode,
             },
             dirs: options.dirs,
+            required_paths: options
+                .required
+                .iter()
+                .map(|p| RequiredPath::new(app.path(p), "the required option"))
+                .collect(),
             ..SpawnSpec::default()
         })
     }
@@ -115,8 +140,32 @@ impl Plugin for Misbehave {
                 std::hint::spin_loop();
             }
         }
-        if request.query.split('&').any(|p| p == "misbehave=head") {
-            return Decision::Respond(Response::text(200, describe(request)));
+        for asked in request.query.split('&') {
+            match asked {
+                "misbehave=head" => {
+                    return Decision::Respond(Response::text(200, describe(request)));
+                }
+                "misbehave=user" => {
+                    return Decision::ContinueWith(vec![
+                        Param::new("REMOTE_USER", "alice"),
+                        Param::new("AUTH_TYPE", "Bearer"),
+                    ]);
+                }
+                "misbehave=user-rewrite" => {
+                    return Decision::Rewrite(Rewrite {
+                        remove_headers: vec!["authorization".to_string()],
+                        params: vec![Param::new("REMOTE_USER", "bob")],
+                        ..Rewrite::default()
+                    });
+                }
+                "misbehave=forge" => {
+                    return Decision::ContinueWith(vec![Param::new(
+                        "SCRIPT_FILENAME",
+                        "/etc/passwd",
+                    )]);
+                }
+                _ => {}
+            }
         }
         match request.path {
             "/misbehave/loop" => {
@@ -179,9 +228,10 @@ fn trap() -> Decision {
 /// Every field of `request`, one per line; header values escaped.
 fn describe(request: &RequestHead<'_>) -> String {
     let mut out = format!(
-        "method={}\npath={}\nquery={}\nversion={}\nclient={}\nserver={}\napp={}\nheaders={}\n",
+        "method={}\npath={}\nraw_path={}\nquery={}\nversion={}\nclient={}\nserver={}\napp={}\nheaders={}\n",
         request.method,
         request.path,
+        request.raw_path,
         request.query,
         request.version,
         request.client_addr,
