@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 
 pub mod access_log;
+pub mod admin;
 pub mod app;
 pub mod body;
 pub mod cgi;
@@ -59,6 +60,9 @@ pub enum RunError {
     /// long for the apps' sockets).
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    /// The admin listener could not start (its address, its token).
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
     /// Mounts or static folders that cannot work with the apps as their
     /// launchers resolved them.
     #[error("{}", .0.join("; "))]
@@ -100,6 +104,12 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         &runtime_dir,
         &prepared.plugins,
     ));
+    // Bound before the apps start, so that a taken admin port stops the
+    // start-up before any process runs.
+    let admin = match &config.admin {
+        Some(settings) => Some(admin::Admin::bind(settings, apps.clone()).await?),
+        None => None,
+    };
     apps.start();
     let gateway = Arc::new(http::Gateway::new(
         config.clone(),
@@ -111,7 +121,11 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let signals = tokio::spawn(wait_for_signal(stop_tx));
+    let admin_task = admin.map(|(admin, listener)| tokio::spawn(admin::run(admin, listener)));
     http::run(gateway, listeners, stop_rx, config.server.shutdown_timeout).await;
+    if let Some(task) = admin_task {
+        task.abort();
+    }
     signals.abort();
 
     info!("stopping app processes");

@@ -2,6 +2,7 @@
 //! fcgiwrap processes on loopback. One module per area; `util` is the harness.
 #![allow(clippy::unwrap_used)]
 
+mod admin;
 mod cgi;
 mod check;
 mod crash;

@@ -288,6 +288,14 @@ impl Apps {
         self.by_name.values()
     }
 
+    /// Each app with its pool (`None` for a CGI app), in name order.
+    pub fn with_pools(&self) -> impl Iterator<Item = (&Arc<str>, Option<&Pool>)> {
+        self.iter().map(|app| match &app.runner {
+            Runner::Pool(pool) => (app.name(), Some(pool)),
+            Runner::Cgi(_) => (app.name(), None),
+        })
+    }
+
     /// The pools among the apps' runners.
     pub fn pools(&self) -> impl Iterator<Item = &Pool> {
         self.iter().filter_map(|app| match &app.runner {

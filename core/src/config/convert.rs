@@ -6,17 +6,18 @@
 //! read files or parse TOML (that is `load`) and does not look for programs
 //! (that is `command`).
 
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
 use super::parse::{parse_duration, parse_error_details, parse_listen, parse_on_error, parse_size};
-use super::raw::{RawApp, RawConfig, RawPlugin, RawServer};
+use super::raw::{RawAdmin, RawApp, RawConfig, RawPlugin, RawServer};
 use super::source::Source;
 use super::{
-    AccessLogTarget, AppSettings, Config, ConfigError, OnError, PluginKind, PluginSettings,
-    ServerSettings, cpu_count, defaults,
+    AccessLogTarget, AdminSettings, AppSettings, Config, ConfigError, OnError, PluginKind,
+    PluginSettings, ServerSettings, cpu_count, defaults,
 };
 
 mod app;
@@ -54,7 +55,12 @@ pub(super) fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, Config
             server.root.display()
         ));
     }
+    let admin = match raw.admin {
+        Some(table) => Some(convert_admin(table, &server, src)?),
+        None => None,
+    };
     Ok(Config {
+        admin,
         source: src.file.map(Path::to_path_buf),
         base_dir: src.base.clone(),
         server,
@@ -63,6 +69,47 @@ pub(super) fn convert(raw: RawConfig, src: &Source<'_>) -> Result<Config, Config
         plugins,
         warnings,
         plugin_lines,
+    })
+}
+
+/// `[admin]`: its address, never one the public listeners take.
+fn convert_admin(
+    raw: Spanned<RawAdmin>,
+    server: &ServerSettings,
+    src: &Source<'_>,
+) -> Result<AdminSettings, ConfigError> {
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let t = Section::new(src, "admin.".to_string());
+    let Some(listen) = raw.listen else {
+        return Err(t.error(
+            Some(span),
+            "listen",
+            "missing key `listen` (e.g. \"127.0.0.1:9180\")",
+        ));
+    };
+    let addr = t.read(&listen, "listen", |a| {
+        a.parse::<SocketAddr>()
+            .map_err(|_| format!("{a:?} is not an IP:port address (e.g. \"127.0.0.1:9180\")"))
+    })?;
+    // Port 0 (an ephemeral port, as in tests) cannot clash.
+    let clash = addr.port() != 0
+        && server.listen.iter().any(|public| {
+            public.port() == addr.port()
+                && (public.ip() == addr.ip()
+                    || public.ip().is_unspecified()
+                    || addr.ip().is_unspecified())
+        });
+    if clash {
+        return Err(t.error(
+            Some(listen.span()),
+            "listen",
+            "the admin listener must not share an address with [server] listen: give it a port of its own",
+        ));
+    }
+    Ok(AdminSettings {
+        listen: addr,
+        token_file: raw.token_file.map(|f| src.path(f.get_ref())),
     })
 }
 

@@ -52,9 +52,21 @@ pub struct Config {
     pub plugins: Vec<PluginSettings>,
     /// Non-fatal findings (shown by `fastgate check` and logged at start).
     pub warnings: Vec<String>,
+    /// `[admin]`: the operator's listener (status, metrics), off unless set.
+    pub admin: Option<AdminSettings>,
     /// The line of each `[[plugin]]` table, by name, so that a plugin that
     /// refuses its `config` can be pointed at ([`Config::plugin_location`]).
     pub plugin_lines: BTreeMap<String, usize>,
+}
+
+/// `[admin]`: a listener for operators, apart from the public ones.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Where it listens (`listen`); never an address of `[server] listen`.
+    pub listen: SocketAddr,
+    /// A file holding the bearer token every admin request must carry
+    /// (`token_file`); without one, anyone who can reach `listen` may.
+    pub token_file: Option<PathBuf>,
 }
 
 /// `[server]`: the HTTP front and the static file root.

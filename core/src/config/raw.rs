@@ -22,6 +22,15 @@ pub(super) struct RawConfig {
     pub(super) app: Vec<Spanned<RawApp>>,
     #[serde(default)]
     pub(super) plugin: Vec<Spanned<RawPlugin>>,
+    pub(super) admin: Option<Spanned<RawAdmin>>,
+}
+
+/// `[admin]`: the operator's listener.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) token_file: Option<Spanned<String>>,
 }
 
 /// One `[[static]]`: a URL prefix served from a folder.

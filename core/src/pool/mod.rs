@@ -42,6 +42,7 @@ mod sizing;
 pub mod socket;
 mod spawn;
 mod start;
+mod status;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
@@ -66,6 +67,7 @@ pub use process::{Exit, Process, ProcessSpec, StartError, private_dir};
 use recycle::{Replacing, Tracked};
 use sizing::{Window, initial_limit};
 use spawn::{ProcessSpawner, Spawner, spawn_spec};
+pub use status::{InstanceInfo, InstanceState, PoolSnapshot};
 use watch::watch_files;
 
 /// Why a pool could not lease an instance. The app is named by the app
@@ -151,6 +153,8 @@ struct State {
     /// A start is scheduled for after the hold-off (see `start.rs`).
     start_scheduled: bool,
     waiters: VecDeque<Waiter>,
+    /// The most requests seen waiting at once (for the status page).
+    most_waiting: usize,
     /// Every process not yet reaped (for shutdown), with its generation.
     processes: HashMap<u64, Tracked>,
     /// Instances due for replacement whose replacement is starting or
@@ -279,6 +283,7 @@ impl Pool {
                     starting: 0,
                     start_scheduled: false,
                     waiters: VecDeque::new(),
+                    most_waiting: 0,
                     processes: HashMap::new(),
                     replacing: HashMap::new(),
                     replacements_starting: 0,
@@ -366,6 +371,7 @@ impl Pool {
             st.window.peak_busy = st.window.peak_busy.max(st.live - st.starting + 1);
             let (tx, rx) = oneshot::channel();
             st.waiters.push_back(Waiter::new(tx));
+            st.most_waiting = st.most_waiting.max(st.waiters.len());
             inner.demand_changed(&mut st);
             Waiting::new(inner.clone(), rx)
         };

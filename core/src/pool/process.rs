@@ -15,7 +15,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -97,8 +97,8 @@ pub struct Process {
 struct Life {
     /// A request holds the process: an exit now is that request's to judge.
     serving: AtomicBool,
-    /// It completed a request.
-    served: AtomicBool,
+    /// Requests it completed.
+    served: AtomicU64,
     /// Its exit was judged (a request crash, a failure counted for
     /// rapid-fail protection, or a clean exit).
     judged: AtomicBool,
@@ -161,11 +161,16 @@ impl Process {
 
     /// The process completed a request.
     pub fn mark_served(&self) {
-        self.life.served.store(true, Ordering::Release);
+        self.life.served.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Whether it ever completed a request.
     pub fn has_served(&self) -> bool {
+        self.served() > 0
+    }
+
+    /// How many requests it completed.
+    pub fn served(&self) -> u64 {
         self.life.served.load(Ordering::Acquire)
     }
 

@@ -1,0 +1,219 @@
+//! The admin listener (`[admin] listen`): what an operator asks the
+//! gateway, on an address of its own, never on a public listener. It
+//! answers from its own task and only takes each pool's lock for a
+//! snapshot, so it answers while every pool is saturated.
+//!
+//! Endpoints: `GET /ping` (`pong`), `GET /status` (JSON; `?format=text`
+//! for people). With `token_file`, every request must carry
+//! `Authorization: Bearer <token>` (401 otherwise).
+//!
+//! This file serves and authorises; what `/status` says is `status.rs`.
+
+mod status;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::app::Apps;
+use crate::config::AdminSettings;
+
+/// Why the admin listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("[admin] listen {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("[admin] token_file {path}: {reason}")]
+    Token { path: String, reason: String },
+}
+
+/// What the admin listener answers from.
+pub struct Admin {
+    apps: Arc<Apps>,
+    token: Option<String>,
+    started: Instant,
+}
+
+impl Admin {
+    /// Reads the token (if any) and binds the listener.
+    pub async fn bind(
+        settings: &AdminSettings,
+        apps: Arc<Apps>,
+    ) -> Result<(Arc<Admin>, TcpListener), AdminError> {
+        let token = match &settings.token_file {
+            Some(path) => Some(read_token(path)?),
+            None => None,
+        };
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| AdminError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
+        if token.is_none() && !settings.listen.ip().is_loopback() {
+            warn!(addr = %settings.listen, "the admin listener is reachable from other hosts and has no token_file: anyone who reaches it may use it");
+        }
+        let admin = Arc::new(Admin {
+            apps,
+            token,
+            started: Instant::now(),
+        });
+        Ok((admin, listener))
+    }
+}
+
+/// The token in `path`: its first line, which must not be empty.
+fn read_token(path: &Path) -> Result<String, AdminError> {
+    let error = |reason: String| AdminError::Token {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        return Err(error("the file is empty".to_string()));
+    }
+    Ok(token)
+}
+
+/// Serves admin requests until the task is dropped: the gateway keeps it
+/// through the drain, so that an operator can watch a shutdown.
+pub async fn run(admin: Arc<Admin>, listener: TcpListener) {
+    if let Ok(addr) = listener.local_addr() {
+        info!(addr = %addr, "admin listener");
+    }
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, say: do not spin on it.
+                warn!(error = %e, "admin listener: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let admin = admin.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.answer(&request)) }
+            });
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                debug!(client = %remote, error = %e, "admin connection ended");
+            }
+        });
+    }
+}
+
+impl Admin {
+    fn answer<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
+        if !self.authorised(request) {
+            let mut response = text(
+                StatusCode::UNAUTHORIZED,
+                "401 Unauthorized: a bearer token is required ([admin] token_file)\n",
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return response;
+        }
+        let path = request.uri().path();
+        if !matches!(path, "/ping" | "/status") {
+            return text(StatusCode::NOT_FOUND, "404 Not Found\n");
+        }
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed\n");
+            response
+                .headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+            return response;
+        }
+        match path {
+            "/ping" => text(StatusCode::OK, "pong\n"),
+            _ => {
+                let report = status::Report::take(&self.apps, self.started);
+                let as_text = request
+                    .uri()
+                    .query()
+                    .is_some_and(|q| q.split('&').any(|p| p == "format=text"));
+                if as_text {
+                    text(StatusCode::OK, &report.to_text())
+                } else {
+                    let mut response = Response::new(Full::new(Bytes::from(report.to_json())));
+                    response.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        header::HeaderValue::from_static("application/json"),
+                    );
+                    response
+                }
+            }
+        }
+    }
+
+    /// No token set, or the request carries it (compared in constant time).
+    fn authorised<B>(&self, request: &Request<B>) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        constant_time_eq(given.as_bytes(), token.as_bytes())
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Equal bytes, in a time that does not depend on where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}
