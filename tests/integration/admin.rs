@@ -121,6 +121,12 @@ fn a_token_file_guards_every_admin_request() {
 #[test]
 fn the_admin_listener_never_shares_the_public_address() {
     let config = "[server]\nlisten = \"127.0.0.1:18999\"\nroot = \"www\"\n[admin]\nlisten = \"0.0.0.0:18999\"\n";
+    let (ok, stdout, _) = check_config(&with_admin("", "token_file = \"t\""));
+    assert!(ok);
+    assert!(
+        stdout.contains("admin       127.0.0.1:0 (bearer token from"),
+        "{stdout}"
+    );
     let (ok, _, stderr) = check_config(config);
     assert!(!ok);
     assert!(

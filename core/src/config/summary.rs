@@ -20,6 +20,17 @@ use super::{
 pub fn render_summary(config: &Config) -> String {
     let mut out = String::new();
     render_server(&mut out, &config.server);
+    if let Some(admin) = &config.admin {
+        let _ = writeln!(
+            out,
+            "admin       {} ({})",
+            admin.listen,
+            admin.token_file.as_ref().map_or_else(
+                || "no token: anyone who can connect".to_string(),
+                |f| format!("bearer token from {}", f.display())
+            )
+        );
+    }
     render_static_folders(&mut out, config);
     for app in &config.apps {
         render_app(&mut out, app);
