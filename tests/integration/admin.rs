@@ -56,6 +56,8 @@ fn ping_and_status_describe_the_pools() {
     let process = &app["processes"][0];
     assert_eq!(process["state"], "idle");
     assert_eq!(process["requests"], 1);
+    // A python process: several MiB resident.
+    assert!(process["rss_kib"].as_u64().unwrap() > 1024, "{status}");
     let pid = process["pid"].as_u64().unwrap() as u32;
     assert!(gw.children().iter().any(|c| c.0 == pid), "{status}");
     let text = admin_get(&gw, "/status?format=text", &[]).text();

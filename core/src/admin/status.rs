@@ -67,9 +67,10 @@ impl Report {
                 s.bad_answers
             );
             for i in &pool.instances {
+                let rss = i.rss_kib.map_or("-".to_string(), |k| format!("{k} KiB"));
                 let _ = writeln!(
                     out,
-                    "  pid {:>7}  {:<8}  {} requests",
+                    "  pid {:>7}  {:<8}  {} requests, rss {rss}",
                     i.pid,
                     i.state.as_str(),
                     i.requests
@@ -119,7 +120,7 @@ fn pool_json(name: &str, pool: &PoolSnapshot) -> Value {
     let instances: Vec<Value> = pool
         .instances
         .iter()
-        .map(|i| json!({ "pid": i.pid, "state": i.state.as_str(), "requests": i.requests }))
+        .map(|i| json!({ "pid": i.pid, "state": i.state.as_str(), "requests": i.requests, "rss_kib": i.rss_kib }))
         .collect();
     json!({
         "name": name,

@@ -40,6 +40,8 @@ pub struct InstanceInfo {
     pub state: InstanceState,
     /// Requests it completed.
     pub requests: u64,
+    /// Resident memory, from /proc (`None` once it is gone).
+    pub rss_kib: Option<u64>,
 }
 
 /// A pool as an operator sees it.
@@ -54,6 +56,14 @@ pub struct PoolSnapshot {
     pub most_waiting: usize,
     /// Every process not yet reaped, by pid.
     pub instances: Vec<InstanceInfo>,
+}
+
+/// A process's resident set size: `VmRSS` of /proc/PID/status (in kB,
+/// whatever the page size).
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 impl Pool {
@@ -80,17 +90,25 @@ impl Pool {
                     pid: tracked.process.pid(),
                     state,
                     requests: tracked.process.served(),
+                    rss_kib: None,
                 }
             })
             .collect();
+        let offline_for = st
+            .offline_until
+            .map(|until| until.saturating_duration_since(now));
+        let most_waiting = st.most_waiting;
+        drop(st);
+        // Read outside the lock: /proc reads are system calls.
+        for instance in &mut instances {
+            instance.rss_kib = rss_kib(instance.pid);
+        }
         instances.sort_by_key(|i| i.pid);
         PoolSnapshot {
             status,
-            offline_for: st
-                .offline_until
-                .map(|until| until.saturating_duration_since(now)),
+            offline_for,
             automatic: inner.auto_ceiling.is_some(),
-            most_waiting: st.most_waiting,
+            most_waiting,
             instances,
         }
     }
