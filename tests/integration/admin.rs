@@ -142,3 +142,50 @@ fn the_admin_listener_never_shares_the_public_address() {
         "{stderr}"
     );
 }
+
+#[test]
+fn recycle_on_the_admin_listener_replaces_every_process() {
+    let gw = Gateway::start(&with_admin("max_instances = 2\nmin_instances = 2", ""));
+    let pids = |gw: &Gateway| -> Vec<u64> {
+        let status: serde_json::Value =
+            serde_json::from_str(&admin_get(gw, "/status", &[]).text()).unwrap();
+        status["apps"][0]["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["state"] == "idle")
+            .map(|p| p["pid"].as_u64().unwrap())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pids(&gw).len() < 2 {
+        assert!(Instant::now() < deadline, "two instances never idle");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = pids(&gw);
+    let addr = admin_addr(&gw);
+    assert_eq!(
+        request(addr, "GET", "/apps/py/recycle", &[], b"").status,
+        405
+    );
+    assert_eq!(
+        request(addr, "POST", "/apps/nope/recycle", &[], b"").status,
+        404
+    );
+    assert_eq!(
+        request(addr, "POST", "/apps/py/recycle", &[], b"").status,
+        202
+    );
+    assert!(
+        gw.wait_for_log("recycle complete", Duration::from_secs(20)),
+        "{}",
+        gw.logs()
+    );
+    let after = pids(&gw);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "{before:?} {after:?}"
+    );
+    assert_eq!(gw.get("/py/hello").status, 200);
+}

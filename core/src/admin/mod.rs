@@ -140,6 +140,12 @@ impl Admin {
             return response;
         }
         let path = request.uri().path();
+        if let Some(app) = path
+            .strip_prefix("/apps/")
+            .and_then(|rest| rest.strip_suffix("/recycle"))
+        {
+            return self.recycle(request.method(), app);
+        }
         if !matches!(path, "/ping" | "/status") {
             return text(StatusCode::NOT_FOUND, "404 Not Found\n");
         }
@@ -168,6 +174,42 @@ impl Admin {
                     );
                     response
                 }
+            }
+        }
+    }
+
+    /// `POST /apps/NAME/recycle`: replaces every process of the app, rolling
+    /// through the pool as a `monitor_changes_to` change does.
+    fn recycle(&self, method: &Method, app: &str) -> Response<Full<Bytes>> {
+        if method != Method::POST {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed\n");
+            response
+                .headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+            return response;
+        }
+        match self
+            .apps
+            .with_pools()
+            .find(|(name, _)| name.as_ref() == app)
+        {
+            None => text(
+                StatusCode::NOT_FOUND,
+                &format!("404 Not Found: no app {app:?}\n"),
+            ),
+            Some((_, None)) => text(
+                StatusCode::CONFLICT,
+                &format!(
+                    "409 Conflict: app {app:?} runs a process per request (CGI): nothing to recycle\n"
+                ),
+            ),
+            Some((_, Some(pool))) => {
+                info!(app, "recycle asked on the admin listener");
+                pool.recycle("asked on the admin listener");
+                text(
+                    StatusCode::ACCEPTED,
+                    "202 Accepted: each process is replaced once its replacement is ready; /status shows it\n",
+                )
             }
         }
     }
