@@ -61,6 +61,11 @@ if ! "$venv/bin/python" -c "import django" >/dev/null 2>&1; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "Django>=5.2,<5.3"
 fi
+# The admin listener's /metrics is checked with Prometheus's own parser.
+if ! "$venv/bin/python" -c "import prometheus_client" >/dev/null 2>&1; then
+  say "installing prometheus_client into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "prometheus_client>=0.20"
+fi
 
 say "cargo test --workspace $*"
 exec cargo test --workspace "$@"

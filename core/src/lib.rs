@@ -23,6 +23,7 @@ pub mod error;
 pub mod fcgi;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod plugin;
 pub mod pool;
 pub mod route;
@@ -104,10 +105,11 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         &runtime_dir,
         &prepared.plugins,
     ));
+    let metrics = Arc::new(metrics::Metrics::new(&apps));
     // Bound before the apps start, so that a taken admin port stops the
     // start-up before any process runs.
     let admin = match &config.admin {
-        Some(settings) => Some(admin::Admin::bind(settings, apps.clone()).await?),
+        Some(settings) => Some(admin::Admin::bind(settings, apps.clone(), metrics.clone()).await?),
         None => None,
     };
     apps.start();
@@ -117,6 +119,7 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         apps.clone(),
         access_log,
         &prepared.plugins,
+        metrics,
     ));
 
     let (stop_tx, stop_rx) = watch::channel(false);

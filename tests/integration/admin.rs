@@ -189,3 +189,73 @@ fn recycle_on_the_admin_listener_replaces_every_process() {
     );
     assert_eq!(gw.get("/py/hello").status, 200);
 }
+
+/// Parses OpenMetrics text with Prometheus's own parser (the
+/// `prometheus_client` package, installed by tests/run.sh) and prints each
+/// sample as `name{labels} value`.
+fn parse_openmetrics(text: &str) -> String {
+    let venv =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/django-venv/bin/python");
+    let script = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families\nfor family in text_string_to_metric_families(sys.stdin.read()):\n    for s in family.samples:\n        labels = ','.join(f'{k}={v}' for k, v in sorted(s.labels.items()))\n        print(f'{s.name}{{{labels}}} {s.value}')\n";
+    let mut child = std::process::Command::new(&venv)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (tests/run.sh installs prometheus_client)",
+                venv.display()
+            )
+        });
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "not valid OpenMetrics:\n{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn metrics_are_valid_openmetrics_and_count_what_happened() {
+    let gw = Gateway::start(&with_admin("max_instances = 2", ""));
+    // The crash first: the instance that served the rest stays idle.
+    assert_eq!(gw.get("/py/crash").status, 502);
+    for _ in 0..3 {
+        assert_eq!(gw.get("/py/hello").status, 200);
+    }
+    assert_eq!(gw.get("/missing.html").status, 404);
+    let r = admin_get(&gw, "/metrics", &[]);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "{:?}",
+        r.header("content-type")
+    );
+    let samples = parse_openmetrics(&r.text());
+    for expected in [
+        "fastgate_requests_total{app=py,code=2xx} 3",
+        "fastgate_requests_total{app=py,code=5xx} 1",
+        "fastgate_requests_total{app=-,code=4xx} 1",
+        "fastgate_response_head_seconds_count{app=py} 4",
+        "fastgate_instances{app=py,state=idle} 1",
+        "fastgate_queue_waiting{app=py} 0",
+        "fastgate_request_crashes_total{app=py} 1",
+    ] {
+        assert!(
+            samples.lines().any(|l| l == expected),
+            "no {expected:?} in\n{samples}"
+        );
+    }
+}

@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::app::Apps;
 use crate::config::AdminSettings;
+use crate::metrics::Metrics;
 
 /// Why the admin listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,7 @@ pub enum AdminError {
 /// What the admin listener answers from.
 pub struct Admin {
     apps: Arc<Apps>,
+    metrics: Arc<Metrics>,
     token: Option<String>,
     started: Instant,
 }
@@ -54,6 +56,7 @@ impl Admin {
     pub async fn bind(
         settings: &AdminSettings,
         apps: Arc<Apps>,
+        metrics: Arc<Metrics>,
     ) -> Result<(Arc<Admin>, TcpListener), AdminError> {
         let token = match &settings.token_file {
             Some(path) => Some(read_token(path)?),
@@ -71,6 +74,7 @@ impl Admin {
         }
         let admin = Arc::new(Admin {
             apps,
+            metrics,
             token,
             started: Instant::now(),
         });
@@ -146,7 +150,7 @@ impl Admin {
         {
             return self.recycle(request.method(), app);
         }
-        if !matches!(path, "/ping" | "/status") {
+        if !matches!(path, "/ping" | "/status" | "/metrics") {
             return text(StatusCode::NOT_FOUND, "404 Not Found\n");
         }
         if request.method() != Method::GET && request.method() != Method::HEAD {
@@ -158,6 +162,17 @@ impl Admin {
         }
         match path {
             "/ping" => text(StatusCode::OK, "pong\n"),
+            "/metrics" => {
+                let mut response =
+                    Response::new(Full::new(Bytes::from(self.metrics.render(&self.apps))));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                response
+            }
             _ => {
                 let report = status::Report::take(&self.apps, self.started);
                 let as_text = request

@@ -31,6 +31,7 @@ use crate::body::{BodyLimits, RequestBody, ResponseBody};
 use crate::cgi::ScriptTarget;
 use crate::config::Config;
 use crate::error::chain;
+use crate::metrics::Metrics;
 use crate::plugin::{Chain, FilterParams, Flow, Plugins};
 use crate::route::{Route, Router, normalize_path};
 
@@ -43,6 +44,7 @@ pub struct Gateway {
     router: Router,
     apps: Arc<Apps>,
     access_log: AccessLog,
+    metrics: Arc<Metrics>,
     /// `[server] plugins`: every request, before the mapping.
     server_plugins: Chain,
 }
@@ -70,8 +72,10 @@ impl Gateway {
         apps: Arc<Apps>,
         access_log: AccessLog,
         plugins: &Plugins,
+        metrics: Arc<Metrics>,
     ) -> Gateway {
         Gateway {
+            metrics,
             router,
             server_plugins: plugins.chain(&config.server.plugins),
             config,
@@ -86,6 +90,7 @@ impl Gateway {
 
     /// Serves one request; never fails (errors become responses).
     async fn handle(&self, req: Request<Incoming>, peer: &Peer) -> Response<ResponseBody> {
+        let started = std::time::Instant::now();
         let mut entry =
             self.access_log
                 .entry(peer.remote.ip(), req.method(), req.uri(), req.version());
@@ -119,6 +124,11 @@ impl Gateway {
             warn!(uri = %uri, error = %chain(&e), "response filter failed");
             response = GatewayError::Plugin(e).to_response(detailed);
         }
+        self.metrics.observe(
+            served_by.as_ref().map(|(app, _)| app.as_ref()),
+            response.status(),
+            started.elapsed(),
+        );
         if let Some(mut entry) = entry.take() {
             entry.set_status(response.status());
             if let Some((app, pid)) = served_by {
