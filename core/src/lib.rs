@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod plugin;
 pub mod pool;
 pub mod route;
+pub mod service;
 pub mod spool;
 
 use std::path::{Path, PathBuf};
@@ -125,6 +126,14 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let signals = tokio::spawn(wait_for_signal(stop_tx));
     let admin_task = admin.map(|(admin, listener)| tokio::spawn(admin::run(admin, listener)));
+    // Every listener is bound (connections queue in its backlog from now
+    // on) and the pools are started: systemd may start what comes after.
+    let addrs: Vec<_> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    service::ready(&addrs);
+    let watchdog = service::spawn_watchdog();
     http::run(gateway, listeners, stop_rx, config.server.shutdown_timeout).await;
     if let Some(task) = admin_task {
         task.abort();
@@ -132,7 +141,11 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     signals.abort();
 
     info!("stopping app processes");
+    service::status("stopping app processes");
     apps.shutdown().await;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     info!("stopped");
     Ok(())
 }
@@ -145,6 +158,7 @@ async fn wait_for_signal(stop: watch::Sender<bool>) -> Result<(), RunError> {
         _ = term.recv() => info!(signal = "SIGTERM", "shutting down"),
         _ = int.recv() => info!(signal = "SIGINT", "shutting down"),
     }
+    service::stopping();
     let _ = stop.send(true);
     Ok(())
 }

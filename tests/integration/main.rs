@@ -27,6 +27,7 @@ mod security;
 mod spool;
 mod static_files;
 mod static_folders;
+mod systemd;
 mod upload;
 mod util;
 mod wsgi;

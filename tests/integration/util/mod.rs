@@ -25,5 +25,5 @@ pub use plugins::{PluginBuild, plugin_file};
 pub use procs::process_alive;
 pub use programs::{fcgiwrap, php_cgi};
 pub use site::{
-    check_config, fixtures, launcher_site, php_config, serve_must_fail, test_app_config,
+    check_config, fixtures, launcher_site, php_config, serve_must_fail, site, test_app_config,
 };
