@@ -68,10 +68,14 @@ fn instance_max_requests_never_takes_capacity_away_under_load() {
         "2000 requests: median {median:?}, p99 {:?}, slowest {slowest:?}; {replaced} instances replaced",
         took[took.len() * 99 / 100]
     );
-    // Each start takes a second: a request that waited for one shows.
+    // Each start takes a second: a request that waited for one shows. The
+    // bound is 10x the median (the issue's), but never under 600 ms: on a
+    // machine loaded by other tests a 13 ms median makes 130 ms, which a
+    // scheduling hiccup can pass; a wait for a start (over 1 s) cannot.
+    let bound = (median * 10).max(Duration::from_millis(600));
     assert!(
-        slowest <= median * 10,
-        "a request took {slowest:?}, over 10x the median {median:?}\n{logs}"
+        slowest <= bound,
+        "a request took {slowest:?}, over {bound:?} (median {median:?})\n{logs}"
     );
     assert!(replaced >= 2, "too few recycles to judge:\n{logs}");
     let ready = ready_over_time(&logs);
