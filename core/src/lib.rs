@@ -21,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod fcgi;
 pub mod http;
+pub mod iis_import;
 pub mod logging;
 pub mod plugin;
 pub mod pool;
