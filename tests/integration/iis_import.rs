@@ -133,3 +133,36 @@ fn malformed_or_missing_file_exits_2_naming_file_and_line() {
         "{stderr}"
     );
 }
+
+/// A wfastcgi site whose PYTHONPATH is a Windows folder runs from the
+/// folder of fastgate.toml once the project is put there, as documented.
+#[test]
+fn imported_wfastcgi_site_serves_from_the_config_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.config");
+    std::fs::write(
+        &web,
+        r#"<configuration>
+  <system.webServer><handlers>
+    <add name="Python FastCGI" path="*" verb="*" modules="FastCgiModule" scriptProcessor="C:\Python311\python.exe|C:\Python311\Lib\site-packages\wfastcgi.py" resourceType="Unspecified" />
+  </handlers></system.webServer>
+  <appSettings>
+    <add key="WSGI_HANDLER" value="hello_wsgi.application" />
+    <add key="PYTHONPATH" value="C:\inetpub\wwwroot\hello" />
+  </appSettings>
+</configuration>"#,
+    )
+    .unwrap();
+    let toml = imported(&[&web]);
+    let toml = toml.replacen("[server]\n", "[server]\nlisten = \"127.0.0.1:0\"\n", 1);
+    let gw = Gateway::start_with(&toml, |site| {
+        std::fs::copy(
+            fixtures().join("wsgi/hello_wsgi.py"),
+            site.join("hello_wsgi.py"),
+        )
+        .unwrap();
+    });
+    let r = gw.get("/any/path");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), gw.logs());
+    assert!(r.text().contains("hello from wsgi"), "{}", r.text());
+}
