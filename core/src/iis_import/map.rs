@@ -47,6 +47,15 @@ pub fn render(names: &Sources, web: &IisFile, host: Option<&IisFile>) -> String 
     let mut used_apps: Vec<String> = Vec::new();
     for group in group_by_processor(&handlers) {
         let processor = group[0].attr("scriptProcessor").unwrap_or_default();
+        if processor.trim().is_empty() {
+            out.push_str(&format!(
+                "\n# not mapped: FastCGI handler {} ({}:{}) names no scriptProcessor\n",
+                comment_text(group[0].attr("name").unwrap_or("?")),
+                comment_text(&group[0].file),
+                group[0].line
+            ));
+            continue;
+        }
         let app = apps
             .iter()
             .copied()
@@ -166,7 +175,7 @@ fn render_app(
     let mut out = AppOut::default();
     out.table.push(format!("name = {}", quoted(name)));
     map_program(&program, full_path, args, &mut out);
-    map_handlers(group, &program, &mut out);
+    let mapped = map_handlers(group, &program, &mut out);
     match app {
         Some((file, app)) => {
             out.table.push(format!(
@@ -185,19 +194,38 @@ fn render_app(
     if program == Program::Django {
         map_app_settings(settings, &names.web, &mut out);
     }
-    let mut text = format!("\n[[app]]\n{}\n", out.table.join("\n"));
+    let mut text = format!("[[app]]\n{}\n", out.table.join("\n"));
     if !out.options.is_empty() {
         text.push_str(&format!("[app.options]\n{}\n", out.options.join("\n")));
     }
     if !out.env.is_empty() {
         text.push_str(&format!("[app.env]\n{}\n", out.env.join("\n")));
     }
-    text
+    // Without a launcher an app needs `handles`: rather than a file that
+    // `fastgate check` refuses, the app is written commented out.
+    if !mapped && !matches!(program, Program::Php | Program::Django) {
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if l.starts_with('#') {
+                    l.to_string()
+                } else {
+                    format!("# {l}")
+                }
+            })
+            .collect();
+        return format!(
+            "\n# not mapped: no handler path of {name} is a fastgate pattern; the app is commented out\n{}\n",
+            lines.join("\n")
+        );
+    }
+    format!("\n{text}")
 }
 
 /// Which Linux program a Windows `fullPath` (and `arguments`) stands for.
 fn program(full_path: &str, args: &str) -> Program {
-    let base = file_name(full_path).to_ascii_lowercase();
+    // A path with spaces is quoted in scriptProcessor.
+    let base = file_name(full_path.trim().trim_matches('"')).to_ascii_lowercase();
     let stem = base.strip_suffix(".exe").unwrap_or(&base).to_string();
     if stem == "php-cgi" {
         Program::Php
@@ -247,8 +275,9 @@ fn map_program(program: &Program, full_path: &str, args: &str, out: &mut AppOut)
     }
 }
 
-/// The handlers' `path`, `verb`, `resourceType` and `responseBufferLimit`.
-fn map_handlers(group: &[&Handler], program: &Program, out: &mut AppOut) {
+/// The handlers' `path`, `verb`, `resourceType` and `responseBufferLimit`;
+/// whether any path became a `handles` pattern.
+fn map_handlers(group: &[&Handler], program: &Program, out: &mut AppOut) -> bool {
     let mut handles = Vec::new();
     for h in group {
         out.table.push(format!(
@@ -274,10 +303,12 @@ fn map_handlers(group: &[&Handler], program: &Program, out: &mut AppOut) {
             map_handler_attr(key, value, out);
         }
     }
-    if !handles.is_empty() {
-        out.table
-            .push(format!("handles = [{}]", handles.join(", ")));
+    if handles.is_empty() {
+        return false;
     }
+    out.table
+        .push(format!("handles = [{}]", handles.join(", ")));
+    true
 }
 
 fn map_handler_attr(key: &str, value: &str, out: &mut AppOut) {
@@ -488,11 +519,13 @@ fn not_mapped_line(key: &str, value: &str, why: &str) -> String {
     )
 }
 
-/// `C:\...`, `C:/...` or a UNC `\\server\share` path.
+/// `C:\...`, `C:/...`, a UNC `\\server\share` path, or one starting with
+/// an environment variable (`%SystemDrive%\PHP`).
 fn is_windows_path(s: &str) -> bool {
     let s = s.trim().trim_matches('"');
     let b = s.as_bytes();
     s.starts_with("\\\\")
+        || (s.starts_with('%') && s.contains('\\'))
         || (b.len() >= 3
             && b[0].is_ascii_alphabetic()
             && b[1] == b':'
@@ -542,8 +575,8 @@ fn quoted(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
-/// Text for a `#` comment: one line, quoted like a TOML string so Windows
-/// paths read as they were.
+/// Text for a `#` comment: one line, as written in IIS (Windows paths
+/// read as they were; a comment needs no escaping).
 fn comment_text(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -582,6 +615,11 @@ mod tests {
         assert!(is_windows_path("\\\\server\\share"));
         assert!(!is_windows_path("10000"));
         assert!(!is_windows_path("lib\\x"));
+        assert!(is_windows_path("%SystemDrive%\\PHP"));
+        assert_eq!(
+            program("\"C:\\Program Files\\PHP\\php-cgi.exe\"", ""),
+            Program::Php
+        );
     }
 
     #[test]

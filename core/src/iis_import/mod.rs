@@ -173,6 +173,27 @@ mod tests {
     }
 
     #[test]
+    fn unmappable_handlers_are_comments_and_the_output_stays_valid() {
+        let web = r#"<configuration><system.webServer><handlers>
+<add name="rb" path="app.rb" modules="FastCgiModule" scriptProcessor="C:\Ruby\ruby.exe"/>
+<add name="none" path="*.x" modules="FastCgiModule"/>
+</handlers></system.webServer></configuration>"#;
+        let (text, t) = toml_of(web, None);
+        assert!(t.get("app").is_none(), "{text}");
+        assert!(
+            text.contains("# not mapped: no handler path of rb"),
+            "{text}"
+        );
+        assert!(text.contains("# command = \"ruby\""), "{text}");
+        assert!(
+            text.contains(
+                "# not mapped: FastCGI handler none (web.config:3) names no scriptProcessor"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn unparsable_numbers_are_comments() {
         let host = r#"<configuration><fastCgi><application fullPath="C:\PHP\php-cgi.exe" maxInstances="many"/></fastCgi></configuration>"#;
         let web = r#"<configuration><system.webServer><handlers>
