@@ -22,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod fcgi;
 pub mod http;
+pub mod iis_import;
 pub mod logging;
 pub mod metrics;
 pub mod plugin;

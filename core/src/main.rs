@@ -26,6 +26,12 @@ enum Command {
     Serve { config: Option<PathBuf> },
     /// Validate a config file and print the resolved pools and mappings.
     Check { config: PathBuf },
+    /// Print a fastgate.toml equivalent to an IIS site's FastCGI setup (web.config, and
+    /// applicationHost.config for its <fastCgi> section); unmapped settings become comments.
+    ImportIis {
+        web_config: PathBuf,
+        application_host_config: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -43,6 +49,10 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve { config: None }) {
         Command::Serve { config } => serve(config.as_deref()),
         Command::Check { config } => check(&config),
+        Command::ImportIis {
+            web_config,
+            application_host_config,
+        } => import_iis(&web_config, application_host_config.as_deref()),
     }
 }
 
@@ -134,5 +144,20 @@ fn check(path: &Path) -> ExitCode {
             eprintln!("{problem}");
         }
         ExitCode::FAILURE
+    }
+}
+
+/// Exit status 2 for an unreadable or malformed file, like a usage error:
+/// nothing was imported.
+fn import_iis(web_config: &Path, app_host: Option<&Path>) -> ExitCode {
+    match fastgate::iis_import::import(web_config, app_host) {
+        Ok(toml) => {
+            print!("{toml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("fastgate import-iis: {e}");
+            ExitCode::from(2)
+        }
     }
 }

@@ -10,6 +10,7 @@ mod defaults;
 mod fcgiwrap;
 mod first_free;
 mod iis;
+mod iis_import;
 mod launchers;
 mod lifecycle;
 mod limits;
