@@ -152,6 +152,12 @@ impl Metrics {
         metrics.head_seconds.observe(took.as_secs_f64());
     }
 
+    /// Responses of `app` so far by status class (1xx to 5xx), for `/status`.
+    pub fn responses(&self, app: &str) -> Option<[u64; 5]> {
+        let metrics = self.per_app.get(app)?;
+        Some(metrics.by_class.each_ref().map(Counter::get))
+    }
+
     /// The OpenMetrics text, with the pools' state as of now.
     pub fn render(&self, apps: &Apps) -> String {
         let _one_at_a_time = self.scrape.lock().unwrap_or_else(|p| p.into_inner());

@@ -60,7 +60,13 @@ fn ping_and_status_describe_the_pools() {
     assert!(process["rss_kib"].as_u64().unwrap() > 1024, "{status}");
     let pid = process["pid"].as_u64().unwrap() as u32;
     assert!(gw.children().iter().any(|c| c.0 == pid), "{status}");
+    assert_eq!(app["responses"]["2xx"], 1, "{status}");
+    assert_eq!(app["responses"]["5xx"], 0, "{status}");
     let text = admin_get(&gw, "/status?format=text", &[]).text();
+    assert!(
+        text.contains("responses 1xx 0, 2xx 1, 3xx 0, 4xx 0, 5xx 0"),
+        "{text}"
+    );
     assert!(text.contains("app py: running"), "{text}");
     assert!(text.contains(&format!("pid {pid:>7}  idle")), "{text}");
     assert_eq!(admin_get(&gw, "/nothing", &[]).status, 404);

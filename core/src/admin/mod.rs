@@ -174,7 +174,7 @@ impl Admin {
                 response
             }
             _ => {
-                let report = status::Report::take(&self.apps, self.started);
+                let report = status::Report::take(&self.apps, &self.metrics, self.started);
                 let as_text = request
                     .uri()
                     .query()

@@ -7,21 +7,28 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::app::Apps;
+use crate::metrics::Metrics;
 use crate::pool::PoolSnapshot;
 
 /// The state of the gateway at one moment.
 pub(super) struct Report {
     uptime_secs: u64,
-    apps: Vec<(String, Option<PoolSnapshot>)>,
+    apps: Vec<(String, Option<PoolSnapshot>, Option<[u64; 5]>)>,
 }
 
 impl Report {
-    pub(super) fn take(apps: &Apps, started: Instant) -> Report {
+    pub(super) fn take(apps: &Apps, metrics: &Metrics, started: Instant) -> Report {
         Report {
             uptime_secs: started.elapsed().as_secs(),
             apps: apps
                 .with_pools()
-                .map(|(name, pool)| (name.to_string(), pool.map(|p| p.snapshot())))
+                .map(|(name, pool)| {
+                    (
+                        name.to_string(),
+                        pool.map(|p| p.snapshot()),
+                        metrics.responses(name),
+                    )
+                })
                 .collect(),
         }
     }
@@ -30,9 +37,18 @@ impl Report {
         let apps: Vec<Value> = self
             .apps
             .iter()
-            .map(|(name, pool)| match pool {
-                Some(pool) => pool_json(name, pool),
-                None => json!({ "name": name, "kind": "cgi" }),
+            .map(|(name, pool, responses)| {
+                let mut app = match pool {
+                    Some(pool) => pool_json(name, pool),
+                    None => json!({ "name": name, "kind": "cgi" }),
+                };
+                if let Some(counts) = responses {
+                    app["responses"] = json!({
+                        "1xx": counts[0], "2xx": counts[1], "3xx": counts[2],
+                        "4xx": counts[3], "5xx": counts[4],
+                    });
+                }
+                app
             })
             .collect();
         let report = json!({ "uptime_seconds": self.uptime_secs, "apps": apps });
@@ -43,7 +59,7 @@ impl Report {
 
     pub(super) fn to_text(&self) -> String {
         let mut out = format!("uptime {}s\n", self.uptime_secs);
-        for (name, pool) in &self.apps {
+        for (name, pool, responses) in &self.apps {
             let Some(pool) = pool else {
                 let _ = writeln!(out, "\napp {name}: cgi (a process per request)");
                 continue;
@@ -66,6 +82,12 @@ impl Report {
                 s.request_crashes,
                 s.bad_answers
             );
+            if let Some([c1, c2, c3, c4, c5]) = responses {
+                let _ = writeln!(
+                    out,
+                    "  responses 1xx {c1}, 2xx {c2}, 3xx {c3}, 4xx {c4}, 5xx {c5}"
+                );
+            }
             for i in &pool.instances {
                 let rss = i.rss_kib.map_or("-".to_string(), |k| format!("{k} KiB"));
                 let _ = writeln!(
