@@ -142,6 +142,11 @@ impl App {
         &self.name
     }
 
+    /// Whether the app has request filters (which may rewrite the path).
+    pub fn has_request_filters(&self) -> bool {
+        self.plugins.has_request_filters()
+    }
+
     /// Runs the app's request filters (before the body is read): a filter
     /// may rewrite the request or answer it.
     pub fn filter<B>(&self, request: &mut Request<B>, peer: &Peer) -> Result<Flow, AppError> {

@@ -154,7 +154,11 @@ impl Gateway {
         {
             return Ok(Served::by_gateway(*response));
         }
-        let route = self.router.route(req.method(), req.uri().path())?;
+        // Decoded and normalised once: the router maps it, the app gets it.
+        let path = normalize_path(req.uri().path())?;
+        let route = self
+            .router
+            .route_normalized(req.method(), req.uri().path(), &path);
         let Route::App { app, target } = route else {
             return self
                 .serve_route(route, req.method(), req.uri(), req.headers())
@@ -168,7 +172,13 @@ impl Gateway {
                 by: Some((app.name().clone(), None)),
             });
         }
-        self.serve_app(req, app, target, peer).await
+        // The app's own filters may have rewritten the path.
+        let path = if app.has_request_filters() {
+            normalize_path(req.uri().path())?
+        } else {
+            path
+        };
+        self.serve_app(req, app, target, path, peer).await
     }
 
     /// Runs a request through an app, following CGI local redirects: the
@@ -178,6 +188,7 @@ impl Gateway {
         req: Request<Incoming>,
         mut app: &App,
         mut target: ScriptTarget,
+        mut path: String,
         peer: &Peer,
     ) -> Result<Served, GatewayError> {
         let server = &self.config.server;
@@ -191,8 +202,6 @@ impl Gateway {
         let mut method = parts.method.clone();
         let mut uri = parts.uri.clone();
         for _ in 0..MAX_LOCAL_REDIRECTS {
-            // The router took this path: it normalises (plugins see it so).
-            let path = normalize_path(uri.path())?;
             let request = AppRequest {
                 method: &method,
                 uri: &uri,
@@ -222,7 +231,8 @@ impl Gateway {
                 })?;
             method = Method::GET;
             body = Arc::new(RequestBody::Empty);
-            match self.router.route(&method, uri.path())? {
+            path = normalize_path(uri.path())?;
+            match self.router.route_normalized(&method, uri.path(), &path) {
                 Route::App {
                     app: next,
                     target: next_target,

@@ -146,33 +146,40 @@ impl Router {
     /// Routes a request. `raw_path` is the URI path as received.
     pub fn route(&self, method: &Method, raw_path: &str) -> Result<Route, PathError> {
         let path = normalize_path(raw_path)?;
-        if let Some(route) = self.route_folder(method, &path) {
-            return Ok(route);
+        Ok(self.route_normalized(method, raw_path, &path))
+    }
+
+    /// [`route`](Self::route) for a caller that normalised `raw_path`
+    /// already (`path`) and keeps it for the app: the hot path decodes a
+    /// path once.
+    pub fn route_normalized(&self, method: &Method, raw_path: &str, path: &str) -> Route {
+        if let Some(route) = self.route_folder(method, path) {
+            return route;
         }
-        match self.match_apps(method, &path) {
-            Matched::App(app, target) => return Ok(Route::App { app, target }),
-            Matched::NotFound => return Ok(Route::NotFound),
-            Matched::MethodNotAllowed(allow) => return Ok(Route::MethodNotAllowed { allow }),
+        match self.match_apps(method, path) {
+            Matched::App(app, target) => return Route::App { app, target },
+            Matched::NotFound => return Route::NotFound,
+            Matched::MethodNotAllowed(allow) => return Route::MethodNotAllowed { allow },
             Matched::None => {}
         }
-        let on_disk = join(&self.root, &path);
+        let on_disk = join(&self.root, path);
         match std::fs::metadata(&on_disk) {
             Ok(meta) if meta.is_dir() => {
                 if !path.ends_with('/') {
-                    return Ok(Route::AddSlash {
+                    return Route::AddSlash {
                         location: format!("{raw_path}/"),
-                    });
+                    };
                 }
                 for name in &self.index {
                     let candidate = format!("{path}{name}");
                     if join(&self.root, &candidate).is_file() {
-                        return Ok(self.route_index(method, &candidate));
+                        return self.route_index(method, &candidate);
                     }
                 }
-                Ok(self.fallback(method).unwrap_or(Route::NotFound))
+                self.fallback(method).unwrap_or(Route::NotFound)
             }
-            Ok(meta) if meta.is_file() => Ok(static_file(method, on_disk, None)),
-            _ => Ok(self.fallback(method).unwrap_or(Route::NotFound)),
+            Ok(meta) if meta.is_file() => static_file(method, on_disk, None),
+            _ => self.fallback(method).unwrap_or(Route::NotFound),
         }
     }
 
