@@ -19,28 +19,10 @@ work=$(mktemp -d)
 trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
 mkdir "$work/www"
 cp "$peers/hello.php" "$work/www/"
-start() { # name port binary
-  cat > "$work/$1.toml" <<TOML
-[server]
-listen = "127.0.0.1:$2"
-root = "$work/www"
-access_log = "off"
-[[app]]
-name = "php"
-command = "php-cgi"
-handles = ["*.php"]
-max_instances = 4
-min_instances = 4
-instance_max_requests = 1000000
-[app.env]
-PHP_FCGI_CHILDREN = "0"
-PHP_FCGI_MAX_REQUESTS = "1000000"
-TOML
-  "$3" serve "$work/$1.toml" > "$work/$1.log" 2>&1 &
-  echo $! > "$work/$1.pid"
-}
-start A 18292 "$a_bin"
-start B 18293 "$b_bin"
+# shellcheck source=tests/bench/php_gateway.sh
+. tests/bench/php_gateway.sh
+start_php_gateway A 18292 "$a_bin"
+start_php_gateway B 18293 "$b_bin"
 sleep 3
 declare -A ports=([A]=18292 [B]=18293)
 for v in A B; do wrk -t1 -c16 -d2s "http://127.0.0.1:${ports[$v]}/hello.php" > /dev/null; done

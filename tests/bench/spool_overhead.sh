@@ -28,32 +28,13 @@ cat > "$work/www/mib.php" <<'PHP'
 $chunk = str_repeat("0123456789abcdef", 4096);
 for ($i = 0; $i < 16; $i++) { echo $chunk; flush(); }
 PHP
-start() { # name port binary extra-app-lines
-  cat > "$work/$1.toml" <<TOML
-[server]
-listen = "127.0.0.1:$2"
-root = "$work/www"
-access_log = "off"
-[[app]]
-name = "php"
-command = "php-cgi"
-handles = ["*.php"]
-max_instances = 4
-min_instances = 4
-instance_max_requests = 1000000
-$4
-[app.env]
-PHP_FCGI_CHILDREN = "0"
-PHP_FCGI_MAX_REQUESTS = "1000000"
-TOML
-  "$3" serve "$work/$1.toml" > "$work/$1.log" 2>&1 &
-  echo $! > "$work/$1.pid"
-}
-start spool 18290 target/release/fastgate ""
+# shellcheck source=tests/bench/php_gateway.sh
+. tests/bench/php_gateway.sh
+start_php_gateway spool 18290 target/release/fastgate ""
 if [ -n "${BEFORE_BIN:-}" ]; then
-  start stream 18291 "$BEFORE_BIN" ""
+  start_php_gateway stream 18291 "$BEFORE_BIN" ""
 else
-  start stream 18291 target/release/fastgate "response_buffering = false"
+  start_php_gateway stream 18291 target/release/fastgate "response_buffering = false"
 fi
 sleep 3
 declare -A ports=([spool]=18290 [stream]=18291)
