@@ -186,22 +186,7 @@ fn issue13_a_mount_that_does_not_hold_the_handles_is_refused() {
 fn issue13_php_with_a_prefix_mapping_at_the_default_mount() {
     // As in php::path_info_and_script_name_for_prefix_mappings, without
     // `mount`: php-cgi now sees the whole path in PATH_INFO.
-    let script = fixtures().join("www/server.php").canonicalize().unwrap();
-    let config = format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-root = "www"
-[[app]]
-name = "app"
-command = "{php}"
-handles = ["/app/*"]
-resource_type = "unspecified"
-[app.params]
-SCRIPT_FILENAME = "{script}"
-"#,
-        php = php_cgi(),
-        script = script.display()
-    );
+    let config = crate::php::prefix_mapped_php("");
     let gw = Gateway::start(&config);
     let v = gw.get("/app/x/y?z=2").json();
     assert_eq!(v["SCRIPT_NAME"], "");

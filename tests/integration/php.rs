@@ -90,14 +90,13 @@ fn path_info_and_script_name_for_extension_mappings() {
     );
 }
 
-#[test]
-fn path_info_and_script_name_for_prefix_mappings() {
-    // resource_type = "unspecified": no file check, so SCRIPT_FILENAME is set
-    // in [app.params] to a real script (config params override). Mounted at
-    // its prefix (without `mount`, the app would be at the site root:
-    // mounts::issue13_php_with_a_prefix_mapping_at_the_default_mount).
+/// php-cgi mapped by the prefix `/app/*` with `mount_line` (empty: the
+/// default mount); `resource_type = "unspecified"`, so no file check, and
+/// SCRIPT_FILENAME set in [app.params] to a real script (config params
+/// override).
+pub(crate) fn prefix_mapped_php(mount_line: &str) -> String {
     let script = fixtures().join("www/server.php").canonicalize().unwrap();
-    let config = format!(
+    format!(
         r#"[server]
 listen = "127.0.0.1:0"
 root = "www"
@@ -105,15 +104,21 @@ root = "www"
 name = "app"
 command = "{php}"
 handles = ["/app/*"]
-mount = "/app"
+{mount_line}
 resource_type = "unspecified"
 [app.params]
 SCRIPT_FILENAME = "{script}"
 "#,
         php = php_cgi(),
         script = script.display()
-    );
-    let gw = Gateway::start(&config);
+    )
+}
+
+#[test]
+fn path_info_and_script_name_for_prefix_mappings() {
+    // Mounted at its prefix (without `mount`, the app would be at the site
+    // root: mounts::issue13_php_with_a_prefix_mapping_at_the_default_mount).
+    let gw = Gateway::start(&prefix_mapped_php("mount = \"/app\""));
     let v = gw.get("/app/x/y?z=2").json();
     assert_eq!(v["SCRIPT_NAME"], "/app");
     assert_eq!(v["PATH_INFO"], "/x/y");
