@@ -5,8 +5,9 @@
 //! static file, or an [`app`], which builds the CGI variables ([`cgi`])
 //! and runs the request on its runner: a [`pool`] that leases one process
 //! for it and speaks [`fcgi`] to it, or the CGI runner. [`config`] is
-//! parsed and validated once, before anything starts; [`http`] maps every
-//! failure to a status. [`plugin`] runs the filters and launchers users add.
+//! parsed and validated before anything starts, and again on a [`reload`],
+//! which swaps what requests are served with without dropping one;
+//! [`http`] maps every failure to a status. [`plugin`] runs the filters and launchers users add.
 //!
 //! `unsafe` is denied everywhere but in `plugin::native`, the loader of
 //! native plugin libraries.
@@ -27,6 +28,7 @@ pub mod logging;
 pub mod metrics;
 pub mod plugin;
 pub mod pool;
+pub mod reload;
 pub mod route;
 pub mod service;
 pub mod spool;
@@ -73,8 +75,12 @@ pub enum RunError {
 }
 
 /// Serves `config` until SIGTERM or SIGINT, then drains in-flight requests
-/// (at most `shutdown_timeout`) and stops every app process.
+/// (at most `shutdown_timeout`) and stops every app process. SIGHUP
+/// reloads the configuration from the same file.
 pub async fn serve(config: Config) -> Result<(), RunError> {
+    // Installed before anything listens: a SIGHUP as soon as the port
+    // answers must reload, not end the process (SIGHUP's default action).
+    let handlers = Signals::install()?;
     for warning in &config.warnings {
         warn!("{warning}");
     }
@@ -95,7 +101,7 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     // fresh temporary one that is removed on exit.
     let (_temp_runtime, runtime_dir) = runtime_dir(config.server.runtime_dir.as_deref())?;
     let access_log = AccessLog::open(&config.server.access_log).map_err(RunError::AccessLog)?;
-    let listeners = http::bind(&config.server.listen).await?;
+    let (listeners, accepted) = http::Listeners::bind(&config.server.listen).await?;
 
     // The mappings follow the apps in the file's order; each app is a pool
     // of processes, or (CGI) a process per request.
@@ -106,36 +112,47 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         prepared.apps,
         &runtime_dir,
         &prepared.plugins,
+        None,
     ));
     let metrics = Arc::new(metrics::Metrics::new(&apps));
-    // Bound before the apps start, so that a taken admin port stops the
-    // start-up before any process runs.
-    let admin = match &config.admin {
-        Some(settings) => Some(admin::Admin::bind(settings, apps.clone(), metrics.clone()).await?),
-        None => None,
-    };
-    apps.start();
-    let gateway = Arc::new(http::Gateway::new(
+    let site = http::Site::new(
         config.clone(),
         router,
         apps.clone(),
         access_log,
         &prepared.plugins,
-        metrics,
+    );
+    let gateway = Arc::new(http::Gateway::new(site, metrics.clone()));
+    let reloader = Arc::new(reload::Reloader::new(
+        gateway.clone(),
+        listeners.clone(),
+        metrics.clone(),
+        runtime_dir.clone(),
     ));
+    // Bound before the apps start, so that a taken admin port stops the
+    // start-up before any process runs.
+    let admin = match &config.admin {
+        Some(settings) => Some(admin::Admin::bind(settings, reloader.clone(), metrics).await?),
+        None => None,
+    };
+    apps.start();
+    drop(apps);
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let signals = tokio::spawn(wait_for_signal(stop_tx));
+    let signals = tokio::spawn(wait_for_signals(handlers, stop_tx, reloader.clone()));
     let admin_task = admin.map(|(admin, listener)| tokio::spawn(admin::run(admin, listener)));
     // Every listener is bound (connections queue in its backlog from now
     // on) and the pools are started: systemd may start what comes after.
-    let addrs: Vec<_> = listeners
-        .iter()
-        .filter_map(|l| l.local_addr().ok())
-        .collect();
-    service::ready(&addrs);
+    service::ready(&listeners.addrs());
     let watchdog = service::spawn_watchdog();
-    http::run(gateway, listeners, stop_rx, config.server.shutdown_timeout).await;
+    http::run(
+        gateway.clone(),
+        listeners,
+        accepted,
+        stop_rx,
+        config.server.shutdown_timeout,
+    )
+    .await;
     if let Some(task) = admin_task {
         task.abort();
     }
@@ -143,7 +160,9 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
 
     info!("stopping app processes");
     service::status("stopping app processes");
-    apps.shutdown().await;
+    // The apps of the last reload, and those earlier reloads retired.
+    reloader.apps().shutdown().await;
+    reloader.finish_drains().await;
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
@@ -151,17 +170,56 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     Ok(())
 }
 
-async fn wait_for_signal(stop: watch::Sender<bool>) -> Result<(), RunError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
-    tokio::select! {
-        _ = term.recv() => info!(signal = "SIGTERM", "shutting down"),
-        _ = int.recv() => info!(signal = "SIGINT", "shutting down"),
+/// SIGTERM and SIGINT stop the gateway (after the drain); SIGHUP reloads
+/// the configuration, one reload at a time, each on its own task so that
+/// a stop is never held up by a reload.
+async fn wait_for_signals(
+    Signals {
+        mut term,
+        mut int,
+        mut hup,
+    }: Signals,
+    stop: watch::Sender<bool>,
+    reloader: Arc<reload::Reloader>,
+) {
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                info!(signal = "SIGTERM", "shutting down");
+                break;
+            }
+            _ = int.recv() => {
+                info!(signal = "SIGINT", "shutting down");
+                break;
+            }
+            _ = hup.recv() => {
+                let reloader = reloader.clone();
+                // The outcome is logged by the reload itself.
+                tokio::spawn(async move { reloader.reload("SIGHUP").await });
+            }
+        }
     }
     service::stopping();
     let _ = stop.send(true);
-    Ok(())
+}
+
+/// The signals the gateway handles.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, RunError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = |kind| signal(kind).map_err(RunError::Signals);
+        Ok(Signals {
+            term: install(SignalKind::terminate())?,
+            int: install(SignalKind::interrupt())?,
+            hup: install(SignalKind::hangup())?,
+        })
+    }
 }
 
 fn runtime_dir(

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::StatusCode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -47,6 +48,7 @@ struct StateLabels {
 }
 
 /// One app's request metrics, made once.
+#[derive(Clone)]
 struct AppRequests {
     by_class: [Counter; 5],
     head_seconds: Histogram,
@@ -57,7 +59,11 @@ type Histograms = Family<AppLabel, Histogram, fn() -> Histogram>;
 /// Every metric of the gateway.
 pub struct Metrics {
     registry: Registry,
-    per_app: HashMap<Arc<str>, AppRequests>,
+    requests: Family<RequestLabels, Counter>,
+    head: Histograms,
+    /// Swapped whole when a reload adds apps; an app removed keeps its
+    /// series (counters never go back).
+    per_app: ArcSwap<HashMap<Arc<str>, AppRequests>>,
     no_app: AppRequests,
     instances: Family<StateLabels, Gauge>,
     waiting: Family<AppLabel, Gauge>,
@@ -112,40 +118,39 @@ impl Metrics {
             "Instances replaced after a protocol error or a malformed response head",
             bad_answers.clone(),
         );
-        let of = |app: &str| AppRequests {
-            by_class: CLASSES.map(|code| {
-                requests
-                    .get_or_create(&RequestLabels {
-                        app: app.to_string(),
-                        code,
-                    })
-                    .clone()
-            }),
-            head_seconds: head
-                .get_or_create(&AppLabel {
-                    app: app.to_string(),
-                })
-                .clone(),
-        };
-        Metrics {
-            per_app: apps
-                .with_pools()
-                .map(|(name, _)| (name.clone(), of(name)))
-                .collect(),
-            no_app: of(NO_APP),
+        let metrics = Metrics {
+            per_app: ArcSwap::default(),
+            no_app: app_requests(&requests, &head, NO_APP),
+            requests,
+            head,
             registry,
             instances,
             waiting,
             request_crashes,
             bad_answers,
             scrape: Mutex::new(()),
+        };
+        metrics.add_apps(apps);
+        metrics
+    }
+
+    /// Makes the series of the apps that have none yet (at start-up, and
+    /// for the apps a reload adds).
+    pub fn add_apps(&self, apps: &Apps) {
+        let mut per_app = HashMap::clone(&self.per_app.load());
+        for app in apps.iter() {
+            per_app
+                .entry(app.name().clone())
+                .or_insert_with(|| app_requests(&self.requests, &self.head, app.name()));
         }
+        self.per_app.store(Arc::new(per_app));
     }
 
     /// A request was answered (its head is out).
     pub fn observe(&self, app: Option<&str>, status: StatusCode, took: Duration) {
+        let per_app = self.per_app.load();
         let metrics = app
-            .and_then(|name| self.per_app.get(name))
+            .and_then(|name| per_app.get(name))
             .unwrap_or(&self.no_app);
         let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
         metrics.by_class[class].inc();
@@ -154,7 +159,8 @@ impl Metrics {
 
     /// Responses of `app` so far by status class (1xx to 5xx), for `/status`.
     pub fn responses(&self, app: &str) -> Option<[u64; 5]> {
-        let metrics = self.per_app.get(app)?;
+        let per_app = self.per_app.load();
+        let metrics = per_app.get(app)?;
         Some(metrics.by_class.each_ref().map(Counter::get))
     }
 
@@ -201,6 +207,29 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+/// The request series of one app.
+fn app_requests(
+    requests: &Family<RequestLabels, Counter>,
+    head: &Histograms,
+    app: &str,
+) -> AppRequests {
+    AppRequests {
+        by_class: CLASSES.map(|code| {
+            requests
+                .get_or_create(&RequestLabels {
+                    app: app.to_string(),
+                    code,
+                })
+                .clone()
+        }),
+        head_seconds: head
+            .get_or_create(&AppLabel {
+                app: app.to_string(),
+            })
+            .clone(),
     }
 }
 

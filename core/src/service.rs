@@ -56,7 +56,7 @@ pub fn status(text: &str) {
     notify(&[NotifyState::Status(text)]);
 }
 
-/// For the configuration reload (not there yet): RELOADING=1 with the
+/// A configuration reload begins: RELOADING=1 with the
 /// monotonic time `Type=notify-reload` requires; [`ready`] ends it.
 pub fn reloading() {
     match NotifyState::monotonic_usec_now() {

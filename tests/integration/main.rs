@@ -22,6 +22,7 @@ mod plugins;
 mod pool;
 mod protocol;
 mod recycle;
+mod reload;
 mod safe_defaults;
 mod sdk_outside;
 mod security;

@@ -207,6 +207,39 @@ fn abstract_notify_socket_names_work() {
     ready_then_stopping(&Manager::abstract_name());
 }
 
+/// `Type=notify-reload`: SIGHUP gives RELOADING=1 with the monotonic time,
+/// then READY=1 once the new configuration serves; a refused reload ends
+/// with READY=1 too (the old configuration serves) and says so in STATUS.
+#[test]
+fn a_reload_says_reloading_then_ready() {
+    let manager = Manager::at_path();
+    let service = Service::start(&[("NOTIFY_SOCKET", manager.name.clone())]);
+    let ready = manager.wait_for("READY=1", START, &service);
+    let addr = served_addr(&ready);
+    kill(Pid::from_raw(service.pid()), Signal::SIGHUP).expect("SIGHUP");
+    let reloading = manager.wait_for("RELOADING=1", Duration::from_secs(10), &service);
+    let usec: u64 = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no MONOTONIC_USEC in {reloading:?}"));
+    assert!(usec > 0);
+    manager.wait_for("READY=1", Duration::from_secs(30), &service);
+    assert_eq!(request(addr, "GET", "/index.php", &[], b"").status, 200);
+
+    std::fs::write(service.dir.path().join("fastgate.toml"), "not = [toml").unwrap();
+    kill(Pid::from_raw(service.pid()), Signal::SIGHUP).expect("SIGHUP");
+    manager.wait_for("RELOADING=1", Duration::from_secs(10), &service);
+    manager.wait_for("READY=1", Duration::from_secs(30), &service);
+    let status = manager.wait_for(
+        "STATUS=reload refused; serving the previous configuration",
+        Duration::from_secs(10),
+        &service,
+    );
+    assert!(!status.is_empty());
+    assert_eq!(request(addr, "GET", "/index.php", &[], b"").status, 200);
+}
+
 #[test]
 fn watchdog_is_pinged_at_half_the_interval() {
     let manager = Manager::at_path();

@@ -3,7 +3,7 @@
 //! answers from its own task and only takes each pool's lock for a
 //! snapshot, so it answers while every pool is saturated.
 //!
-//! Endpoints: `GET /ping` (`pong`), `GET /status` (JSON; `?format=text`
+//! Endpoints: `GET /ping` (`pong`), `POST /reload`, `GET /status` (JSON; `?format=text`
 //! for people). With `token_file`, every request must carry
 //! `Authorization: Bearer <token>` (401 otherwise).
 //!
@@ -19,6 +19,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -29,6 +30,7 @@ use tracing::{debug, info, warn};
 use crate::app::Apps;
 use crate::config::AdminSettings;
 use crate::metrics::Metrics;
+use crate::reload::Reloader;
 
 /// Why the admin listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +47,8 @@ pub enum AdminError {
 
 /// What the admin listener answers from.
 pub struct Admin {
-    apps: Arc<Apps>,
+    /// Reloads the configuration; has the apps serving now.
+    reloader: Arc<Reloader>,
     metrics: Arc<Metrics>,
     token: Option<String>,
     started: Instant,
@@ -55,7 +58,7 @@ impl Admin {
     /// Reads the token (if any) and binds the listener.
     pub async fn bind(
         settings: &AdminSettings,
-        apps: Arc<Apps>,
+        reloader: Arc<Reloader>,
         metrics: Arc<Metrics>,
     ) -> Result<(Arc<Admin>, TcpListener), AdminError> {
         let token = match &settings.token_file {
@@ -73,7 +76,7 @@ impl Admin {
             warn!(addr = %settings.listen, "the admin listener is reachable from other hosts and has no token_file: anyone who reaches it may use it");
         }
         let admin = Arc::new(Admin {
-            apps,
+            reloader,
             metrics,
             token,
             started: Instant::now(),
@@ -116,9 +119,15 @@ pub async fn run(admin: Arc<Admin>, listener: TcpListener) {
         let admin = admin.clone();
         let builder = builder.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
+            let service = service_fn(move |request: Request<Incoming>| {
                 let admin = admin.clone();
-                async move { Ok::<_, Infallible>(admin.answer(&request)) }
+                async move {
+                    // The one endpoint that waits (for new processes to start).
+                    if request.uri().path() == "/reload" {
+                        return Ok::<_, Infallible>(admin.reload(&request).await);
+                    }
+                    Ok(admin.answer(&request))
+                }
             });
             if let Err(e) = builder
                 .serve_connection(TokioIo::new(stream), service)
@@ -131,17 +140,14 @@ pub async fn run(admin: Arc<Admin>, listener: TcpListener) {
 }
 
 impl Admin {
+    /// The apps serving now (a reload replaces them).
+    fn apps(&self) -> Arc<Apps> {
+        self.reloader.apps()
+    }
+
     fn answer<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
         if !self.authorised(request) {
-            let mut response = text(
-                StatusCode::UNAUTHORIZED,
-                "401 Unauthorized: a bearer token is required ([admin] token_file)\n",
-            );
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            return response;
+            return unauthorised();
         }
         let path = request.uri().path();
         if let Some(app) = path
@@ -164,7 +170,7 @@ impl Admin {
             "/ping" => text(StatusCode::OK, "pong\n"),
             "/metrics" => {
                 let mut response =
-                    Response::new(Full::new(Bytes::from(self.metrics.render(&self.apps))));
+                    Response::new(Full::new(Bytes::from(self.metrics.render(&self.apps()))));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     header::HeaderValue::from_static(
@@ -174,7 +180,7 @@ impl Admin {
                 response
             }
             _ => {
-                let report = status::Report::take(&self.apps, &self.metrics, self.started);
+                let report = status::Report::take(&self.apps(), &self.metrics, self.started);
                 let as_text = request
                     .uri()
                     .query()
@@ -204,7 +210,7 @@ impl Admin {
             return response;
         }
         match self
-            .apps
+            .apps()
             .with_pools()
             .find(|(name, _)| name.as_ref() == app)
         {
@@ -229,6 +235,40 @@ impl Admin {
         }
     }
 
+    /// `POST /reload`: reads the configuration again and applies it (see
+    /// `crate::reload`); answers once it serves, with what changed (200,
+    /// JSON), or why the running configuration was kept (422, text).
+    async fn reload<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
+        if !self.authorised(request) {
+            return unauthorised();
+        }
+        if request.method() != Method::POST {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed\n");
+            response
+                .headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+            return response;
+        }
+        match self.reloader.reload("POST /reload").await {
+            Ok(report) => {
+                let body = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
+                let mut response = Response::new(Full::new(Bytes::from(body)));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
+                );
+                response
+            }
+            Err(e) => text(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!(
+                    "422 Unprocessable Entity: reload refused, the running configuration keeps serving: {}\n",
+                    crate::error::chain(&e)
+                ),
+            ),
+        }
+    }
+
     /// No token set, or the request carries it (compared in constant time).
     fn authorised<B>(&self, request: &Request<B>) -> bool {
         let Some(token) = &self.token else {
@@ -242,6 +282,18 @@ impl Admin {
             .unwrap_or("");
         constant_time_eq(given.as_bytes(), token.as_bytes())
     }
+}
+
+fn unauthorised() -> Response<Full<Bytes>> {
+    let mut response = text(
+        StatusCode::UNAUTHORIZED,
+        "401 Unauthorized: a bearer token is required ([admin] token_file)\n",
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    response
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {

@@ -59,13 +59,14 @@ impl Peer {
     }
 }
 
-/// What runs an app's requests.
-#[derive(Debug)]
+/// What runs an app's requests; shared by the old and the new app when
+/// a reload keeps it.
+#[derive(Debug, Clone)]
 enum Runner {
     /// A pool of FastCGI processes, each serving one request at a time.
     Pool(Pool),
     /// RFC 3875 CGI: a process per request.
-    Cgi(CgiApp),
+    Cgi(Arc<CgiApp>),
 }
 
 /// One app: its settings, its runner and its plugins.
@@ -80,6 +81,8 @@ pub struct App {
     injectors: Chain,
     /// The exchange limits of a pool app, made once.
     limits: ExchangeLimits,
+    /// `[server] max_response_header_size`, which the CGI runner was made with.
+    max_header_size: usize,
 }
 
 /// One request as an app runs it: the head (after any local redirect) and
@@ -116,17 +119,25 @@ pub enum Outcome {
 impl App {
     /// The app of `config`, with the runner it asks for; nothing starts yet.
     /// `server_plugins` are `[server] plugins`: their env injectors run for
-    /// this app's requests too, before its own.
+    /// this app's requests too, before its own. On a reload, `previous` is
+    /// the app of the same name in the running configuration: its runner
+    /// (and so its processes) is kept when nothing that shapes the
+    /// processes changed ([`same_processes`]).
     pub fn new(
         config: AppSettings,
         runtime_dir: &Path,
         max_header_size: usize,
         plugins: &Plugins,
         server_plugins: &[String],
+        previous: Option<&App>,
     ) -> App {
-        let runner = match &config.cgi {
-            Some(cgi) => Runner::Cgi(CgiApp::new(&config, cgi, max_header_size)),
-            None => Runner::Pool(Pool::new(&config, runtime_dir)),
+        let kept = previous.filter(|old| {
+            old.max_header_size == max_header_size && same_processes(&old.config, &config)
+        });
+        let runner = match (kept, &config.cgi) {
+            (Some(old), _) => old.runner.clone(),
+            (None, Some(cgi)) => Runner::Cgi(Arc::new(CgiApp::new(&config, cgi, max_header_size))),
+            (None, None) => Runner::Pool(Pool::new(&config, runtime_dir)),
         };
         App {
             name: Arc::from(config.name.as_str()),
@@ -135,6 +146,29 @@ impl App {
             injectors: injectors(plugins, server_plugins, &config.plugins),
             runner,
             config,
+            max_header_size,
+        }
+    }
+
+    pub fn settings(&self) -> &AppSettings {
+        &self.config
+    }
+
+    /// The app's pool (`None` for a CGI app).
+    pub fn pool(&self) -> Option<&Pool> {
+        match &self.runner {
+            Runner::Pool(pool) => Some(pool),
+            Runner::Cgi(_) => None,
+        }
+    }
+
+    /// Whether this app runs on the very runner of `other` (a reload kept
+    /// its processes).
+    pub fn shares_runner(&self, other: &App) -> bool {
+        match (&self.runner, &other.runner) {
+            (Runner::Pool(a), Runner::Pool(b)) => a.same(b),
+            (Runner::Cgi(a), Runner::Cgi(b)) => Arc::ptr_eq(a, b),
+            _ => false,
         }
     }
 
@@ -259,6 +293,29 @@ fn injectors(plugins: &Plugins, server: &[String], app: &[String]) -> Chain {
     plugins.chain(&names)
 }
 
+/// Whether two settings of an app ask for the same processes: everything
+/// but what only routes requests to it or shapes each request's variables
+/// (`handles`, `verbs`, `mount`, `resource_type`, `fallback`, `params`,
+/// `plugins`, static folders; where a value came from). A reload keeps the
+/// processes of an app whose settings differ only there.
+pub fn same_processes(old: &AppSettings, new: &AppSettings) -> bool {
+    if old == new {
+        return true;
+    }
+    let mut routed_like_old = new.clone();
+    routed_like_old.handles = old.handles.clone();
+    routed_like_old.verbs = old.verbs.clone();
+    routed_like_old.mount = old.mount.clone();
+    routed_like_old.resource_type = old.resource_type;
+    routed_like_old.fallback = old.fallback.clone();
+    routed_like_old.params = old.params.clone();
+    routed_like_old.plugins = old.plugins.clone();
+    routed_like_old.static_dirs = old.static_dirs.clone();
+    routed_like_old.origins = old.origins.clone();
+    routed_like_old.command_line = old.command_line;
+    *old == routed_like_old
+}
+
 /// Every app of the gateway, keyed by name.
 #[derive(Debug, Default)]
 pub struct Apps {
@@ -267,18 +324,28 @@ pub struct Apps {
 
 impl Apps {
     /// The apps, as resolved with their launchers; their pools not
-    /// started yet.
+    /// started yet. On a reload, `previous` are the running apps: an app
+    /// whose processes would be the same keeps them.
     pub fn new(
         server: &ServerSettings,
         apps: Vec<AppSettings>,
         runtime_dir: &Path,
         plugins: &Plugins,
+        previous: Option<&Apps>,
     ) -> Apps {
         let max_header_size = server.max_response_header_size;
         let by_name = apps
             .into_iter()
             .map(|app| {
-                let app = App::new(app, runtime_dir, max_header_size, plugins, &server.plugins);
+                let old = previous.and_then(|apps| apps.get(&app.name));
+                let app = App::new(
+                    app,
+                    runtime_dir,
+                    max_header_size,
+                    plugins,
+                    &server.plugins,
+                    old,
+                );
                 (app.name.clone(), app)
             })
             .collect();
@@ -295,18 +362,12 @@ impl Apps {
 
     /// Each app with its pool (`None` for a CGI app), in name order.
     pub fn with_pools(&self) -> impl Iterator<Item = (&Arc<str>, Option<&Pool>)> {
-        self.iter().map(|app| match &app.runner {
-            Runner::Pool(pool) => (app.name(), Some(pool)),
-            Runner::Cgi(_) => (app.name(), None),
-        })
+        self.iter().map(|app| (app.name(), app.pool()))
     }
 
     /// The pools among the apps' runners.
     pub fn pools(&self) -> impl Iterator<Item = &Pool> {
-        self.iter().filter_map(|app| match &app.runner {
-            Runner::Pool(pool) => Some(pool),
-            Runner::Cgi(_) => None,
-        })
+        self.iter().filter_map(App::pool)
     }
 
     /// Starts every pool's `min_instances` and background tasks.

@@ -243,7 +243,7 @@ pub enum AccessLogTarget {
 }
 
 /// One `[[app]]`: a pool of processes and the handler mapping that feeds it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AppSettings {
     /// Unique name (`name`), used in logs, metrics and errors.
     pub name: String,
@@ -354,7 +354,7 @@ pub struct CgiSettings {
 }
 
 /// `launcher = "..."`: the plugin that describes the app, and its options.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LauncherRef {
     /// The plugin's name.
     pub plugin: String,

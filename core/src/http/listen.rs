@@ -8,8 +8,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -17,14 +17,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::Gateway;
 use super::framing;
 use super::send_timeout::SendTimeout;
 use crate::app::Peer;
-use crate::config::HeadLimits;
+use crate::config::{HeadLimits, ServerSettings};
 
 /// hyper's buffer per connection, for reading heads and queueing writes
 /// (its default is ~400 KiB), at least `max_request_head` + 64 KiB so that a
@@ -44,55 +44,136 @@ pub enum ServeError {
     },
 }
 
-/// Binds every listen address (all or nothing).
-pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServeError> {
-    let mut listeners = Vec::with_capacity(addrs.len());
-    for &addr in addrs {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind { addr, source })?;
-        listeners.push(listener);
-    }
-    Ok(listeners)
+/// A connection accepted on one of the listeners.
+type Accepted = (tokio::net::TcpStream, SocketAddr);
+
+/// The public listeners, each accepting on a task of its own into one
+/// queue that [`run`] serves. A reload changes the set: it binds the new
+/// addresses first (all or nothing) and then closes the ones no longer
+/// configured, so that an address kept never stops accepting.
+pub struct Listeners {
+    tx: mpsc::Sender<Accepted>,
+    /// By the address as configured (`:0` stays `:0`), with where it is
+    /// actually bound.
+    running: Mutex<Vec<Running>>,
 }
 
-/// Serves connections on `listeners` until `stop` turns true, then lets
-/// in-flight requests finish for at most `drain_timeout`.
-pub async fn run(
-    gateway: Arc<Gateway>,
-    listeners: Vec<TcpListener>,
-    mut stop: watch::Receiver<bool>,
-    drain_timeout: Duration,
-) {
-    let graceful = GracefulShutdown::new();
-    let header_read_timeout = gateway.config().server.header_read_timeout;
+struct Running {
+    configured: SocketAddr,
+    bound: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Addresses bound for a reload, not accepting yet.
+pub struct Bound(Vec<(SocketAddr, TcpListener)>);
+
+impl Listeners {
+    /// Binds every address of `addrs` (all or nothing); the connections
+    /// come out of the receiver, for [`run`].
+    pub async fn bind(
+        addrs: &[SocketAddr],
+    ) -> Result<(Arc<Listeners>, mpsc::Receiver<Accepted>), ServeError> {
+        let (tx, rx) = mpsc::channel(64);
+        let listeners = Arc::new(Listeners {
+            tx,
+            running: Mutex::new(Vec::new()),
+        });
+        let bound = listeners.bind_new(addrs).await?;
+        listeners.switch_to(addrs, bound);
+        Ok((listeners, rx))
+    }
+
+    /// Binds those of `addrs` that are not listened on yet (all or
+    /// nothing); nothing accepts on them until [`switch_to`](Self::switch_to).
+    pub async fn bind_new(&self, addrs: &[SocketAddr]) -> Result<Bound, ServeError> {
+        let have: Vec<SocketAddr> = self.lock().iter().map(|r| r.configured).collect();
+        let mut bound = Vec::new();
+        for &addr in addrs.iter().filter(|a| !have.contains(a)) {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            bound.push((addr, listener));
+        }
+        Ok(Bound(bound))
+    }
+
+    /// Starts accepting on `bound`, then closes every listener whose
+    /// address is not in `addrs`. Connections already accepted go on.
+    pub fn switch_to(&self, addrs: &[SocketAddr], bound: Bound) {
+        let mut running = self.lock();
+        for (configured, listener) in bound.0 {
+            let Ok(local) = listener.local_addr() else {
+                continue;
+            };
+            info!(addr = %local, "listening");
+            running.push(Running {
+                configured,
+                bound: local,
+                task: tokio::spawn(accept(listener, self.tx.clone())),
+            });
+        }
+        running.retain(|r| {
+            let keep = addrs.contains(&r.configured);
+            if !keep {
+                info!(addr = %r.bound, "no longer listening (removed from [server] listen)");
+                r.task.abort();
+            }
+            keep
+        });
+    }
+
+    /// Where the listeners are bound.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.lock().iter().map(|r| r.bound).collect()
+    }
+
+    /// Stops accepting on every listener (the drain).
+    pub fn close(&self) {
+        for r in self.lock().drain(..) {
+            r.task.abort();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Running>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// hyper's settings for the connections of a site: keep-alive,
+/// `header_read_timeout`, and the head limits ([`hyper_limits`]).
+pub(super) fn builder(server: &ServerSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
+        .header_read_timeout(server.header_read_timeout)
         .keep_alive(true);
-    hyper_limits(&mut builder, &gateway.config().server.head_limits);
+    hyper_limits(&mut builder, &server.head_limits);
+    builder
+}
 
-    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(64);
-    let accept_tasks: Vec<_> = listeners
-        .into_iter()
-        .map(|listener| tokio::spawn(accept(listener, conn_tx.clone())))
-        .collect();
-    drop(conn_tx);
-
+/// Serves the connections the listeners accept until `stop` turns true,
+/// then closes the listeners and lets in-flight requests finish for at
+/// most `drain_timeout`. Each connection is served with the site current
+/// when it was accepted; each request with the site current when it came.
+pub async fn run(
+    gateway: Arc<Gateway>,
+    listeners: Arc<Listeners>,
+    mut accepted: mpsc::Receiver<Accepted>,
+    mut stop: watch::Receiver<bool>,
+    drain_timeout: Duration,
+) {
+    let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
-            accepted = conn_rx.recv() => {
-                let Some((stream, remote)) = accepted else { break };
-                serve_connection(&gateway, &builder, &graceful, stream, remote, header_read_timeout);
+            next = accepted.recv() => {
+                let Some((stream, remote)) = next else { break };
+                serve_connection(&gateway, &graceful, stream, remote);
             }
             _ = stop.wait_for(|stop| *stop) => break,
         }
     }
-    for task in accept_tasks {
-        task.abort();
-    }
+    listeners.close();
     info!(
         connections = graceful.count(),
         "no longer accepting; draining in-flight requests"
@@ -142,9 +223,6 @@ async fn accept(
     listener: TcpListener,
     tx: tokio::sync::mpsc::Sender<(tokio::net::TcpStream, SocketAddr)>,
 ) {
-    if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "listening");
-    }
     loop {
         match listener.accept().await {
             Ok(accepted) => {
@@ -165,18 +243,21 @@ async fn accept(
 /// watched by the graceful drain.
 fn serve_connection(
     gateway: &Arc<Gateway>,
-    builder: &auto::Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
     stream: tokio::net::TcpStream,
     remote: SocketAddr,
-    header_read_timeout: Duration,
 ) {
     let Ok(local) = stream.local_addr() else {
         return;
     };
     let _ = stream.set_nodelay(true);
-    let limits = gateway.config().server.head_limits;
-    let send_timeout = gateway.config().server.send_timeout;
+    let site = gateway.site();
+    let server = &site.config().server;
+    let (limits, send_timeout, header_read_timeout) = (
+        server.head_limits,
+        server.send_timeout,
+        server.header_read_timeout,
+    );
     let gateway = gateway.clone();
     let peer = Arc::new(Peer::new(remote, local));
     let refusals = Arc::new(framing::Refusals::default());
@@ -195,7 +276,8 @@ fn serve_connection(
         let span = info_span!("request", method = %req.method(), uri = %req.uri(), %remote);
         async move { Ok::<_, Infallible>(gateway.handle(req, &peer).await) }.instrument(span)
     });
-    let conn = builder
+    let conn = site
+        .connections
         .serve_connection(TokioIo::new(io), service)
         .into_owned();
     let conn = graceful.watch(conn);

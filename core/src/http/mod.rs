@@ -18,12 +18,15 @@ mod static_files;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
 use tracing::{debug, info, warn};
 
 pub use error::GatewayError;
-pub use listen::{ServeError, bind, run};
+pub use listen::{Listeners, ServeError, run};
 
 use crate::access_log::AccessLog;
 use crate::app::{App, AppRequest, Apps, Outcome, Peer};
@@ -38,15 +41,52 @@ use crate::route::{Route, Router, normalize_path};
 /// Most CGI local redirects followed for one request.
 const MAX_LOCAL_REDIRECTS: usize = 10;
 
-/// Everything a request needs, shared by all connections.
-pub struct Gateway {
+/// What a request is served with, made from one configuration: a reload
+/// makes a new one and swaps it in (`Gateway::replace`); a request keeps
+/// the one it started with until it is done.
+pub struct Site {
     config: Arc<Config>,
     router: Router,
     apps: Arc<Apps>,
     access_log: AccessLog,
-    metrics: Arc<Metrics>,
     /// `[server] plugins`: every request, before the mapping.
     server_plugins: Chain,
+    /// hyper's settings for new connections (timeouts, head limits).
+    connections: auto::Builder<TokioExecutor>,
+}
+
+impl Site {
+    pub fn new(
+        config: Arc<Config>,
+        router: Router,
+        apps: Arc<Apps>,
+        access_log: AccessLog,
+        plugins: &Plugins,
+    ) -> Site {
+        Site {
+            router,
+            server_plugins: plugins.chain(&config.server.plugins),
+            connections: listen::builder(&config.server),
+            config,
+            apps,
+            access_log,
+        }
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    pub fn apps(&self) -> &Arc<Apps> {
+        &self.apps
+    }
+}
+
+/// Everything a request needs, shared by all connections: the current
+/// [`Site`] and the metrics (which outlive reloads).
+pub struct Gateway {
+    site: ArcSwap<Site>,
+    metrics: Arc<Metrics>,
 }
 
 /// Which app (and which of its processes) a request went to, for the
@@ -66,42 +106,39 @@ impl Served {
 }
 
 impl Gateway {
-    pub fn new(
-        config: Arc<Config>,
-        router: Router,
-        apps: Arc<Apps>,
-        access_log: AccessLog,
-        plugins: &Plugins,
-        metrics: Arc<Metrics>,
-    ) -> Gateway {
+    pub fn new(site: Site, metrics: Arc<Metrics>) -> Gateway {
         Gateway {
+            site: ArcSwap::from_pointee(site),
             metrics,
-            router,
-            server_plugins: plugins.chain(&config.server.plugins),
-            config,
-            apps,
-            access_log,
         }
     }
 
-    pub(crate) fn config(&self) -> &Config {
-        &self.config
+    /// The site new requests are served with.
+    pub fn site(&self) -> Arc<Site> {
+        self.site.load_full()
+    }
+
+    /// Serves new requests with `site` from now on; requests in flight
+    /// finish with the one they started with. Returns that one.
+    pub fn replace(&self, site: Site) -> Arc<Site> {
+        self.site.swap(Arc::new(site))
     }
 
     /// Serves one request; never fails (errors become responses).
     async fn handle(&self, req: Request<Incoming>, peer: &Peer) -> Response<ResponseBody> {
+        let site = self.site.load_full();
         let started = std::time::Instant::now();
         let mut entry =
-            self.access_log
+            site.access_log
                 .entry(peer.remote.ip(), req.method(), req.uri(), req.version());
         let uri = req.uri().clone();
         // Who may read an error's detail: the one rule, applied to every
         // error page this request may get.
-        let detailed = self.config.server.error_details.shown_to(peer.remote.ip());
+        let detailed = site.config.server.error_details.shown_to(peer.remote.ip());
         let Served {
             mut response,
             by: served_by,
-        } = match self.respond(req, peer).await {
+        } = match site.respond(req, peer).await {
             Ok(served) => served,
             Err(e) => {
                 let status = e.status();
@@ -116,8 +153,8 @@ impl Gateway {
                 }
             }
         };
-        if self.server_plugins.has_response_filters()
-            && let Err(e) = self
+        if site.server_plugins.has_response_filters()
+            && let Err(e) = site
                 .server_plugins
                 .on_response(response.status(), response.headers_mut())
         {
@@ -138,7 +175,9 @@ impl Gateway {
         }
         response
     }
+}
 
+impl Site {
     /// The request phases up to the route: framing checks, the server's
     /// filters, the mapping, then the app's filters.
     async fn respond(

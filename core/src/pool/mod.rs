@@ -33,6 +33,7 @@
 //! its supervisor).
 
 pub mod exchange;
+mod handover;
 mod lease;
 mod maintain;
 mod process;
@@ -60,6 +61,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{self, AppSettings};
 use crate::fcgi::client::Connection;
+pub use handover::WarmUpError;
 pub use lease::Lease;
 use lease::{Grant, Waiter, Waiting};
 use maintain::maintain;
@@ -415,7 +417,13 @@ impl Pool {
         for process in &processes {
             process.terminate(inner.grace);
         }
-        let all_exited = futures_join_all(processes.iter().map(|p| p.wait()));
+        // Waited for one after the other: they were all told to stop
+        // already, so this takes as long as the slowest.
+        let all_exited = async {
+            for process in &processes {
+                process.wait().await;
+            }
+        };
         // The supervisor escalates to SIGKILL after the grace period; the
         // extra margin only guards against a process stuck in the kernel.
         if tokio::time::timeout(inner.grace + Duration::from_secs(5), all_exited)
@@ -611,14 +619,5 @@ impl Inner {
             exit.describe()
         );
         self.record_failure(st, Some(process.pid()), &what);
-    }
-}
-
-/// Awaits every future (no extra dependency for one call site).
-async fn futures_join_all<F: std::future::Future<Output = ()>>(
-    futures: impl IntoIterator<Item = F>,
-) {
-    for future in futures {
-        future.await;
     }
 }
