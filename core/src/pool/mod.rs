@@ -192,6 +192,11 @@ struct State {
     auto_ticking: bool,
 }
 
+/// Instance ids, unique in the gateway's lifetime across every pool: an
+/// app's pools before and after a reload share the app's socket folder,
+/// and an instance's socket is named by its id.
+static NEXT_INSTANCE_ID: AtomicU64 = AtomicU64::new(1);
+
 struct Inner {
     name: Arc<str>,
     /// How to start processes, or why they cannot be started.
@@ -210,7 +215,6 @@ struct Inner {
     idle_timeout: Duration,
     rapid_fails: usize,
     monitored: Vec<PathBuf>,
-    next_id: AtomicU64,
     state: Mutex<State>,
     /// Wakes the maintenance task (idle timeouts) when there is new work.
     maintenance: Notify,
@@ -278,7 +282,6 @@ impl Pool {
                 idle_timeout: app.idle_timeout,
                 rapid_fails: app.rapid_fails_per_minute.max(1) as usize,
                 monitored: app.monitor_changes_to.clone(),
-                next_id: AtomicU64::new(1),
                 state: Mutex::new(State {
                     idle: Vec::new(),
                     live: 0,

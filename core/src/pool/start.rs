@@ -146,9 +146,7 @@ impl Inner {
             Ok(spec) => spec,
             Err(reason) => return Err(std::io::Error::other(reason.clone()).into()),
         };
-        let id = self
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = super::NEXT_INSTANCE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let weak = Arc::downgrade(self);
         let tracker = weak.clone();
         let (process, conn) = self

@@ -394,7 +394,14 @@ async fn a_recycle_rolls_through_the_pool_replacing_before_stopping() {
     // The busy one is replaced last and stops after its request.
     gate.add_permits(1);
     until("the last replacement is idle", || pool.status().idle == 4).await;
-    assert!(!spawner.process(busy.pid() as usize - 1001).has_exited());
+    let busy_process = spawner
+        .spawned()
+        .processes
+        .iter()
+        .find(|p| p.pid() == busy.pid())
+        .cloned()
+        .unwrap();
+    assert!(!busy_process.has_exited());
     busy.finish(true);
     until("every old instance stopped", || {
         (0..4).all(|n| spawner.process(n).has_exited())
@@ -839,4 +846,24 @@ fn instances_get_recycle_points_spread_over_a_tenth() {
     );
     // Small limits are kept exactly (nothing to spread).
     assert_eq!(super::recycle::jittered(5), 5);
+}
+
+/// A reload runs an app's old and new pools side by side in one socket
+/// folder: their instances must never be given the same id (the socket's
+/// name), or one pool's start could connect to the other's process.
+#[tokio::test]
+async fn instance_ids_are_unique_across_pools_of_an_app() {
+    let (old, old_spawner, _a) = stand_in_pool("max_instances = 1\nmin_instances = 1");
+    let (new, new_spawner, _b) = stand_in_pool("max_instances = 1\nmin_instances = 1");
+    old.start();
+    new.start();
+    until("both started", || {
+        old.status().idle == 1 && new.status().idle == 1
+    })
+    .await;
+    assert_ne!(
+        old_spawner.process(0).pid(),
+        new_spawner.process(0).pid(),
+        "the same instance id twice"
+    );
 }
