@@ -25,6 +25,7 @@ mod recycle;
 mod safe_defaults;
 mod sdk_outside;
 mod security;
+mod slow;
 mod spool;
 mod static_files;
 mod static_folders;

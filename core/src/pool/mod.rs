@@ -29,16 +29,19 @@
 //! starts processes), `rapid_fail.rs`, `sizing.rs`
 //! (automatic sizing), `maintain.rs` (idle timeouts), `watch.rs`
 //! (`monitor_changes_to`), `spawn.rs` (how processes are started),
-//! `socket.rs` (where instances listen) and `process.rs` (one process and
-//! its supervisor).
+//! `socket.rs` (where instances listen), `process.rs` (one process and
+//! its supervisor), `slow.rs` (the slow-request log) and `inspect.rs`
+//! (what a process is doing and its memory, from /proc).
 
 pub mod exchange;
+mod inspect;
 mod lease;
 mod maintain;
 mod process;
 mod rapid_fail;
 mod recycle;
 mod sizing;
+mod slow;
 pub mod socket;
 mod spawn;
 mod start;

@@ -1,0 +1,103 @@
+//! Slow requests and memory (issue 14): `slow_request_timeout` logs a
+//! request once with what its process is doing (read from /proc) and, for
+//! the WSGI bridge, its Python stack, which `request_timeout` also gets
+//! before it stops a request; `instance_max_memory` recycles a process
+//! after the request during which it went over.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// A PHP script that connects to `?port=` on loopback and waits up to 3 s
+/// for an answer that never comes (a database that hangs).
+const BLOCKED_PHP: &str = r#"<?php
+$s = fsockopen('127.0.0.1', (int)$_GET['port'], $errno, $errstr, 5);
+stream_set_timeout($s, 3);
+$got = fread($s, 100);
+echo "pid=" . getmypid() . "\n";
+"#;
+
+/// A listener that accepts connections and never answers, held open while
+/// the guard lives.
+struct Silent {
+    addr: std::net::SocketAddr,
+    _accepted: std::sync::mpsc::Receiver<std::net::TcpStream>,
+}
+
+fn silent_listener() -> Silent {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            if tx.send(stream).is_err() {
+                return;
+            }
+        }
+    });
+    Silent {
+        addr,
+        _accepted: rx,
+    }
+}
+
+fn slow_lines(logs: &str) -> Vec<&str> {
+    logs.lines()
+        .filter(|l| l.contains("slow request:"))
+        .collect()
+}
+
+#[test]
+fn a_php_request_blocked_on_a_socket_is_logged_once_with_its_peer() {
+    let db = silent_listener();
+    let config = php_config("slow_request_timeout = \"1s\"\n");
+    let gw = Gateway::start_with(&config, |dir| {
+        std::fs::write(dir.join("www/blocked.php"), BLOCKED_PHP).unwrap();
+    });
+    let path = format!("/blocked.php?port={}", db.addr.port());
+    let started = Instant::now();
+    let r = gw.get(&path);
+    // fread gives up after its own 3 s: the request ran past the 1 s mark.
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), gw.logs());
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    let pid = pid_of(&r.text()).unwrap();
+    let logs = gw.logs();
+    let lines = slow_lines(&logs);
+    assert_eq!(lines.len(), 1, "logged once:\n{logs}");
+    let line = lines[0];
+    for needle in [
+        "app=php".to_string(),
+        format!("pid={pid}"),
+        "method=GET".to_string(),
+        format!("uri={path}"),
+        "client=127.0.0.1:".to_string(),
+        "elapsed=1".to_string(),
+        "slow_request_timeout".to_string(),
+        db.addr.to_string(),
+    ] {
+        assert!(line.contains(&needle), "{needle:?} in {line}");
+    }
+    // PHP waits for the socket in poll() (or, elsewhere, in a read).
+    assert!(
+        ["poll()", "read()", "recvfrom()"]
+            .iter()
+            .any(|call| line.contains(&format!("blocked in {call}"))),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("a TCP connection to {}", db.addr)),
+        "the fd it waits on is named: {line}"
+    );
+}
+
+#[test]
+fn without_the_key_nothing_is_logged() {
+    let config = php_config("");
+    let gw = Gateway::start(&config);
+    let r = gw.get("/pid.php?sleep=1200");
+    assert_eq!(r.status, 200);
+    assert!(slow_lines(&gw.logs()).is_empty(), "{}", gw.logs());
+}
+
+
