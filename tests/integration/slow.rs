@@ -18,6 +18,12 @@ $got = fread($s, 100);
 echo "pid=" . getmypid() . "\n";
 "#;
 
+/// Keeps 64 MiB until the end of the request.
+const BIG_PHP: &str = r#"<?php
+$GLOBALS['kept'] = str_repeat('x', 64 * 1024 * 1024);
+echo "pid=" . getmypid() . "\n";
+"#;
+
 /// A listener that accepts connections and never answers, held open while
 /// the guard lives.
 struct Silent {
@@ -100,4 +106,50 @@ fn without_the_key_nothing_is_logged() {
     assert!(slow_lines(&gw.logs()).is_empty(), "{}", gw.logs());
 }
 
-
+#[test]
+fn an_instance_over_instance_max_memory_is_replaced_and_a_small_one_is_not() {
+    let config = php_config("max_instances = 1\ninstance_max_memory = \"48MiB\"\n");
+    let gw = Gateway::start_with(&config, |dir| {
+        std::fs::write(dir.join("www/big.php"), BIG_PHP).unwrap();
+    });
+    let first = pid_of(&gw.get("/pid.php").text()).unwrap();
+    for _ in 0..3 {
+        assert_eq!(pid_of(&gw.get("/pid.php").text()), Some(first));
+    }
+    assert!(!gw.logs().contains("instance_max_memory"), "{}", gw.logs());
+    let r = gw.get("/big.php");
+    assert_eq!(r.status, 200, "{}", gw.logs());
+    let big = pid_of(&r.text()).unwrap();
+    assert_eq!(big, first);
+    assert!(
+        gw.wait_for_log("went over instance_max_memory", Duration::from_secs(5)),
+        "{}",
+        gw.logs()
+    );
+    let line = gw
+        .logs()
+        .lines()
+        .find(|l| l.contains("went over instance_max_memory"))
+        .unwrap()
+        .to_string();
+    assert!(line.contains(&format!("pid={big}")), "{line}");
+    assert!(line.contains("limit_kib=49152"), "{line}");
+    // Replacement first: the next requests are served, and soon by another
+    // process.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = gw.get("/pid.php");
+        assert_eq!(r.status, 200);
+        if pid_of(&r.text()) != Some(big) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not replaced:\n{}", gw.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // And the old one is stopped, not left running beside it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.children().iter().any(|c| c.0 == big) {
+        assert!(Instant::now() < deadline, "{big} still running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -206,6 +206,8 @@ struct Inner {
     /// The program's own request limit (php-cgi's PHP_FCGI_MAX_REQUESTS):
     /// an instance never serves past it, replaced or not.
     program_limit: Option<u64>,
+    /// `instance_max_memory` in KiB (`recycle.rs`).
+    max_memory_kib: Option<u64>,
     queue_length: usize,
     grace: Duration,
     idle_timeout: Duration,
@@ -274,6 +276,7 @@ impl Pool {
                     .min(initial_limit(app).max(app.min_instances)),
                 max_requests: app.effective_max_requests(),
                 program_limit: config::php_fcgi_max_requests(&app.env),
+                max_memory_kib: app.instance_max_memory.map(|bytes| bytes.div_ceil(1024)),
                 queue_length: app.queue_length,
                 grace: app.signal_before_terminate,
                 idle_timeout: app.idle_timeout,
@@ -481,6 +484,8 @@ impl Inner {
     fn release(self: &Arc<Self>, mut instance: Instance, reusable: bool) {
         instance.served += 1;
         instance.process.mark_served();
+        // Before the lock: it may read /proc.
+        self.check_memory(&mut instance);
         let mut st = self.lock();
         self.end_request(&mut st, &instance.process);
         let pid = instance.process.pid();
