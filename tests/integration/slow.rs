@@ -153,3 +153,70 @@ fn an_instance_over_instance_max_memory_is_replaced_and_a_small_one_is_not() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+fn wsgi_site(app_lines: &str) -> String {
+    let dir = fixtures()
+        .join("wsgi")
+        .canonicalize()
+        .unwrap()
+        .display()
+        .to_string();
+    launcher_site(
+        "py",
+        "django",
+        &format!("max_instances = 1\n{app_lines}"),
+        &format!("wsgi_handler = \"slow_wsgi.application\"\npython_path = {dir:?}"),
+    )
+}
+
+/// The line index in `logs` of the first line containing `needle`.
+fn line_of(logs: &str, needle: &str) -> Option<usize> {
+    logs.lines().position(|l| l.contains(needle))
+}
+
+#[test]
+fn a_slow_wsgi_request_logs_its_python_stack() {
+    let gw = Gateway::start(&wsgi_site("slow_request_timeout = \"1s\"\n"));
+    let r = gw.get("/?sleep=2");
+    // The view resumes after the stack was written: the answer is whole.
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), gw.logs());
+    assert!(r.text().starts_with("report done"), "{}", r.text());
+    assert!(
+        gw.wait_for_log("wait_for_the_database", Duration::from_secs(5)),
+        "{}",
+        gw.logs()
+    );
+    let logs = gw.logs();
+    assert_eq!(slow_lines(&logs).len(), 1, "{logs}");
+    assert!(
+        slow_lines(&logs)[0].contains("blocked in"),
+        "{}",
+        slow_lines(&logs)[0]
+    );
+    let stack = line_of(&logs, "fastgate: Python stack of the running request").unwrap();
+    let text: Vec<&str> = logs.lines().skip(stack).take(12).collect();
+    let text = text.join("\n");
+    assert!(text.contains("render_report"), "{text}");
+    assert!(text.contains("time.sleep(seconds)"), "{text}");
+    // Logged as the stack, not as the app's stderr output.
+    assert!(!logs.contains("app wrote to FCGI_STDERR"), "{logs}");
+}
+
+#[test]
+fn a_timed_out_wsgi_request_shows_its_stack_before_it_is_stopped() {
+    let gw = Gateway::start(&wsgi_site("request_timeout = \"1s\"\n"));
+    let r = gw.get("/?sleep=30");
+    assert_eq!(r.status, 504, "{}\n{}", r.text(), gw.logs());
+    let logs = gw.logs();
+    let stack = line_of(&logs, "fastgate: Python stack of the running request")
+        .unwrap_or_else(|| panic!("no stack:\n{logs}"));
+    let stopped = line_of(&logs, "terminating instance").unwrap();
+    assert!(stack < stopped, "{logs}");
+    assert!(
+        logs.lines()
+            .skip(stack)
+            .take(12)
+            .any(|l| l.contains("wait_for_the_database")),
+        "{logs}"
+    );
+}
