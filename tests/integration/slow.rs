@@ -176,7 +176,11 @@ fn line_of(logs: &str, needle: &str) -> Option<usize> {
 
 #[test]
 fn a_slow_wsgi_request_logs_its_python_stack() {
-    let gw = Gateway::start(&wsgi_site("slow_request_timeout = \"1s\"\n"));
+    // terminate-process: were the stack taken for stderr output, it would
+    // kill the process and fail the request.
+    let gw = Gateway::start(&wsgi_site(
+        "slow_request_timeout = \"1s\"\nstderr_mode = \"terminate-process\"\n",
+    ));
     let r = gw.get("/?sleep=2");
     // The view resumes after the stack was written: the answer is whole.
     assert_eq!(r.status, 200, "{}\n{}", r.text(), gw.logs());
