@@ -224,3 +224,50 @@ fn a_timed_out_wsgi_request_shows_its_stack_before_it_is_stopped() {
         "{logs}"
     );
 }
+
+#[test]
+fn check_shows_the_keys_and_names_a_bad_value() {
+    let (ok, stdout, stderr) = check_config(&php_config(
+        "slow_request_timeout = \"5s\"\ninstance_max_memory = \"256MiB\"\n",
+    ));
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("slow_request_timeout  5s (file)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "instance_max_memory   268435456 bytes (256 MiB) of peak resident memory (file)"
+        ),
+        "{stdout}"
+    );
+    let (ok, stdout, _) = check_config(&php_config(""));
+    assert!(ok);
+    assert!(
+        stdout.contains("slow_request_timeout  off (default)"),
+        "{stdout}"
+    );
+    let config = php_config("slow_request_timeout = \"soon\"\n");
+    let line = config
+        .lines()
+        .position(|l| l.starts_with("slow_request_timeout"))
+        .unwrap()
+        + 1;
+    let (ok, _, stderr) = check_config(&config);
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("fastgate.toml:{line}:"))
+            && stderr.contains("slow_request_timeout"),
+        "{stderr}"
+    );
+    // A slow mark at or past request_timeout can never fire: a warning.
+    let (ok, stdout, stderr) = check_config(&php_config("slow_request_timeout = \"90s\"\n"));
+    assert!(ok, "{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("is not shorter than request_timeout"),
+        "{stdout}{stderr}"
+    );
+    let (ok, _, stderr) = check_config(&php_config("instance_max_memory = \"lots\"\n"));
+    assert!(!ok);
+    assert!(stderr.contains("instance_max_memory"), "{stderr}");
+}
