@@ -26,6 +26,7 @@ mod reload;
 mod safe_defaults;
 mod sdk_outside;
 mod security;
+mod slow;
 mod spool;
 mod static_files;
 mod static_folders;

@@ -296,6 +296,14 @@ pub struct AppSettings {
     pub signal_before_terminate: Duration,
     /// Longest time one request may run on an instance (`request_timeout`, IIS requestTimeout, 90s).
     pub request_timeout: Duration,
+    /// A request running longer is logged once, with what its process is
+    /// doing (`slow_request_timeout`, php-fpm's request_slowlog_timeout;
+    /// default off).
+    pub slow_request_timeout: Option<Duration>,
+    /// An instance whose peak resident memory went over this many bytes is
+    /// recycled after the request (`instance_max_memory`, uWSGI's
+    /// reload-on-rss; default off).
+    pub instance_max_memory: Option<u64>,
     /// Longest silence from the app during a request (`activity_timeout`, IIS activityTimeout, 30s).
     pub activity_timeout: Duration,
     /// An instance idle this long is stopped, down to `min_instances` (`idle_timeout`, IIS idleTimeout, 300s).
@@ -377,6 +385,8 @@ pub enum AppKey {
     InstanceMaxRequests,
     QueueLength,
     RequestTimeout,
+    SlowRequestTimeout,
+    InstanceMaxMemory,
     ActivityTimeout,
     IdleTimeout,
     StderrMode,
@@ -396,6 +406,8 @@ impl AppKey {
             AppKey::InstanceMaxRequests => "instance_max_requests",
             AppKey::QueueLength => "queue_length",
             AppKey::RequestTimeout => "request_timeout",
+            AppKey::SlowRequestTimeout => "slow_request_timeout",
+            AppKey::InstanceMaxMemory => "instance_max_memory",
             AppKey::ActivityTimeout => "activity_timeout",
             AppKey::IdleTimeout => "idle_timeout",
             AppKey::StderrMode => "stderr_mode",

@@ -105,6 +105,8 @@ pub(super) struct RawApp {
     pub(super) inherit_env: Vec<String>,
     pub(super) signal_before_terminate: Option<Spanned<Scalar>>,
     pub(super) request_timeout: Option<Spanned<Scalar>>,
+    pub(super) slow_request_timeout: Option<Spanned<Scalar>>,
+    pub(super) instance_max_memory: Option<Spanned<Scalar>>,
     pub(super) activity_timeout: Option<Spanned<Scalar>>,
     pub(super) idle_timeout: Option<Spanned<Scalar>>,
     pub(super) rapid_fails_per_minute: Option<Spanned<i64>>,

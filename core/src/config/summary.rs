@@ -147,6 +147,27 @@ fn render_app(out: &mut String, app: &AppSettings) {
     traced(
         out,
         app,
+        AppKey::SlowRequestTimeout,
+        app.slow_request_timeout
+            .map_or_else(|| "off".to_string(), seconds),
+    );
+    traced(
+        out,
+        app,
+        AppKey::InstanceMaxMemory,
+        app.instance_max_memory.map_or_else(
+            || "off".to_string(),
+            |bytes| {
+                format!(
+                    "{bytes} bytes ({} MiB) of peak resident memory",
+                    bytes >> 20
+                )
+            },
+        ),
+    );
+    traced(
+        out,
+        app,
         AppKey::ActivityTimeout,
         seconds(app.activity_timeout),
     );
@@ -298,6 +319,8 @@ mod tests {
             "  instance_max_requests 10000 (launcher \"php\")\n",
             "  queue_length          1000 (default)\n",
             "  request_timeout       90s (file)\n",
+            "  slow_request_timeout  off (default)\n",
+            "  instance_max_memory   off (default)\n",
             "  activity_timeout      30s (default)\n",
             "  idle_timeout          300s (default)\n",
             "  stderr_mode           return-stderr-in-500 (default)\n",
@@ -307,6 +330,21 @@ mod tests {
             "  fallback              none (default)\n",
             "  monitor_changes_to    none\n",
             "error_details local: ",
+        ] {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn slow_requests_and_memory_are_shown() {
+        let c = load(&format!(
+            "{MINIMAL}slow_request_timeout = \"5s\"\ninstance_max_memory = \"256M\"\n"
+        ))
+        .unwrap();
+        let text = render_summary(&c);
+        for line in [
+            "  slow_request_timeout  5s (file)\n",
+            "  instance_max_memory   268435456 bytes (256 MiB) of peak resident memory (file)\n",
         ] {
             assert!(text.contains(line), "{line:?} in\n{text}");
         }

@@ -23,6 +23,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
+use super::slow::{self, RequestLine, SlowWatch};
 use super::{Exit, Lease, Pool, PoolError};
 use crate::body::RequestBody;
 use crate::cgi::answer::{Answer, AnswerError};
@@ -73,6 +74,10 @@ pub struct ExchangeLimits {
     /// `response_buffering`: spool for a client that falls behind.
     pub buffering: bool,
     pub spool: SpoolLimits,
+    /// `slow_request_timeout` (`slow.rs`).
+    pub slow_request_timeout: Option<Duration>,
+    /// The signal that makes the app write its stack (`slow.rs`).
+    pub stack_signal: Option<nix::sys::signal::Signal>,
 }
 
 impl ExchangeLimits {
@@ -88,6 +93,8 @@ impl ExchangeLimits {
                 memory: usize::try_from(app.response_memory_buffer).unwrap_or(usize::MAX),
                 file: app.max_temp_file_size,
             },
+            slow_request_timeout: app.slow_request_timeout,
+            stack_signal: slow::stack_signal(&app.env, &app.name),
         }
     }
 }
@@ -100,6 +107,10 @@ pub async fn forward(
     uri: Arc<str>,
     limits: ExchangeLimits,
 ) -> Result<Answer, ExchangeError> {
+    // Only a request that may be logged as slow keeps who sent it.
+    let request = limits
+        .slow_request_timeout
+        .map(|_| Arc::new(RequestLine::of(&params)));
     let params = RequestParams::encode(params.iter())?;
     let (head_tx, head_rx) = oneshot::channel();
     let (body_tx, body_rx) = mpsc::channel(BODY_CHANNEL);
@@ -108,6 +119,7 @@ pub async fn forward(
         params,
         body,
         uri,
+        request,
         limits,
     };
     tokio::spawn(task.run(head_tx, body_tx));
@@ -130,6 +142,8 @@ struct ExchangeTask {
     params: RequestParams,
     body: Arc<RequestBody>,
     uri: Arc<str>,
+    /// The method and the client, when the request may be logged as slow.
+    request: Option<Arc<RequestLine>>,
     limits: ExchangeLimits,
 }
 
@@ -267,6 +281,13 @@ struct Conversation<'e, 'c, B> {
     deadline: Instant,
     limits: ExchangeLimits,
     pid: u32,
+    /// Until it fires, the slow-request deadline (`slow.rs`).
+    slow: Option<SlowWatch>,
+    /// The process (for the stack signal) and the request's URI.
+    process: super::Process,
+    uri: Arc<str>,
+    /// A stack was asked for: FCGI_STDERR that opens with the marker is it.
+    stack_asked: bool,
 }
 
 impl ExchangeTask {
@@ -314,6 +335,7 @@ impl ExchangeTask {
     ) -> Outcome {
         let app = lease.app().clone();
         let pid = lease.pid();
+        let process = lease.process().clone();
         let reader = match self.body.reader().await {
             Ok(reader) => reader,
             Err(e) => {
@@ -324,12 +346,30 @@ impl ExchangeTask {
         };
         let mut exchange =
             Exchange::start(lease.connection(), &self.params, reader, self.body.len());
+        let slow = self
+            .limits
+            .slow_request_timeout
+            .zip(self.request.clone())
+            .map(|(after, request)| {
+                SlowWatch::new(
+                    after,
+                    app.clone(),
+                    self.uri.clone(),
+                    request,
+                    process.clone(),
+                    self.limits.stack_signal,
+                )
+            });
         let mut talk = Conversation {
             exchange: &mut exchange,
             stderr: StderrLog::default(),
             deadline: Instant::now() + self.limits.request_timeout,
             limits: self.limits,
             pid,
+            slow,
+            process,
+            uri: self.uri.clone(),
+            stack_asked: false,
         };
         let (release, after) = talk.converse(head_tx, body_tx, &app).await;
         let mut stderr = std::mem::take(&mut talk.stderr);
@@ -437,7 +477,7 @@ impl<B: tokio::io::AsyncRead + Unpin> Conversation<'_, '_, B> {
         app: &str,
     ) -> (Release, After) {
         let pid = self.pid;
-        match self.until_committed().await {
+        match self.until_committed(app).await {
             Uncommitted::Stale => (Release::Discard, After::Retry(head_tx)),
             Uncommitted::Failed { release, error } => (
                 release,
@@ -491,7 +531,7 @@ impl<B: tokio::io::AsyncRead + Unpin> Conversation<'_, '_, B> {
     /// Phase 1: until the response is committed, i.e. its head is parsed
     /// and `response_buffer_limit` bytes of body are buffered (or the
     /// response ended). Until then every failure is a clean error response.
-    async fn until_committed(&mut self) -> Uncommitted {
+    async fn until_committed(&mut self, app: &str) -> Uncommitted {
         let pid = self.pid;
         let mut response = Building::default();
         // stderr_mode asks for a 500: drain to END_REQUEST, then answer.
@@ -517,6 +557,9 @@ impl<B: tokio::io::AsyncRead + Unpin> Conversation<'_, '_, B> {
                         };
                     }
                 }
+                Ok(Event::Stderr(data)) if self.is_stack(&data) => {
+                    slow::log_stack(app, pid, &self.uri, &data)
+                }
                 Ok(Event::Stderr(data)) => {
                     self.stderr.push(&data);
                     match self.limits.stderr_mode {
@@ -541,6 +584,7 @@ impl<B: tokio::io::AsyncRead + Unpin> Conversation<'_, '_, B> {
                     };
                 }
                 Err(Failure::Timeout { which, after }) => {
+                    self.last_words(app).await;
                     return Uncommitted::Failed {
                         release: Release::Terminate(which),
                         error: AnswerError::timeout(pid, which, after),
@@ -577,6 +621,9 @@ impl<B: tokio::io::AsyncRead + Unpin> Conversation<'_, '_, B> {
         loop {
             match self.next_event().await {
                 Ok(Event::Stdout(data)) => outlet.send(data, app, self.pid).await,
+                Ok(Event::Stderr(data)) if self.is_stack(&data) => {
+                    slow::log_stack(app, self.pid, &self.uri, &data)
+                }
                 Ok(Event::Stderr(data)) => {
                     self.stderr.push(&data);
                     if self.limits.stderr_mode == StderrMode::TerminateProcess {
@@ -591,6 +638,7 @@ impl<B: tokio::io::AsyncRead + Unpin> Conversation<'_, '_, B> {
                     return (Release::Finish { clean }, None);
                 }
                 Err(Failure::Timeout { which, after }) => {
+                    self.last_words(app).await;
                     return (
                         Release::Terminate(which),
                         Some(format!("no answer within {after:?} ({which})")),
@@ -604,7 +652,10 @@ impl<B: tokio::io::AsyncRead + Unpin> Conversation<'_, '_, B> {
     }
 
     /// The next event of the exchange, within `activity_timeout` and what
-    /// is left of `request_timeout`.
+    /// is left of `request_timeout`. The slow-request deadline, while it
+    /// has not fired, shares the one timer: when it comes first, the
+    /// request is logged and the wait goes on (the event future is kept,
+    /// so nothing read is lost).
     async fn next_event(&mut self) -> Result<Event, Failure> {
         let limits = &self.limits;
         let remaining = self.deadline.saturating_duration_since(Instant::now());
@@ -617,9 +668,50 @@ impl<B: tokio::io::AsyncRead + Unpin> Conversation<'_, '_, B> {
                 limits.activity_timeout,
             )
         };
-        match tokio::time::timeout(wait, self.exchange.next_event()).await {
-            Ok(result) => result.map_err(Failure::Client),
-            Err(_) => Err(Failure::Timeout { which, after }),
+        let give_up = Instant::now() + wait;
+        let event = self.exchange.next_event();
+        tokio::pin!(event);
+        loop {
+            let slow_at = self.slow.as_ref().map(|s| s.at).filter(|at| *at < give_up);
+            tokio::select! {
+                result = &mut event => return result.map_err(Failure::Client),
+                () = tokio::time::sleep_until(slow_at.unwrap_or(give_up)) => {
+                    if slow_at.is_none() {
+                        return Err(Failure::Timeout { which, after });
+                    }
+                    if let Some(watch) = self.slow.take() {
+                        self.stack_asked |= watch.fire().await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether an FCGI_STDERR record is the stack the gateway asked for.
+    fn is_stack(&self, data: &[u8]) -> bool {
+        slow::is_stack(self.stack_asked, data)
+    }
+
+    /// A timeout stops the request: an app that can show its stack is
+    /// asked for it, and given [`slow::STACK_WAIT`] to send it, so the log
+    /// says where the request was when it was stopped.
+    async fn last_words(&mut self, app: &str) {
+        let Some(signal) = self.limits.stack_signal else {
+            return;
+        };
+        self.process.signal(signal);
+        self.stack_asked = true;
+        let until = Instant::now() + slow::STACK_WAIT;
+        loop {
+            match tokio::time::timeout_at(until, self.exchange.next_event()).await {
+                Ok(Ok(Event::Stderr(data))) if self.is_stack(&data) => {
+                    slow::log_stack(app, self.pid, &self.uri, &data);
+                    return;
+                }
+                Ok(Ok(Event::Stderr(data))) => self.stderr.push(&data),
+                Ok(Ok(Event::Stdout(_))) => {}
+                _ => return,
+            }
         }
     }
 }

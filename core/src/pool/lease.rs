@@ -132,6 +132,11 @@ impl Lease {
         self.instance().process.pid()
     }
 
+    /// The leased process.
+    pub(super) fn process(&self) -> &super::Process {
+        &self.instance().process
+    }
+
     /// The app's name.
     pub fn app(&self) -> &Arc<str> {
         &self.inner.name

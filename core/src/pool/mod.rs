@@ -29,17 +29,21 @@
 //! starts processes), `rapid_fail.rs`, `sizing.rs`
 //! (automatic sizing), `maintain.rs` (idle timeouts), `watch.rs`
 //! (`monitor_changes_to`), `spawn.rs` (how processes are started),
-//! `socket.rs` (where instances listen) and `process.rs` (one process and
-//! its supervisor).
+//! `socket.rs` (where instances listen), `process.rs` (one process and
+//! its supervisor), `slow.rs` (the slow-request log), `inspect.rs`
+//! (what a process is doing and its memory, from /proc) and `handover.rs`
+//! (warming up and draining pools on a reload).
 
 pub mod exchange;
 mod handover;
+mod inspect;
 mod lease;
 mod maintain;
 mod process;
 mod rapid_fail;
 mod recycle;
 mod sizing;
+mod slow;
 pub mod socket;
 mod spawn;
 mod start;
@@ -210,6 +214,8 @@ struct Inner {
     /// The program's own request limit (php-cgi's PHP_FCGI_MAX_REQUESTS):
     /// an instance never serves past it, replaced or not.
     program_limit: Option<u64>,
+    /// `instance_max_memory` in KiB (`recycle.rs`).
+    max_memory_kib: Option<u64>,
     queue_length: usize,
     grace: Duration,
     idle_timeout: Duration,
@@ -277,6 +283,7 @@ impl Pool {
                     .min(initial_limit(app).max(app.min_instances)),
                 max_requests: app.effective_max_requests(),
                 program_limit: config::php_fcgi_max_requests(&app.env),
+                max_memory_kib: app.instance_max_memory.map(|bytes| bytes.div_ceil(1024)),
                 queue_length: app.queue_length,
                 grace: app.signal_before_terminate,
                 idle_timeout: app.idle_timeout,
@@ -489,6 +496,8 @@ impl Inner {
     fn release(self: &Arc<Self>, mut instance: Instance, reusable: bool) {
         instance.served += 1;
         instance.process.mark_served();
+        // Before the lock: it may read /proc.
+        self.check_memory(&mut instance);
         let mut st = self.lock();
         self.end_request(&mut st, &instance.process);
         let pid = instance.process.pid();

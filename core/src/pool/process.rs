@@ -76,6 +76,8 @@ enum Control {
     /// Stop the process: SIGTERM and wait `grace`, then SIGKILL; with a
     /// zero grace, SIGKILL at once.
     Terminate { grace: Duration },
+    /// Send it this signal (a stack dump on request: `slow.rs`).
+    Signal(Signal),
     /// A unit test's stand-in process dies on its own with this status.
     #[cfg(test)]
     Die(ExitStatus),
@@ -180,6 +182,12 @@ impl Process {
         let _ = self.commands.send(Control::Terminate { grace });
     }
 
+    /// Asks the supervisor to send the process `signal` (the only place
+    /// that signals it, so never a recycled pid).
+    pub fn signal(&self, signal: Signal) {
+        let _ = self.commands.send(Control::Signal(signal));
+    }
+
     /// Claims the judgement of this process's exit (or of its failure):
     /// true the first time only, so the exchange and the supervisor never
     /// count one process twice.
@@ -207,16 +215,23 @@ impl Process {
         let (exited_tx, exited) = watch::channel(None);
         tokio::spawn(async move {
             // None: every handle is gone without a stop; nothing to report.
-            let exit = match command_rx.recv().await {
-                None => return,
-                Some(Control::Terminate { .. }) => Exit {
-                    status: ExitStatus::from_raw(0),
-                    requested: true,
-                },
-                Some(Control::Die(status)) => Exit {
-                    status,
-                    requested: false,
-                },
+            let exit = loop {
+                match command_rx.recv().await {
+                    None => return,
+                    Some(Control::Signal(_)) => {}
+                    Some(Control::Terminate { .. }) => {
+                        break Exit {
+                            status: ExitStatus::from_raw(0),
+                            requested: true,
+                        };
+                    }
+                    Some(Control::Die(status)) => {
+                        break Exit {
+                            status,
+                            requested: false,
+                        };
+                    }
+                }
             };
             let _ = exited_tx.send(Some(exit));
             on_exit(exit);
@@ -492,6 +507,11 @@ async fn supervise(
                             let _ = kill(Pid::from_raw(id as i32), Signal::SIGTERM);
                         }
                         deadline = Some(tokio::time::Instant::now() + grace);
+                    }
+                }
+                Control::Signal(signal) => {
+                    if let Some(id) = child.id() {
+                        let _ = kill(Pid::from_raw(id as i32), signal);
                     }
                 }
                 #[cfg(test)]

@@ -19,15 +19,23 @@
 //! any failed start; the old instance keeps serving and is tried again
 //! after its next request.
 //!
+//! An instance whose memory went over `instance_max_memory` (uWSGI's
+//! reload-on-rss) is due at once, after the request during which it did.
+//! What counts is its peak resident size (`VmHWM`), not the size after the
+//! request (`VmRSS`): php-cgi gives a request's memory back to the kernel
+//! when the request ends, so a script that took 200 MiB leaves an RSS
+//! that looks small; the peak says what the process needed, and an
+//! interpreter that keeps what it took (Python) shows it in both.
+//!
 //! This file decides what is due and when replacements start; the slot
 //! accounting and the starts themselves are the pool's (`mod.rs`,
 //! `start.rs`).
 
 use std::sync::Arc;
 
-use tracing::info;
+use tracing::{info, warn};
 
-use super::{Inner, Instance, Process, State};
+use super::{Inner, Instance, Process, State, inspect};
 
 /// A process the pool started and has not reaped yet.
 pub(super) struct Tracked {
@@ -55,6 +63,37 @@ impl Inner {
     /// point, or it is older than the last recycle of the pool.
     pub(super) fn is_due(&self, st: &State, instance: &Instance) -> bool {
         instance.served >= instance.replace_at || instance.generation != st.generation
+    }
+
+    /// After a request, with `instance_max_memory` set: an instance whose
+    /// peak resident memory went over it becomes due (its recycle point is
+    /// now), and is replaced like any due instance. Reads /proc only when
+    /// the key is set; once due, not again.
+    pub(super) fn check_memory(&self, instance: &mut Instance) {
+        let Some(limit) = self.max_memory_kib else {
+            return;
+        };
+        if instance.served >= instance.replace_at {
+            return;
+        }
+        let pid = instance.process.pid();
+        let Some(memory) = inspect::memory(pid) else {
+            return;
+        };
+        if memory.peak_kib > limit {
+            warn!(
+                app = %self.name,
+                pid,
+                peak_rss_kib = memory.peak_kib,
+                rss_kib = memory.rss_kib,
+                limit_kib = limit,
+                requests = instance.served,
+                "instance went over instance_max_memory ({} MiB of peak resident memory, limit {} MiB); recycling it (its replacement starts first)",
+                memory.peak_kib / 1024,
+                limit / 1024
+            );
+            instance.replace_at = instance.served;
+        }
     }
 
     /// Starts the replacement of instance `id` unless one is under way or

@@ -428,6 +428,8 @@ mod tests {
             params: vec![],
             signal_before_terminate: Duration::ZERO,
             request_timeout: Duration::from_secs(90),
+            slow_request_timeout: None,
+            instance_max_memory: None,
             activity_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
             rapid_fails_per_minute: 10,

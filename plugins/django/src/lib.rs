@@ -27,6 +27,12 @@
 //! pid and URI, and the page is served (IIS's default turns it into a 500
 //! showing the text to any client).
 //!
+//! It sets `FASTGATE_STACK_SIGNAL=SIGUSR1` (unless `[app.env]` sets it):
+//! on that signal the bridge writes the Python stack of the running
+//! request to FCGI_STDERR, and the gateway, which only ever signals apps
+//! whose environment names a signal, sends it when a request passes
+//! `slow_request_timeout` and before `request_timeout` stops one.
+//!
 //! The paths it can know are required (checked when the gateway starts and
 //! by `fastgate check`): each `python_path` folder (the project, where
 //! `manage.py` is), the `virtualenv`'s `bin/python`, and `static_root`.
@@ -96,6 +102,8 @@ impl Plugin for DjangoLauncher {
         // (the gateway logs stdout and stderr line by line).
         env.push(("PYTHONDONTWRITEBYTECODE".to_string(), "1".to_string()));
         env.push(("PYTHONUNBUFFERED".to_string(), "1".to_string()));
+        // The bridge writes the running request's stack on this signal.
+        env.push(("FASTGATE_STACK_SIGNAL".to_string(), "SIGUSR1".to_string()));
         let command = match (&app.command, &options.virtualenv) {
             (Some(command), _) => command.clone(),
             (None, Some(venv)) => {
@@ -188,6 +196,10 @@ mod tests {
         );
         assert_eq!(spec.files[0].name, "wsgi_bridge.py");
         assert_eq!(spec.pool.min_instances, Some(1));
+        assert!(
+            spec.env
+                .contains(&("FASTGATE_STACK_SIGNAL".into(), "SIGUSR1".into()))
+        );
         assert_eq!(spec.pool.instance_max_requests, None);
         assert_eq!(spec.pool.stderr_mode, Some(StderrMode::IgnoreAndReturn200));
         assert_eq!(

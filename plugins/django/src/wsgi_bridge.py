@@ -15,6 +15,14 @@ The app comes from the environment, as with IIS's wfastcgi:
   DJANGO_SETTINGS_MODULE  passed to Django as usual.
   PYTHONPATH, PYTHON_PATH ':'-separated folders put first on sys.path.
   FASTGATE_WSGI_VALIDATE  when "1", the app is wrapped in wsgiref.validate.
+  FASTGATE_STACK_SIGNAL   a signal (SIGUSR1, set by the launcher): on it, the
+                          Python stack of the running request goes to
+                          FCGI_STDERR, opened by STACK_MARKER, which the
+                          gateway logs (on a slow request, and before a
+                          timed-out one is stopped). Requests run in the
+                          main thread, where Python runs signal handlers,
+                          and a view blocked in time.sleep() or a socket
+                          read is interrupted for it and then resumes.
 
 Python tracebacks go to FCGI_STDERR, so the gateway's stderr_mode decides
 what the client sees and the log always gets the text. If the app cannot
@@ -40,8 +48,17 @@ REQUEST_COMPLETE, CANT_MPX_CONN, UNKNOWN_ROLE = 0, 1, 3
 MAX_CONTENT = 65535
 CHUNK = 32768
 
+STACK_MARKER = "fastgate: Python stack of the running request"
+STACK_KEEP = 32768
+
 stopping = False
 busy = False
+# The request being served, (conn, rid), for the stack handler; and
+# whether a record is being written (a stack then waits until it is out,
+# so that records never interleave).
+current = None
+sending = False
+stack_pending = None
 
 
 def on_term(signum, frame):
@@ -52,6 +69,63 @@ def on_term(signum, frame):
 
 
 signal.signal(signal.SIGTERM, on_term)
+
+
+def sendall(conn, data):
+    """Every record goes out through here: a stack asked for meanwhile
+    follows the record being written instead of cutting into it."""
+    global sending, stack_pending
+    sending = True
+    try:
+        conn.sendall(data)
+    finally:
+        sending = False
+    if stack_pending is not None and current is not None:
+        text, stack_pending = stack_pending, None
+        write_stack(text)
+
+
+def write_stack(text):
+    conn, rid = current
+    data = text.encode("utf-8", "replace")[:STACK_KEEP]
+    global sending
+    sending = True
+    try:
+        conn.sendall(stream(STDERR, rid, data))
+    finally:
+        sending = False
+
+
+def on_stack_signal(signum, frame):
+    global stack_pending
+    if current is None:
+        return
+    here = os.path.abspath(__file__)
+    entries = traceback.extract_stack(frame)
+    # The request's own frames: from the first one that is not the bridge's.
+    for i, entry in enumerate(entries):
+        if os.path.abspath(entry.filename) != here:
+            entries = entries[i:]
+            break
+    text = "%s (pid %d):\nTraceback (most recent call last):\n%s" % (
+        STACK_MARKER, os.getpid(), "".join(traceback.format_list(entries)))
+    if sending:
+        stack_pending = text
+    else:
+        write_stack(text)
+
+
+def install_stack_signal():
+    name = os.environ.get("FASTGATE_STACK_SIGNAL", "").strip().upper()
+    if name in ("", "NONE", "OFF"):
+        return
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    signum = getattr(signal, name, None)
+    if signum in (signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, on_stack_signal)
+    else:
+        sys.stderr.write("FASTGATE_STACK_SIGNAL=%s is not SIGUSR1 or SIGUSR2; ignored\n" % name)
 
 
 # ---- the app ----
@@ -189,7 +263,7 @@ class Errors:
 
     def write(self, text):
         if text:
-            self.conn.sendall(stream(STDERR, self.rid, text.encode("utf-8", "replace")))
+            sendall(self.conn, stream(STDERR, self.rid, text.encode("utf-8", "replace")))
 
     def writelines(self, lines):
         for line in lines:
@@ -206,7 +280,7 @@ def serve_request(conn, rid, params, body, app, broken):
 
     def send(data):
         if data:
-            conn.sendall(stream(STDOUT, rid, data))
+            sendall(conn, stream(STDOUT, rid, data))
 
     def send_head():
         status, headers = state["status"], state["headers"]
@@ -282,7 +356,7 @@ def serve_request(conn, rid, params, body, app, broken):
 def serve_connection(conn, app, broken):
     """Serves requests on one connection until the gateway closes it.
     Returns False when the bridge should exit."""
-    global busy
+    global busy, current, stack_pending
     rid, keep, params_raw, body = None, False, b"", []
     while True:
         try:
@@ -315,8 +389,13 @@ def serve_connection(conn, app, broken):
             if content:
                 body.append(content)
                 continue
-            serve_request(conn, rid, parse_pairs(params_raw), b"".join(body), app, broken)
-            conn.sendall(record(STDOUT, rid) + record(END_REQUEST, rid, struct.pack(">IB3x", 0, REQUEST_COMPLETE)))
+            current = (conn, rid)
+            try:
+                serve_request(conn, rid, parse_pairs(params_raw), b"".join(body), app, broken)
+            finally:
+                # No stack after END_REQUEST: it would land in the next request.
+                current, stack_pending = None, None
+            sendall(conn, record(STDOUT, rid) + record(END_REQUEST, rid, struct.pack(">IB3x", 0, REQUEST_COMPLETE)))
             rid, busy = None, False
             if broken is not None or stopping:
                 return False
@@ -325,6 +404,7 @@ def serve_connection(conn, app, broken):
 
 
 def main():
+    install_stack_signal()
     listener = socket.socket(fileno=0)
     try:
         app, broken = load_app(), None

@@ -51,6 +51,16 @@ pub(super) fn convert_app(
         parse_protocol(v)
     })?;
     let lifetimes = lifetimes(&raw, &t)?;
+    if let Some(slow) = lifetimes.slow_request_timeout
+        && slow >= lifetimes.request_timeout
+    {
+        warnings.push(format!(
+            "app \"{name}\": slow_request_timeout ({}) is not shorter than request_timeout ({}): \
+             requests are stopped before they could be logged as slow",
+            humantime::format_duration(slow),
+            humantime::format_duration(lifetimes.request_timeout),
+        ));
+    }
     let response = response(&raw, &t)?;
     let env = env(raw.env, &name, pool.instance_max_requests, warnings);
     let root = raw
@@ -84,6 +94,8 @@ pub(super) fn convert_app(
         params: strings(raw.params).collect(),
         signal_before_terminate: lifetimes.signal_before_terminate,
         request_timeout: lifetimes.request_timeout,
+        slow_request_timeout: lifetimes.slow_request_timeout,
+        instance_max_memory: pool.instance_max_memory,
         activity_timeout: lifetimes.activity_timeout,
         idle_timeout: lifetimes.idle_timeout,
         rapid_fails_per_minute: lifetimes.rapid_fails_per_minute,
@@ -149,6 +161,11 @@ fn keys_in_file(raw: &RawApp) -> Vec<AppKey> {
         ),
         (AppKey::QueueLength, raw.queue_length.is_some()),
         (AppKey::RequestTimeout, raw.request_timeout.is_some()),
+        (
+            AppKey::SlowRequestTimeout,
+            raw.slow_request_timeout.is_some(),
+        ),
+        (AppKey::InstanceMaxMemory, raw.instance_max_memory.is_some()),
         (AppKey::ActivityTimeout, raw.activity_timeout.is_some()),
         (AppKey::IdleTimeout, raw.idle_timeout.is_some()),
         (AppKey::StderrMode, raw.stderr_mode.is_some()),
@@ -304,6 +321,8 @@ struct PoolLimits {
     max_instances_auto_ceiling: u32,
     min_instances: u32,
     instance_max_requests: u64,
+    /// `instance_max_memory` in bytes; 0 (the default) is off.
+    instance_max_memory: Option<u64>,
     queue_length: usize,
 }
 
@@ -351,6 +370,7 @@ fn pool_limits(raw: &RawApp, t: &Section<'_>) -> Result<PoolLimits, ConfigError>
         defaults::INSTANCE_MAX_REQUESTS,
         1,
     )?;
+    let instance_max_memory = t.size(raw.instance_max_memory.as_ref(), "instance_max_memory", 0)?;
     let queue_length = t.count(
         raw.queue_length.as_ref(),
         "queue_length",
@@ -362,6 +382,7 @@ fn pool_limits(raw: &RawApp, t: &Section<'_>) -> Result<PoolLimits, ConfigError>
         max_instances_auto_ceiling: u32::try_from(max_instances_auto_ceiling).unwrap_or(u32::MAX),
         min_instances: u32::try_from(min_instances).unwrap_or(u32::MAX),
         instance_max_requests,
+        instance_max_memory: (instance_max_memory > 0).then_some(instance_max_memory),
         queue_length: usize::try_from(queue_length).unwrap_or(usize::MAX),
     })
 }
@@ -371,6 +392,8 @@ fn pool_limits(raw: &RawApp, t: &Section<'_>) -> Result<PoolLimits, ConfigError>
 struct Lifetimes {
     signal_before_terminate: Duration,
     request_timeout: Duration,
+    /// `slow_request_timeout`; 0 (the default) is off.
+    slow_request_timeout: Option<Duration>,
     activity_timeout: Duration,
     idle_timeout: Duration,
     rapid_fails_per_minute: u32,
@@ -386,6 +409,11 @@ fn lifetimes(raw: &RawApp, t: &Section<'_>) -> Result<Lifetimes, ConfigError> {
         raw.request_timeout.as_ref(),
         "request_timeout",
         defaults::REQUEST_TIMEOUT,
+    )?;
+    let slow_request_timeout = t.duration(
+        raw.slow_request_timeout.as_ref(),
+        "slow_request_timeout",
+        Duration::ZERO,
     )?;
     let activity_timeout = t.timeout(
         raw.activity_timeout.as_ref(),
@@ -406,6 +434,7 @@ fn lifetimes(raw: &RawApp, t: &Section<'_>) -> Result<Lifetimes, ConfigError> {
     Ok(Lifetimes {
         signal_before_terminate,
         request_timeout,
+        slow_request_timeout: (!slow_request_timeout.is_zero()).then_some(slow_request_timeout),
         activity_timeout,
         idle_timeout,
         rapid_fails_per_minute: u32::try_from(rapid_fails_per_minute).unwrap_or(u32::MAX),
@@ -477,6 +506,8 @@ fn strings(raw: BTreeMap<String, EnvValue>) -> impl Iterator<Item = (String, Str
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::time::Duration;
+
     use http::Method;
 
     use crate::config::Verbs;
@@ -492,6 +523,41 @@ mod tests {
         let e = load(&format!("{MINIMAL}verbs = [\"GE T\"]\n")).unwrap_err();
         assert_eq!(e.line, Some(5));
         assert_eq!(e.key.as_deref(), Some("app \"php\": verbs"));
+    }
+
+    #[test]
+    fn slow_request_timeout_and_instance_max_memory() {
+        let c = load(MINIMAL).unwrap();
+        assert_eq!(c.apps[0].slow_request_timeout, None);
+        assert_eq!(c.apps[0].instance_max_memory, None);
+        let c = load(&format!(
+            "{MINIMAL}slow_request_timeout = \"2s\"\ninstance_max_memory = \"64MiB\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.apps[0].slow_request_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(c.apps[0].instance_max_memory, Some(64 << 20));
+        // 0 is off, as php-fpm's request_slowlog_timeout = 0.
+        let c = load(&format!(
+            "{MINIMAL}slow_request_timeout = 0\ninstance_max_memory = 0\n"
+        ))
+        .unwrap();
+        assert_eq!(c.apps[0].slow_request_timeout, None);
+        assert_eq!(c.apps[0].instance_max_memory, None);
+        let e = load(&format!("{MINIMAL}slow_request_timeout = \"soon\"\n")).unwrap_err();
+        assert_eq!(e.line, Some(5));
+        assert_eq!(e.key.as_deref(), Some("app \"php\": slow_request_timeout"));
+        let e = load(&format!("{MINIMAL}instance_max_memory = \"lots\"\n")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("app \"php\": instance_max_memory"));
+        let c = load(&format!(
+            "{MINIMAL}request_timeout = \"10s\"\nslow_request_timeout = \"10s\"\n"
+        ))
+        .unwrap();
+        assert!(
+            c.warnings.iter().any(|w| w
+                .contains("slow_request_timeout (10s) is not shorter than request_timeout (10s)")),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]
