@@ -107,7 +107,7 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         &runtime_dir,
         &prepared.plugins,
     ));
-    let metrics = Arc::new(metrics::Metrics::new(&apps));
+    let metrics = Arc::new(metrics::Metrics::new(&apps, &prepared.plugins));
     // Bound before the apps start, so that a taken admin port stops the
     // start-up before any process runs.
     let admin = match &config.admin {

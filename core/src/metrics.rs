@@ -1,8 +1,11 @@
 //! Metrics in the OpenMetrics text format (`GET /metrics` on the admin
 //! listener), with the `prometheus-client` crate: request counts by app
-//! and status class, the time to the response head per app, and, read from
-//! the pools when scraped, instances by state, requests waiting, request
-//! crashes and bad answers.
+//! and status class, failed requests by cause, the time to the response
+//! head per app, and, read from the pools when scraped, instances by state
+//! and their resident memory, requests waiting, request crashes, bad
+//! answers, spawns and exits by reason. The pools' queue-wait histograms
+//! and the plugins' per-hook counters live where they are bumped (the pool,
+//! the plugin chain): a collector encodes them as they are at each scrape.
 //!
 //! The request path costs a hash lookup and three atomic adds: each app's
 //! counters and histogram are created once at start-up, so no label is
@@ -14,14 +17,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::StatusCode;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::app::Apps;
+use crate::app::{Apps, FailureCause};
+use crate::plugin::{HOOKS, HookStats, Plugins};
 use crate::pool::InstanceState;
 
 /// The label of requests no app served.
@@ -41,6 +46,24 @@ struct AppLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    app: String,
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    app: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabels {
+    plugin: String,
+    hook: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     app: String,
     state: &'static str,
@@ -49,6 +72,8 @@ struct StateLabels {
 /// One app's request metrics, made once.
 struct AppRequests {
     by_class: [Counter; 5],
+    /// 5xx answers by cause, in [`FailureCause::ALL`] order.
+    failures: [Counter; FailureCause::ALL.len()],
     head_seconds: Histogram,
 }
 
@@ -63,6 +88,11 @@ pub struct Metrics {
     waiting: Family<AppLabel, Gauge>,
     request_crashes: Family<AppLabel, Counter>,
     bad_answers: Family<AppLabel, Counter>,
+    spawns: Family<AppLabel, Counter>,
+    exits: Family<ReasonLabels, Counter>,
+    resident: Family<AppLabel, Gauge>,
+    /// Each plugin's hooks (shared with the collector), for `/status`.
+    hooks: Vec<(HookLabels, HookStats)>,
     /// Scrapes one at a time: the pool counters are copied as deltas.
     scrape: Mutex<()>,
 }
@@ -74,7 +104,7 @@ fn head_histogram() -> Histogram {
 
 impl Metrics {
     /// The metrics of a gateway serving `apps`.
-    pub fn new(apps: &Apps) -> Metrics {
+    pub fn new(apps: &Apps, plugins: &Plugins) -> Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let head: Histograms = Family::new_with_constructor(head_histogram);
@@ -82,6 +112,10 @@ impl Metrics {
         let waiting = Family::<AppLabel, Gauge>::default();
         let request_crashes = Family::<AppLabel, Counter>::default();
         let bad_answers = Family::<AppLabel, Counter>::default();
+        let failures = Family::<CauseLabels, Counter>::default();
+        let spawns = Family::<AppLabel, Counter>::default();
+        let exits = Family::<ReasonLabels, Counter>::default();
+        let resident = Family::<AppLabel, Gauge>::default();
         registry.register(
             "fastgate_requests",
             "Requests answered, by app and status class",
@@ -112,7 +146,38 @@ impl Metrics {
             "Instances replaced after a protocol error or a malformed response head",
             bad_answers.clone(),
         );
+        registry.register(
+            "fastgate_failed_requests",
+            "Requests of an app answered with a 5xx, by cause",
+            failures.clone(),
+        );
+        registry.register(
+            "fastgate_process_spawns",
+            "App processes spawned",
+            spawns.clone(),
+        );
+        registry.register(
+            "fastgate_process_exits",
+            "App processes reaped, by why they ended",
+            exits.clone(),
+        );
+        registry.register(
+            "fastgate_instance_resident_memory_bytes",
+            "Resident memory of an app's processes, summed",
+            resident.clone(),
+        );
+        let live = Live::new(apps, plugins);
+        let hooks = live.hooks.clone();
+        registry.register_collector(Box::new(live));
         let of = |app: &str| AppRequests {
+            failures: FailureCause::ALL.map(|cause| {
+                failures
+                    .get_or_create(&CauseLabels {
+                        app: app.to_string(),
+                        cause: cause.as_str(),
+                    })
+                    .clone()
+            }),
             by_class: CLASSES.map(|code| {
                 requests
                     .get_or_create(&RequestLabels {
@@ -138,6 +203,10 @@ impl Metrics {
             waiting,
             request_crashes,
             bad_answers,
+            spawns,
+            exits,
+            resident,
+            hooks,
             scrape: Mutex::new(()),
         }
     }
@@ -150,6 +219,37 @@ impl Metrics {
         let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
         metrics.by_class[class].inc();
         metrics.head_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A request of `app` failed on the server side (a 5xx).
+    pub fn failed(&self, app: &str, cause: FailureCause) {
+        if let Some(metrics) = self.per_app.get(app) {
+            let at = FailureCause::ALL
+                .iter()
+                .position(|c| *c == cause)
+                .unwrap_or(FailureCause::ALL.len() - 1);
+            metrics.failures[at].inc();
+        }
+    }
+
+    /// 5xx answers of `app` so far by cause, for `/status`.
+    pub fn failures(&self, app: &str) -> Option<Vec<(FailureCause, u64)>> {
+        let metrics = self.per_app.get(app)?;
+        Some(
+            FailureCause::ALL
+                .iter()
+                .zip(&metrics.failures)
+                .map(|(cause, counter)| (*cause, counter.get()))
+                .collect(),
+        )
+    }
+
+    /// Each hook of each plugin that has per-request hooks: plugin name,
+    /// hook name, its counters.
+    pub fn plugin_hooks(&self) -> impl Iterator<Item = (&str, &'static str, &HookStats)> {
+        self.hooks
+            .iter()
+            .map(|(labels, stats)| (labels.plugin.as_str(), labels.hook, stats))
     }
 
     /// Responses of `app` so far by status class (1xx to 5xx), for `/status`.
@@ -196,6 +296,18 @@ impl Metrics {
                 &self.bad_answers.get_or_create(&label),
                 snapshot.status.bad_answers,
             );
+            catch_up(&self.spawns.get_or_create(&label), snapshot.spawns);
+            for (reason, count) in &snapshot.exits {
+                let labels = ReasonLabels {
+                    app: name.to_string(),
+                    reason: reason.as_str(),
+                };
+                catch_up(&self.exits.get_or_create(&labels), *count);
+            }
+            let rss_kib: u64 = snapshot.instances.iter().filter_map(|i| i.rss_kib).sum();
+            self.resident
+                .get_or_create(&label)
+                .set(i64::try_from(rss_kib * 1024).unwrap_or(i64::MAX));
         }
         let mut text = String::new();
         // Writing into a String cannot fail.
@@ -210,4 +322,102 @@ fn catch_up(counter: &Counter, now: u64) {
     if now > seen {
         counter.inc_by(now - seen);
     }
+}
+
+/// What is encoded as it is at each scrape: each pool's queue-wait
+/// histogram and each plugin's hook counters, shared with the pool and the
+/// plugin chain that bump them.
+#[derive(Debug)]
+struct Live {
+    waits: Vec<(AppLabel, Histogram)>,
+    hooks: Vec<(HookLabels, HookStats)>,
+}
+
+impl Live {
+    fn new(apps: &Apps, plugins: &Plugins) -> Live {
+        let waits = apps
+            .with_pools()
+            .filter_map(|(name, pool)| {
+                let label = AppLabel {
+                    app: name.to_string(),
+                };
+                Some((label, pool?.wait_seconds().clone()))
+            })
+            .collect();
+        // Only the hooks a plugin has: a launcher has none per request.
+        let hooks = plugins
+            .iter()
+            .flat_map(|plugin| {
+                let caps = &plugin.capabilities;
+                let has = [caps.request_filter, caps.response_filter, caps.inject_env];
+                HOOKS
+                    .iter()
+                    .zip(has)
+                    .filter(|(_, has)| *has)
+                    .map(|(hook, _)| {
+                        let labels = HookLabels {
+                            plugin: plugin.name.to_string(),
+                            hook,
+                        };
+                        (labels, plugin.stats.hook(hook).clone())
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Live { waits, hooks }
+    }
+}
+
+impl Collector for Live {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let waits = self.waits.iter().map(|(l, h)| (l, h));
+        family(
+            &mut encoder,
+            "fastgate_queue_wait_seconds",
+            "Time requests waited for an instance of their app (0 when one was idle)",
+            waits,
+        )?;
+        let hooks = &self.hooks;
+        family(
+            &mut encoder,
+            "fastgate_plugin_calls",
+            "Plugin hook calls",
+            hooks.iter().map(|(l, s)| (l, &s.calls)),
+        )?;
+        family(
+            &mut encoder,
+            "fastgate_plugin_errors",
+            "Plugin hook calls that failed (fail-open or fail-closed)",
+            hooks.iter().map(|(l, s)| (l, &s.errors)),
+        )?;
+        family(
+            &mut encoder,
+            "fastgate_plugin_call_seconds",
+            "Time spent in plugin hook calls",
+            hooks.iter().map(|(l, s)| (l, &s.seconds)),
+        )
+    }
+}
+
+/// Encodes one metric family from labelled metrics (nothing when empty:
+/// OpenMetrics allows a family with no sample, but it says nothing).
+fn family<'a, L, M>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metrics: impl Iterator<Item = (&'a L, &'a M)>,
+) -> Result<(), std::fmt::Error>
+where
+    L: EncodeLabelSet + 'a,
+    M: EncodeMetric + 'a,
+{
+    let mut metrics = metrics.peekable();
+    let Some((_, first)) = metrics.peek() else {
+        return Ok(());
+    };
+    let mut family = encoder.encode_descriptor(name, help, None, first.metric_type())?;
+    for (labels, metric) in metrics {
+        metric.encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
 }

@@ -23,7 +23,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use super::{Exit, Lease, Pool, PoolError};
+use super::{CurrentRequest, Exit, Lease, Pool, PoolError};
 use crate::body::RequestBody;
 use crate::cgi::answer::{Answer, AnswerError};
 use crate::cgi::params::Params;
@@ -98,6 +98,7 @@ pub async fn forward(
     params: Params,
     body: Arc<RequestBody>,
     uri: Arc<str>,
+    caller: Caller,
     limits: ExchangeLimits,
 ) -> Result<Answer, ExchangeError> {
     let params = RequestParams::encode(params.iter())?;
@@ -108,6 +109,7 @@ pub async fn forward(
         params,
         body,
         uri,
+        caller,
         limits,
     };
     tokio::spawn(task.run(head_tx, body_tx));
@@ -130,7 +132,16 @@ struct ExchangeTask {
     params: RequestParams,
     body: Arc<RequestBody>,
     uri: Arc<str>,
+    caller: Caller,
     limits: ExchangeLimits,
+}
+
+/// Who asked, for the status page's "current request" of a process.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub method: String,
+    /// The client's address (`ip:port`).
+    pub client: Arc<str>,
 }
 
 /// What becomes of the instance when an exchange ends: applied to the
@@ -314,6 +325,12 @@ impl ExchangeTask {
     ) -> Outcome {
         let app = lease.app().clone();
         let pid = lease.pid();
+        lease.serving(CurrentRequest {
+            method: self.caller.method.clone(),
+            uri: self.uri.clone(),
+            client: self.caller.client.clone(),
+            since: Instant::now(),
+        });
         let reader = match self.body.reader().await {
             Ok(reader) => reader,
             Err(e) => {

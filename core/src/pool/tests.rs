@@ -14,7 +14,7 @@ use tempfile::TempDir;
 use tokio::net::{UnixListener, UnixStream};
 
 use super::spawn::{OnExit, OnSpawned, Spawner, Started};
-use super::{Pool, PoolError, PoolStatus, Process, ProcessSpec, StartError};
+use super::{Offline, Pool, PoolError, PoolStatus, Process, ProcessSpec, StartError};
 use crate::config::{self, AppSettings};
 use crate::fcgi::client::Connection;
 
@@ -839,4 +839,39 @@ fn instances_get_recycle_points_spread_over_a_tenth() {
     );
     // Small limits are kept exactly (nothing to spread).
     assert_eq!(super::recycle::jittered(5), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn offline_by_hand_refuses_until_online_and_online_ends_a_rapid_fail_pause() {
+    let (pool, spawner, _runtime) = stand_in_pool("rapid_fails_per_minute = 2");
+    let lease = pool.acquire().await.unwrap();
+    let pid = lease.pid();
+    lease.finish(true);
+    assert!(pool.set_online(false));
+    assert!(!pool.set_online(false), "offline already");
+    let error = pool.acquire().await.unwrap_err();
+    assert!(matches!(error, PoolError::TakenOffline), "{error}");
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(60)));
+    assert!(matches!(
+        pool.snapshot().offline,
+        Some(Offline::Manual { .. })
+    ));
+    // No process was stopped: the idle one serves as soon as it is back.
+    assert!(pool.set_online(true));
+    assert_eq!(pool.acquire().await.unwrap().pid(), pid);
+
+    // A rapid-fail pause ends at once too, with no probe.
+    spawner.set_failing(true);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let _ = pool.acquire().await;
+    let _ = pool.acquire().await;
+    let error = pool.acquire().await.unwrap_err();
+    assert!(matches!(error, PoolError::Offline { .. }), "{error}");
+    let snapshot = pool.snapshot();
+    assert!(matches!(snapshot.offline, Some(Offline::RapidFails { .. })));
+    assert_eq!(snapshot.rapid_fails_total, 2);
+    spawner.set_failing(false);
+    assert!(pool.set_online(true));
+    assert!(pool.snapshot().offline.is_none());
+    pool.acquire().await.unwrap().finish(true);
 }
