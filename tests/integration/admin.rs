@@ -16,7 +16,7 @@ fn with_admin(app_extra: &str, admin_extra: &str) -> String {
 }
 
 /// The admin listener's address, from the log.
-fn admin_addr(gw: &Gateway) -> std::net::SocketAddr {
+pub(crate) fn admin_addr(gw: &Gateway) -> std::net::SocketAddr {
     assert!(
         gw.wait_for_log("admin listener", Duration::from_secs(10)),
         "{}",
