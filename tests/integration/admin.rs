@@ -194,6 +194,20 @@ fn recycle_on_the_admin_listener_replaces_every_process() {
         "{before:?} {after:?}"
     );
     assert_eq!(gw.get("/py/hello").status, 200);
+    // Both old ones were reaped as recycled.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status: serde_json::Value =
+            serde_json::from_str(&admin_get(&gw, "/status", &[]).text()).unwrap();
+        let app = &status["apps"][0];
+        if app["exits"]["recycled"] == 2 {
+            assert_eq!(app["last_exit"]["reason"], "recycled", "{status}");
+            assert!(before.contains(&app["last_exit"]["pid"].as_u64().unwrap()));
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Parses OpenMetrics text with Prometheus's own parser (the
@@ -437,4 +451,31 @@ fn an_app_taken_offline_by_hand_answers_503_until_it_is_back_online() {
     let status = status_json(&gw);
     assert_eq!(status["apps"][0]["state"], "running", "{status}");
     assert!(status["apps"][0]["offline"].is_null(), "{status}");
+}
+
+#[test]
+fn a_full_queue_and_a_failed_start_are_5xx_by_their_cause() {
+    let gw = Gateway::start(&with_admin("max_instances = 1\nqueue_length = 0", ""));
+    let addr = gw.addr();
+    let busy = std::thread::spawn(move || request(addr, "GET", "/py/sleep/1500", &[], b""));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_json(&gw)["apps"][0]["instances"]["busy"] != 1 {
+        assert!(Instant::now() < deadline, "never busy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(gw.get("/py/hello").status, 503);
+    assert_eq!(busy.join().unwrap().status, 200);
+    let status = status_json(&gw);
+    assert_eq!(status["apps"][0]["failures"]["queue_full"], 1, "{status}");
+
+    // A program that exits at once: its start fails, counted for rapid
+    // fails too.
+    let config = with_admin("", "").replace("command = \"python3\"", "command = \"false\"");
+    let gw = Gateway::start(&config);
+    assert_eq!(gw.get("/py/hello").status, 502);
+    let status = status_json(&gw);
+    let app = &status["apps"][0];
+    assert_eq!(app["failures"]["spawn_failure"], 1, "{status}");
+    assert_eq!(app["rapid_fails"]["last_minute"], 1, "{status}");
+    assert_eq!(app["rapid_fails"]["total"], 1, "{status}");
 }

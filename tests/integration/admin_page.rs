@@ -189,11 +189,70 @@ fn the_admin_page_shows_request_text_as_text() {
     assert_eq!(slow.join().unwrap().status, 200);
 }
 
+#[test]
+fn with_a_token_the_admin_page_asks_for_it_once_and_sends_it() {
+    let config = format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n",
+        test_app_config(&[], "min_instances = 1")
+    );
+    let gw = Gateway::start_with(&config, |dir| {
+        std::fs::write(dir.join("admin.token"), "page-s3cret\n").unwrap()
+    });
+    let admin = admin_addr(&gw);
+    let bearer = [("Authorization", "Bearer page-s3cret")];
+    // The page loads without the token; its data does not.
+    assert_eq!(request(admin, "GET", "/", &[], b"").status, 200);
+    assert_eq!(request(admin, "GET", "/status", &[], b"").status, 401);
+    let profile = tempfile::tempdir().unwrap();
+    let mut browser = Browser::open(profile.path(), "about:blank");
+    browser.command("Page.enable", serde_json::json!({}));
+    browser.command(
+        "Page.navigate",
+        serde_json::json!({ "url": format!("http://{admin}/") }),
+    );
+    let dialog = browser.event("Page.javascriptDialogOpening");
+    assert_eq!(dialog["params"]["type"], "prompt", "{dialog}");
+    browser.command(
+        "Page.handleJavaScriptDialog",
+        serde_json::json!({ "accept": true, "promptText": "page-s3cret" }),
+    );
+    browser.wait_for("document.body.dataset.loaded === '1'");
+    let kept = browser.evaluate("sessionStorage.getItem('fastgate-admin-token')");
+    assert_eq!(kept, "page-s3cret");
+    // Its buttons send it too: Take offline, pressed with the mouse.
+    let button =
+        "document.querySelector('section[data-app=\"py\"] button[data-action=\"offline\"]')";
+    let center = browser.evaluate(&format!(
+        "(() => {{ const r = {button}.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
+    ));
+    browser.click(center[0].as_f64().unwrap(), center[1].as_f64().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while request(admin, "GET", "/status", &bearer, b"").json()["apps"][0]["state"] != "offline" {
+        assert!(Instant::now() < deadline, "{}", gw.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(gw.get("/py/hello").status, 503);
+    // The page shows it, with the button to bring it back; and it never
+    // asked again.
+    browser.wait_for(
+        "document.querySelector('section[data-app=\"py\"] button[data-action=\"online\"]') !== null",
+    );
+    assert!(
+        !browser
+            .events
+            .iter()
+            .any(|e| e["method"] == "Page.javascriptDialogOpening"),
+        "asked twice"
+    );
+}
+
 /// A headless Chromium on one page, driven over the DevTools protocol.
 struct Browser {
     child: Child,
     socket: WebSocket,
     next_id: u64,
+    /// Events received so far (the protocol's messages without an id).
+    events: Vec<serde_json::Value>,
 }
 
 impl Browser {
@@ -211,6 +270,7 @@ impl Browser {
             child,
             socket: WebSocket::dummy(),
             next_id: 1,
+            events: Vec::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         let port: u16 = loop {
@@ -262,6 +322,20 @@ impl Browser {
                 assert!(reply["error"].is_null(), "{method}: {reply}");
                 return reply["result"].clone();
             }
+            if reply["id"].is_null() {
+                self.events.push(reply);
+            }
+        }
+    }
+
+    /// Waits for the event `method` (one not seen yet) and returns it.
+    fn event(&mut self, method: &str) -> serde_json::Value {
+        loop {
+            if let Some(at) = self.events.iter().position(|e| e["method"] == method) {
+                return self.events.remove(at);
+            }
+            let message: serde_json::Value = serde_json::from_str(&self.socket.receive()).unwrap();
+            self.events.push(message);
         }
     }
 
