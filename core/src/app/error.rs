@@ -247,3 +247,46 @@ impl std::error::Error for AppError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(error: ExchangeError) -> FailureCause {
+        AppError::exchange(&Arc::from("a"), error).cause()
+    }
+
+    #[test]
+    fn each_failure_has_its_cause() {
+        let pool = |e: PoolError| of(ExchangeError::Pool(e));
+        let answer = |e: AnswerError| of(ExchangeError::Answer(e));
+        let queue_full = PoolError::QueueFull {
+            max_instances: 1,
+            queue_length: 0,
+        };
+        assert_eq!(pool(queue_full), FailureCause::QueueFull);
+        assert_eq!(pool(PoolError::TakenOffline), FailureCause::Offline);
+        let offline = PoolError::Offline {
+            failures: 3,
+            retry_after: Duration::from_secs(1),
+        };
+        assert_eq!(pool(offline), FailureCause::Offline);
+        let missing = PoolError::Unavailable {
+            reason: "no such program".into(),
+        };
+        assert_eq!(pool(missing), FailureCause::SpawnFailure);
+        assert_eq!(pool(PoolError::ShuttingDown), FailureCause::Other);
+        let timeout = AnswerError::timeout(7, "request_timeout", Duration::from_secs(1));
+        assert_eq!(answer(timeout), FailureCause::Timeout);
+        let died = AnswerError::died(7, "killed by SIGKILL".into());
+        assert_eq!(answer(died), FailureCause::Crash);
+        assert_eq!(answer(AnswerError::no_head(7)), FailureCause::BadAnswer);
+        assert_eq!(answer(AnswerError::stderr(7, None)), FailureCause::Stderr);
+        assert_eq!(
+            answer(AnswerError::queue_full(1, 1)),
+            FailureCause::QueueFull
+        );
+        let exec = AnswerError::exec("/x.cgi".into(), std::io::ErrorKind::NotFound.into());
+        assert_eq!(answer(exec), FailureCause::SpawnFailure);
+    }
+}
