@@ -284,7 +284,7 @@ fn last_exit_json(exit: &LastExit) -> Value {
 fn instance_json(i: &InstanceInfo) -> Value {
     let current = i.current.as_ref().map(|c| {
         json!({
-            "method": c.method,
+            "method": c.method.as_ref(),
             "uri": c.uri.as_ref(),
             "client": c.client.as_ref(),
             "running_seconds": c.since.elapsed().as_secs_f64(),

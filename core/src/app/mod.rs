@@ -178,7 +178,7 @@ impl App {
                 request.body.clone(),
                 Arc::from(uri),
                 exchange::Caller {
-                    method: request.method.to_string(),
+                    method: Arc::from(request.method.as_str()),
                     client: Arc::from(request.peer.remote_text.as_str()),
                 },
                 self.limits,

@@ -139,7 +139,7 @@ struct ExchangeTask {
 /// Who asked, for the status page's "current request" of a process.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub method: String,
+    pub method: Arc<str>,
     /// The client's address (`ip:port`).
     pub client: Arc<str>,
 }
