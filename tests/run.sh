@@ -14,6 +14,8 @@ command -v fcgiwrap >/dev/null 2>&1 || [ -x /usr/sbin/fcgiwrap ] || missing+=(fc
 # nginx + php-fpm: the reference the PHP launcher's $_SERVER is compared with.
 [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 ls /usr/sbin/php-fpm* >/dev/null 2>&1 || missing+=(php-fpm)
+# Headless Chromium: the admin page's test presses its buttons.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     say "installing ${missing[*]} (apt-get)"

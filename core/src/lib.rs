@@ -114,7 +114,7 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         &prepared.plugins,
         None,
     ));
-    let metrics = Arc::new(metrics::Metrics::new(&apps));
+    let metrics = Arc::new(metrics::Metrics::new(&apps, &prepared.plugins));
     let site = http::Site::new(
         config.clone(),
         router,

@@ -1,13 +1,21 @@
 //! Metrics in the OpenMetrics text format (`GET /metrics` on the admin
 //! listener), with the `prometheus-client` crate: request counts by app
-//! and status class, the time to the response head per app, and, read from
-//! the pools when scraped, instances by state, requests waiting, request
-//! crashes and bad answers.
+//! and status class, failed requests by cause, the time to the response
+//! head per app, and, read from the pools when scraped, instances by state
+//! and their resident memory, requests waiting, request crashes, bad
+//! answers, spawns and exits by reason. The pools' queue-wait histograms
+//! and the plugins' per-hook counters live where they are bumped (the pool,
+//! the plugin chain): a collector encodes them as they are at each scrape.
 //!
 //! The request path costs a hash lookup and three atomic adds: each app's
-//! counters and histogram are created once at start-up, so no label is
-//! built per request. Requests no app served (static files, refusals)
-//! count under `app="-"`.
+//! counters and histogram are created once (at start-up, or by the reload
+//! that adds the app), so no label is built per request. Requests no app
+//! served (static files, refusals) count under `app="-"`.
+//!
+//! A reload calls [`Metrics::update`]: apps it adds get their series; the
+//! queue-wait histograms and plugin counters are those of the new pools and
+//! plugins from then on (a restarted pool's or a reloaded plugin's counters
+//! start again from zero, which Prometheus reads as a counter reset).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,14 +23,16 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::StatusCode;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::app::Apps;
+use crate::app::{Apps, FailureCause};
+use crate::plugin::{HOOKS, HookStats, Plugins};
 use crate::pool::InstanceState;
 
 /// The label of requests no app served.
@@ -42,6 +52,24 @@ struct AppLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    app: String,
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    app: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabels {
+    plugin: String,
+    hook: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     app: String,
     state: &'static str,
@@ -51,6 +79,8 @@ struct StateLabels {
 #[derive(Clone)]
 struct AppRequests {
     by_class: [Counter; 5],
+    /// 5xx answers by cause, in [`FailureCause::ALL`] order.
+    failures: [Counter; FailureCause::ALL.len()],
     head_seconds: Histogram,
 }
 
@@ -61,6 +91,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     head: Histograms,
+    failures: Family<CauseLabels, Counter>,
     /// Swapped whole when a reload adds apps; an app removed keeps its
     /// series (counters never go back).
     per_app: ArcSwap<HashMap<Arc<str>, AppRequests>>,
@@ -69,6 +100,11 @@ pub struct Metrics {
     waiting: Family<AppLabel, Gauge>,
     request_crashes: Family<AppLabel, Counter>,
     bad_answers: Family<AppLabel, Counter>,
+    spawns: Family<AppLabel, Counter>,
+    exits: Family<ReasonLabels, Counter>,
+    resident: Family<AppLabel, Gauge>,
+    /// The pools' and plugins' own counters (shared with the collector).
+    live: Arc<ArcSwap<LiveSets>>,
     /// Scrapes one at a time: the pool counters are copied as deltas.
     scrape: Mutex<()>,
 }
@@ -80,7 +116,7 @@ fn head_histogram() -> Histogram {
 
 impl Metrics {
     /// The metrics of a gateway serving `apps`.
-    pub fn new(apps: &Apps) -> Metrics {
+    pub fn new(apps: &Apps, plugins: &Plugins) -> Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let head: Histograms = Family::new_with_constructor(head_histogram);
@@ -88,6 +124,10 @@ impl Metrics {
         let waiting = Family::<AppLabel, Gauge>::default();
         let request_crashes = Family::<AppLabel, Counter>::default();
         let bad_answers = Family::<AppLabel, Counter>::default();
+        let failures = Family::<CauseLabels, Counter>::default();
+        let spawns = Family::<AppLabel, Counter>::default();
+        let exits = Family::<ReasonLabels, Counter>::default();
+        let resident = Family::<AppLabel, Gauge>::default();
         registry.register(
             "fastgate_requests",
             "Requests answered, by app and status class",
@@ -118,32 +158,61 @@ impl Metrics {
             "Instances replaced after a protocol error or a malformed response head",
             bad_answers.clone(),
         );
+        registry.register(
+            "fastgate_failed_requests",
+            "Requests of an app answered with a 5xx, by cause",
+            failures.clone(),
+        );
+        registry.register(
+            "fastgate_process_spawns",
+            "App processes spawned",
+            spawns.clone(),
+        );
+        registry.register(
+            "fastgate_process_exits",
+            "App processes reaped, by why they ended",
+            exits.clone(),
+        );
+        registry.register(
+            "fastgate_instance_resident_memory_bytes",
+            "Resident memory of an app's processes, summed",
+            resident.clone(),
+        );
+        let live = Arc::new(ArcSwap::from_pointee(LiveSets::default()));
+        registry.register_collector(Box::new(Live(live.clone())));
         let metrics = Metrics {
             per_app: ArcSwap::default(),
-            no_app: app_requests(&requests, &head, NO_APP),
+            no_app: app_requests(&requests, &head, &failures, NO_APP),
             requests,
             head,
+            failures,
             registry,
             instances,
             waiting,
             request_crashes,
             bad_answers,
+            spawns,
+            exits,
+            resident,
+            live,
             scrape: Mutex::new(()),
         };
-        metrics.add_apps(apps);
+        metrics.update(apps, plugins);
         metrics
     }
 
-    /// Makes the series of the apps that have none yet (at start-up, and
-    /// for the apps a reload adds).
-    pub fn add_apps(&self, apps: &Apps) {
+    /// Makes the series of the apps that have none yet, and takes the
+    /// pools' and plugins' own counters from `apps` and `plugins` (at
+    /// start-up, and after each reload).
+    pub fn update(&self, apps: &Apps, plugins: &Plugins) {
         let mut per_app = HashMap::clone(&self.per_app.load());
         for app in apps.iter() {
-            per_app
-                .entry(app.name().clone())
-                .or_insert_with(|| app_requests(&self.requests, &self.head, app.name()));
+            per_app.entry(app.name().clone()).or_insert_with(|| {
+                app_requests(&self.requests, &self.head, &self.failures, app.name())
+            });
         }
         self.per_app.store(Arc::new(per_app));
+        self.live.store(Arc::new(LiveSets::new(apps, plugins)));
     }
 
     /// A request was answered (its head is out).
@@ -155,6 +224,41 @@ impl Metrics {
         let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
         metrics.by_class[class].inc();
         metrics.head_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A request of `app` failed on the server side (a 5xx).
+    pub fn failed(&self, app: &str, cause: FailureCause) {
+        if let Some(metrics) = self.per_app.load().get(app) {
+            let at = FailureCause::ALL
+                .iter()
+                .position(|c| *c == cause)
+                .unwrap_or(FailureCause::ALL.len() - 1);
+            metrics.failures[at].inc();
+        }
+    }
+
+    /// 5xx answers of `app` so far by cause, for `/status`.
+    pub fn failures(&self, app: &str) -> Option<Vec<(FailureCause, u64)>> {
+        let per_app = self.per_app.load();
+        let metrics = per_app.get(app)?;
+        Some(
+            FailureCause::ALL
+                .iter()
+                .zip(&metrics.failures)
+                .map(|(cause, counter)| (*cause, counter.get()))
+                .collect(),
+        )
+    }
+
+    /// Each hook of each plugin that has per-request hooks: plugin name,
+    /// hook name, its counters.
+    pub fn plugin_hooks(&self) -> impl Iterator<Item = (String, &'static str, HookStats)> {
+        let live = self.live.load();
+        live.hooks
+            .iter()
+            .map(|(labels, stats)| (labels.plugin.clone(), labels.hook, stats.clone()))
+            .collect::<Vec<_>>()
+            .into_iter()
     }
 
     /// Responses of `app` so far by status class (1xx to 5xx), for `/status`.
@@ -202,6 +306,18 @@ impl Metrics {
                 &self.bad_answers.get_or_create(&label),
                 snapshot.status.bad_answers,
             );
+            catch_up(&self.spawns.get_or_create(&label), snapshot.spawns);
+            for (reason, count) in &snapshot.exits {
+                let labels = ReasonLabels {
+                    app: name.to_string(),
+                    reason: reason.as_str(),
+                };
+                catch_up(&self.exits.get_or_create(&labels), *count);
+            }
+            let rss_kib: u64 = snapshot.instances.iter().filter_map(|i| i.rss_kib).sum();
+            self.resident
+                .get_or_create(&label)
+                .set(i64::try_from(rss_kib * 1024).unwrap_or(i64::MAX));
         }
         let mut text = String::new();
         // Writing into a String cannot fail.
@@ -214,9 +330,18 @@ impl Metrics {
 fn app_requests(
     requests: &Family<RequestLabels, Counter>,
     head: &Histograms,
+    failures: &Family<CauseLabels, Counter>,
     app: &str,
 ) -> AppRequests {
     AppRequests {
+        failures: FailureCause::ALL.map(|cause| {
+            failures
+                .get_or_create(&CauseLabels {
+                    app: app.to_string(),
+                    cause: cause.as_str(),
+                })
+                .clone()
+        }),
         by_class: CLASSES.map(|code| {
             requests
                 .get_or_create(&RequestLabels {
@@ -239,4 +364,106 @@ fn catch_up(counter: &Counter, now: u64) {
     if now > seen {
         counter.inc_by(now - seen);
     }
+}
+
+/// What is encoded as it is at each scrape: each pool's queue-wait
+/// histogram and each plugin's hook counters, shared with the pool and the
+/// plugin chain that bump them; a reload swaps in the new ones.
+#[derive(Debug)]
+struct Live(Arc<ArcSwap<LiveSets>>);
+
+#[derive(Debug, Default)]
+struct LiveSets {
+    waits: Vec<(AppLabel, Histogram)>,
+    hooks: Vec<(HookLabels, HookStats)>,
+}
+
+impl LiveSets {
+    fn new(apps: &Apps, plugins: &Plugins) -> LiveSets {
+        let waits = apps
+            .with_pools()
+            .filter_map(|(name, pool)| {
+                let label = AppLabel {
+                    app: name.to_string(),
+                };
+                Some((label, pool?.wait_seconds().clone()))
+            })
+            .collect();
+        // Only the hooks a plugin has: a launcher has none per request.
+        let hooks = plugins
+            .iter()
+            .flat_map(|plugin| {
+                let caps = &plugin.capabilities;
+                let has = [caps.request_filter, caps.response_filter, caps.inject_env];
+                HOOKS
+                    .iter()
+                    .zip(has)
+                    .filter(|(_, has)| *has)
+                    .map(|(hook, _)| {
+                        let labels = HookLabels {
+                            plugin: plugin.name.to_string(),
+                            hook,
+                        };
+                        (labels, plugin.stats.hook(hook).clone())
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        LiveSets { waits, hooks }
+    }
+}
+
+impl Collector for Live {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let sets = self.0.load();
+        let waits = sets.waits.iter().map(|(l, h)| (l, h));
+        family(
+            &mut encoder,
+            "fastgate_queue_wait_seconds",
+            "Time requests waited for an instance of their app (0 when one was idle)",
+            waits,
+        )?;
+        let hooks = &sets.hooks;
+        family(
+            &mut encoder,
+            "fastgate_plugin_calls",
+            "Plugin hook calls",
+            hooks.iter().map(|(l, s)| (l, &s.calls)),
+        )?;
+        family(
+            &mut encoder,
+            "fastgate_plugin_errors",
+            "Plugin hook calls that failed (fail-open or fail-closed)",
+            hooks.iter().map(|(l, s)| (l, &s.errors)),
+        )?;
+        family(
+            &mut encoder,
+            "fastgate_plugin_call_seconds",
+            "Time spent in plugin hook calls",
+            hooks.iter().map(|(l, s)| (l, &s.seconds)),
+        )
+    }
+}
+
+/// Encodes one metric family from labelled metrics (nothing when empty:
+/// OpenMetrics allows a family with no sample, but it says nothing).
+fn family<'a, L, M>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metrics: impl Iterator<Item = (&'a L, &'a M)>,
+) -> Result<(), std::fmt::Error>
+where
+    L: EncodeLabelSet + 'a,
+    M: EncodeMetric + 'a,
+{
+    let mut metrics = metrics.peekable();
+    let Some((_, first)) = metrics.peek() else {
+        return Ok(());
+    };
+    let mut family = encoder.encode_descriptor(name, help, None, first.metric_type())?;
+    for (labels, metric) in metrics {
+        metric.encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
 }

@@ -191,7 +191,7 @@ impl Reloader {
         let site = Site::new(config, router, apps.clone(), access_log, &prepared.plugins);
         let old = self.gateway.replace(site);
         self.apps.store(apps.clone());
-        self.metrics.add_apps(&apps);
+        self.metrics.update(&apps, &prepared.plugins);
         self.listeners.switch_to(&listen, bound);
         report.listening = self
             .listeners

@@ -194,6 +194,20 @@ fn recycle_on_the_admin_listener_replaces_every_process() {
         "{before:?} {after:?}"
     );
     assert_eq!(gw.get("/py/hello").status, 200);
+    // Both old ones were reaped as recycled.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status: serde_json::Value =
+            serde_json::from_str(&admin_get(&gw, "/status", &[]).text()).unwrap();
+        let app = &status["apps"][0];
+        if app["exits"]["recycled"] == 2 {
+            assert_eq!(app["last_exit"]["reason"], "recycled", "{status}");
+            assert!(before.contains(&app["last_exit"]["pid"].as_u64().unwrap()));
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Parses OpenMetrics text with Prometheus's own parser (the
@@ -233,13 +247,24 @@ fn parse_openmetrics(text: &str) -> String {
 
 #[test]
 fn metrics_are_valid_openmetrics_and_count_what_happened() {
-    let gw = Gateway::start(&with_admin("max_instances = 2", ""));
+    // A server plugin (misbehave: it panics on /misbehave/panic) for the
+    // plugin families.
+    let config = with_admin("max_instances = 2", "").replacen(
+        "root = \"www\"\n",
+        "root = \"www\"\nplugins = [\"m\"]\n",
+        1,
+    ) + &format!(
+        "[[plugin]]\nname = \"m\"\npath = \"{}\"\n",
+        plugin_file("tests/plugins/misbehave", PluginBuild::Wasm)
+    );
+    let gw = Gateway::start(&config);
     // The crash first: the instance that served the rest stays idle.
     assert_eq!(gw.get("/py/crash").status, 502);
     for _ in 0..3 {
         assert_eq!(gw.get("/py/hello").status, 200);
     }
     assert_eq!(gw.get("/missing.html").status, 404);
+    assert_eq!(gw.get("/misbehave/panic").status, 500);
     let r = admin_get(&gw, "/metrics", &[]);
     assert_eq!(r.status, 200);
     assert!(
@@ -258,10 +283,209 @@ fn metrics_are_valid_openmetrics_and_count_what_happened() {
         "fastgate_instances{app=py,state=idle} 1",
         "fastgate_queue_waiting{app=py} 0",
         "fastgate_request_crashes_total{app=py} 1",
+        "fastgate_requests_total{app=-,code=5xx} 1",
+        "fastgate_failed_requests_total{app=py,cause=crash} 1",
+        "fastgate_failed_requests_total{app=py,cause=timeout} 0",
+        // Two processes: the one that crashed, and the one that served.
+        "fastgate_process_spawns_total{app=py} 2",
+        "fastgate_process_exits_total{app=py,reason=crashed} 1",
+        // Four leases: none waited more than the first bucket... all of
+        // them count.
+        "fastgate_queue_wait_seconds_count{app=py} 4",
+        // Every request went through the server plugin: six calls, one
+        // failed.
+        "fastgate_plugin_calls_total{hook=on_request,plugin=m} 6",
+        "fastgate_plugin_errors_total{hook=on_request,plugin=m} 1",
+        "fastgate_plugin_call_seconds_count{hook=on_request,plugin=m} 6",
     ] {
         assert!(
             samples.lines().any(|l| l == expected),
             "no {expected:?} in\n{samples}"
         );
+    } // A python process: several MiB resident.
+    let rss = samples
+        .lines()
+        .find_map(|l| l.strip_prefix("fastgate_instance_resident_memory_bytes{app=py} "))
+        .unwrap_or_else(|| panic!("no resident memory in\n{samples}"));
+    assert!(rss.parse::<f64>().unwrap() > 1024.0 * 1024.0, "{rss}");
+}
+
+/// `/status` as JSON.
+fn status_json(gw: &Gateway) -> serde_json::Value {
+    serde_json::from_str(&admin_get(gw, "/status", &[]).text()).unwrap()
+}
+
+#[test]
+fn status_shows_the_current_request_uptime_failures_and_exits() {
+    let gw = Gateway::start(&with_admin("max_instances = 2\nmin_instances = 1", ""));
+    let addr = gw.addr();
+    let slow =
+        std::thread::spawn(move || request(addr, "GET", "/py/sleep/1500?x=%3Cb%3E", &[], b""));
+    // The busy process shows what it serves, recorded when it was leased.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, current) = loop {
+        let status = status_json(&gw);
+        let busy = status["apps"][0]["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["state"] == "busy")
+            .cloned();
+        if let Some(p) = busy
+            && !p["current"].is_null()
+        {
+            break (status, p["current"].clone());
+        }
+        assert!(Instant::now() < deadline, "never saw it busy: {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(current["method"], "GET", "{status}");
+    assert_eq!(current["uri"], "/py/sleep/1500?x=%3Cb%3E", "{status}");
+    assert!(
+        current["client"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{status}"
+    );
+    assert!(
+        current["running_seconds"].as_f64().unwrap() < 1.5,
+        "{status}"
+    );
+    let text = admin_get(&gw, "/status?format=text", &[]).text();
+    assert!(text.contains("GET /py/sleep/1500"), "{text}");
+    assert_eq!(slow.join().unwrap().status, 200);
+    // Released: no current request any more.
+    let status = status_json(&gw);
+    for p in status["apps"][0]["processes"].as_array().unwrap() {
+        assert!(p["current"].is_null(), "{status}");
+        assert!(p["uptime_seconds"].as_u64().is_some(), "{status}");
     }
+
+    // A crash: a 5xx by cause, and the last exit says how and why.
+    assert_eq!(gw.get("/py/crash").status, 502);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let status = status_json(&gw);
+        if status["apps"][0]["last_exit"]["reason"] == "crashed" {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit recorded: {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let app = &status["apps"][0];
+    assert_eq!(app["last_exit"]["status"], "exit status 3", "{status}");
+    assert!(app["last_exit"]["at"].as_f64().unwrap() > 1.0e9, "{status}");
+    assert_eq!(app["exits"]["crashed"], 1, "{status}");
+    assert_eq!(app["failures"]["crash"], 1, "{status}");
+    assert_eq!(app["failures"]["timeout"], 0, "{status}");
+    assert_eq!(app["rapid_fails"]["last_minute"], 0, "{status}");
+    // min_instances = 1: a replacement is spawned after the exit is
+    // recorded (soon, not at once).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = status_json(&gw);
+        if status["apps"][0]["spawns"].as_u64().unwrap() >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no replacement spawned: {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // stderr_mode's default turns stderr output into a 500.
+    assert_eq!(gw.get("/py/stderr").status, 500);
+    let status = status_json(&gw);
+    assert_eq!(status["apps"][0]["failures"]["stderr"], 1, "{status}");
+    assert_eq!(status["apps"][0]["responses"]["5xx"], 2, "{status}");
+}
+
+#[test]
+fn a_request_timeout_is_a_5xx_by_timeout_and_its_process_exit_says_so() {
+    let gw = Gateway::start(&with_admin(
+        "max_instances = 1\nrequest_timeout = \"1s\"",
+        "",
+    ));
+    assert_eq!(gw.get("/py/sleep/5000").status, 504);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let status = status_json(&gw);
+        if !status["apps"][0]["last_exit"].is_null() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit recorded: {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let app = &status["apps"][0];
+    assert_eq!(app["last_exit"]["reason"], "request_timeout", "{status}");
+    assert_eq!(app["exits"]["request_timeout"], 1, "{status}");
+    assert_eq!(app["failures"]["timeout"], 1, "{status}");
+}
+
+#[test]
+fn an_app_taken_offline_by_hand_answers_503_until_it_is_back_online() {
+    let gw = Gateway::start(&with_admin("min_instances = 1", ""));
+    let admin = admin_addr(&gw);
+    assert_eq!(gw.get("/py/hello").status, 200);
+    assert_eq!(
+        request(admin, "GET", "/apps/py/offline", &[], b"").status,
+        405
+    );
+    assert_eq!(
+        request(admin, "POST", "/apps/py/nothing", &[], b"").status,
+        404
+    );
+    assert_eq!(
+        request(admin, "POST", "/apps/nope/offline", &[], b"").status,
+        404
+    );
+    let r = request(admin, "POST", "/apps/py/offline", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = gw.get("/py/hello");
+    assert_eq!((r.status, r.header("retry-after")), (503, Some("60")));
+    let status = status_json(&gw);
+    let app = &status["apps"][0];
+    assert_eq!(app["state"], "offline", "{status}");
+    assert_eq!(app["offline"]["kind"], "manual", "{status}");
+    assert!(app["offline"]["until"].is_null(), "{status}");
+    assert_eq!(app["failures"]["offline"], 1, "{status}");
+    // No process was stopped for it.
+    assert_eq!(app["instances"]["idle"], 1, "{status}");
+    let text = admin_get(&gw, "/status?format=text", &[]).text();
+    assert!(
+        text.contains("taken offline on the admin listener"),
+        "{text}"
+    );
+    assert!(gw.logs().contains("taken offline on the admin listener"));
+    let r = request(admin, "POST", "/apps/py/online", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(gw.get("/py/hello").status, 200);
+    let status = status_json(&gw);
+    assert_eq!(status["apps"][0]["state"], "running", "{status}");
+    assert!(status["apps"][0]["offline"].is_null(), "{status}");
+}
+
+#[test]
+fn a_full_queue_and_a_failed_start_are_5xx_by_their_cause() {
+    let gw = Gateway::start(&with_admin("max_instances = 1\nqueue_length = 0", ""));
+    let addr = gw.addr();
+    let busy = std::thread::spawn(move || request(addr, "GET", "/py/sleep/1500", &[], b""));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_json(&gw)["apps"][0]["instances"]["busy"] != 1 {
+        assert!(Instant::now() < deadline, "never busy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(gw.get("/py/hello").status, 503);
+    assert_eq!(busy.join().unwrap().status, 200);
+    let status = status_json(&gw);
+    assert_eq!(status["apps"][0]["failures"]["queue_full"], 1, "{status}");
+
+    // A program that exits at once: its start fails, counted for rapid
+    // fails too.
+    let config = with_admin("", "").replace("command = \"python3\"", "command = \"false\"");
+    let gw = Gateway::start(&config);
+    assert_eq!(gw.get("/py/hello").status, 502);
+    let status = status_json(&gw);
+    let app = &status["apps"][0];
+    assert_eq!(app["failures"]["spawn_failure"], 1, "{status}");
+    assert_eq!(app["rapid_fails"]["last_minute"], 1, "{status}");
+    assert_eq!(app["rapid_fails"]["total"], 1, "{status}");
 }

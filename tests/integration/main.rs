@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod admin_page;
 mod cgi;
 mod check;
 mod crash;

@@ -3,13 +3,19 @@
 //! answers from its own task and only takes each pool's lock for a
 //! snapshot, so it answers while every pool is saturated.
 //!
-//! Endpoints: `GET /ping` (`pong`), `POST /reload`, `GET /status` (JSON; `?format=text`
-//! for people). With `token_file`, every request must carry
-//! `Authorization: Bearer <token>` (401 otherwise).
+//! Endpoints: `GET /` (the admin page, `page.html`), `GET /ping` (`pong`),
+//! `GET /status` (JSON; `?format=text` for people), `GET /metrics`,
+//! `POST /apps/NAME/{recycle,offline,online}` and `POST /reload`. With
+//! `token_file`, every request must carry `Authorization: Bearer <token>`
+//! (401 otherwise) but the page itself, which holds no data and asks for
+//! the token.
 //!
 //! This file serves and authorises; what `/status` says is `status.rs`.
 
 mod status;
+
+/// The admin page: one file, no build step, everything inline.
+const PAGE: &str = include_str!("page.html");
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -146,15 +152,19 @@ impl Admin {
     }
 
     fn answer<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
+        let path = request.uri().path();
+        // The page carries no data (it fetches /status with the token).
+        if path == "/" && matches!(*request.method(), Method::GET | Method::HEAD) {
+            return page();
+        }
         if !self.authorised(request) {
             return unauthorised();
         }
-        let path = request.uri().path();
-        if let Some(app) = path
+        if let Some((app, action)) = path
             .strip_prefix("/apps/")
-            .and_then(|rest| rest.strip_suffix("/recycle"))
+            .and_then(|rest| rest.rsplit_once('/'))
         {
-            return self.recycle(request.method(), app);
+            return self.act(request.method(), app, action);
         }
         if !matches!(path, "/ping" | "/status" | "/metrics") {
             return text(StatusCode::NOT_FOUND, "404 Not Found\n");
@@ -199,9 +209,13 @@ impl Admin {
         }
     }
 
-    /// `POST /apps/NAME/recycle`: replaces every process of the app, rolling
-    /// through the pool as a `monitor_changes_to` change does.
-    fn recycle(&self, method: &Method, app: &str) -> Response<Full<Bytes>> {
+    /// `POST /apps/NAME/ACTION`: `recycle` replaces every process of the
+    /// app, rolling through the pool as a `monitor_changes_to` change does;
+    /// `offline` refuses its requests (503) until `online`.
+    fn act(&self, method: &Method, app: &str, action: &str) -> Response<Full<Bytes>> {
+        if !matches!(action, "recycle" | "offline" | "online") {
+            return text(StatusCode::NOT_FOUND, "404 Not Found\n");
+        }
         if method != Method::POST {
             let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed\n");
             response
@@ -221,16 +235,27 @@ impl Admin {
             Some((_, None)) => text(
                 StatusCode::CONFLICT,
                 &format!(
-                    "409 Conflict: app {app:?} runs a process per request (CGI): nothing to recycle\n"
+                    "409 Conflict: app {app:?} runs a process per request (CGI): no pool to {action}\n"
                 ),
             ),
-            Some((_, Some(pool))) => {
+            Some((_, Some(pool))) if action == "recycle" => {
                 info!(app, "recycle asked on the admin listener");
                 pool.recycle("asked on the admin listener");
                 text(
                     StatusCode::ACCEPTED,
                     "202 Accepted: each process is replaced once its replacement is ready; /status shows it\n",
                 )
+            }
+            Some((_, Some(pool))) => {
+                let online = action == "online";
+                let changed = pool.set_online(online);
+                let now = if online { "online" } else { "offline" };
+                let answer = if changed {
+                    format!("200 OK: app {app:?} is {now}\n")
+                } else {
+                    format!("200 OK: app {app:?} was {now} already\n")
+                };
+                text(StatusCode::OK, &answer)
             }
         }
     }
@@ -292,6 +317,27 @@ fn unauthorised() -> Response<Full<Bytes>> {
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         header::HeaderValue::from_static("Bearer"),
+    );
+    response
+}
+
+fn page() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(PAGE.as_bytes())));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // Its own inline script and style, and requests to this origin only.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:",
+        ),
+    );
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
     );
     response
 }

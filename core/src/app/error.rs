@@ -16,6 +16,54 @@ use crate::plugin::ChainError;
 use crate::pool::PoolError;
 use crate::pool::exchange::ExchangeError;
 
+/// Why a request to an app failed on the server side: the one list, for
+/// `/status` (5xx by cause) and `fastgate_failed_requests_total{cause}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCause {
+    /// `request_timeout`, `activity_timeout` or `cgi_timeout` ran out.
+    Timeout,
+    /// The process died while serving the request.
+    Crash,
+    /// It broke the protocol, closed early or sent a bad head.
+    BadAnswer,
+    /// `stderr_mode` turned stderr output into a 500.
+    Stderr,
+    /// Every instance busy and `queue_length` requests waiting.
+    QueueFull,
+    /// Offline, after rapid fails or taken offline by hand.
+    Offline,
+    /// No process could be started for it.
+    SpawnFailure,
+    /// Anything else (a plugin failing closed, the gateway stopping...).
+    Other,
+}
+
+impl FailureCause {
+    pub const ALL: [FailureCause; 8] = [
+        FailureCause::Timeout,
+        FailureCause::Crash,
+        FailureCause::BadAnswer,
+        FailureCause::Stderr,
+        FailureCause::QueueFull,
+        FailureCause::Offline,
+        FailureCause::SpawnFailure,
+        FailureCause::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureCause::Timeout => "timeout",
+            FailureCause::Crash => "crash",
+            FailureCause::BadAnswer => "bad_answer",
+            FailureCause::Stderr => "stderr",
+            FailureCause::QueueFull => "queue_full",
+            FailureCause::Offline => "offline",
+            FailureCause::SpawnFailure => "spawn_failure",
+            FailureCause::Other => "other",
+        }
+    }
+}
+
 /// Why an app could not answer a request.
 #[derive(Debug)]
 pub struct AppError {
@@ -117,6 +165,11 @@ impl AppError {
         matches!(self.kind, Kind::Pool(PoolError::Offline { .. }))
     }
 
+    /// Taken offline on the admin listener.
+    pub fn is_taken_offline(&self) -> bool {
+        matches!(self.kind, Kind::Pool(PoolError::TakenOffline))
+    }
+
     /// The app took too long and its process was stopped.
     pub fn is_timeout(&self) -> bool {
         matches!(&self.kind, Kind::Answer(e) if e.is_timeout())
@@ -129,6 +182,26 @@ impl AppError {
             Kind::Answer(e) => e.is_bad_answer(),
             Kind::Pool(e) => e.is_start_failure(),
             Kind::Plugin(_) | Kind::Params(_) => false,
+        }
+    }
+
+    /// Why it failed, for the status page and metrics.
+    pub fn cause(&self) -> FailureCause {
+        match &self.kind {
+            Kind::Pool(PoolError::QueueFull { .. }) => FailureCause::QueueFull,
+            Kind::Pool(PoolError::Offline { .. } | PoolError::TakenOffline) => {
+                FailureCause::Offline
+            }
+            Kind::Pool(PoolError::Spawn { .. } | PoolError::Unavailable { .. }) => {
+                FailureCause::SpawnFailure
+            }
+            Kind::Answer(e) if e.is_queue_full() => FailureCause::QueueFull,
+            Kind::Answer(e) if e.is_timeout() => FailureCause::Timeout,
+            Kind::Answer(e) if e.is_crash() => FailureCause::Crash,
+            Kind::Answer(e) if e.is_bad_answer() => FailureCause::BadAnswer,
+            Kind::Answer(e) if e.is_stderr() => FailureCause::Stderr,
+            Kind::Answer(e) if e.is_exec() => FailureCause::SpawnFailure,
+            _ => FailureCause::Other,
         }
     }
 
@@ -172,5 +245,48 @@ impl std::error::Error for AppError {
             Kind::Plugin(e) => std::error::Error::source(e),
             Kind::Params(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(error: ExchangeError) -> FailureCause {
+        AppError::exchange(&Arc::from("a"), error).cause()
+    }
+
+    #[test]
+    fn each_failure_has_its_cause() {
+        let pool = |e: PoolError| of(ExchangeError::Pool(e));
+        let answer = |e: AnswerError| of(ExchangeError::Answer(e));
+        let queue_full = PoolError::QueueFull {
+            max_instances: 1,
+            queue_length: 0,
+        };
+        assert_eq!(pool(queue_full), FailureCause::QueueFull);
+        assert_eq!(pool(PoolError::TakenOffline), FailureCause::Offline);
+        let offline = PoolError::Offline {
+            failures: 3,
+            retry_after: Duration::from_secs(1),
+        };
+        assert_eq!(pool(offline), FailureCause::Offline);
+        let missing = PoolError::Unavailable {
+            reason: "no such program".into(),
+        };
+        assert_eq!(pool(missing), FailureCause::SpawnFailure);
+        assert_eq!(pool(PoolError::ShuttingDown), FailureCause::Other);
+        let timeout = AnswerError::timeout(7, "request_timeout", Duration::from_secs(1));
+        assert_eq!(answer(timeout), FailureCause::Timeout);
+        let died = AnswerError::died(7, "killed by SIGKILL".into());
+        assert_eq!(answer(died), FailureCause::Crash);
+        assert_eq!(answer(AnswerError::no_head(7)), FailureCause::BadAnswer);
+        assert_eq!(answer(AnswerError::stderr(7, None)), FailureCause::Stderr);
+        assert_eq!(
+            answer(AnswerError::queue_full(1, 1)),
+            FailureCause::QueueFull
+        );
+        let exec = AnswerError::exec("/x.cgi".into(), std::io::ErrorKind::NotFound.into());
+        assert_eq!(answer(exec), FailureCause::SpawnFailure);
     }
 }

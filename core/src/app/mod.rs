@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 
-pub use error::AppError;
+pub use error::{AppError, FailureCause};
 
 use crate::body::{RequestBody, ResponseBody};
 use crate::cgi::ScriptTarget;
@@ -211,6 +211,10 @@ impl App {
                 params,
                 request.body.clone(),
                 Arc::from(uri),
+                exchange::Caller {
+                    method: Arc::from(request.method.as_str()),
+                    client: Arc::from(request.peer.remote_text.as_str()),
+                },
                 self.limits,
             )
             .await

@@ -134,6 +134,21 @@ impl AnswerError {
         )
     }
 
+    /// The process died while serving the request.
+    pub fn is_crash(&self) -> bool {
+        matches!(self.kind, Kind::Died { .. })
+    }
+
+    /// `stderr_mode` turned the app's stderr output into the error.
+    pub fn is_stderr(&self) -> bool {
+        matches!(self.kind, Kind::Stderr { .. })
+    }
+
+    /// A CGI script could not be started.
+    pub fn is_exec(&self) -> bool {
+        matches!(self.kind, Kind::Exec { .. })
+    }
+
     /// The text for a return-stderr-in-500 response, when there is one.
     pub fn stderr_text(&self) -> Option<&str> {
         match &self.kind {

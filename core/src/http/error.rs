@@ -10,7 +10,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 
 use super::limits::Refusal;
-use crate::app::AppError;
+use crate::app::{AppError, FailureCause};
 use crate::body::{BodyError, ResponseBody};
 use crate::error::chain;
 use crate::plugin::ChainError;
@@ -108,6 +108,15 @@ impl GatewayError {
         match self {
             GatewayError::App(e) => Some(e.app()),
             GatewayError::BadRedirect { app, .. } => Some(app),
+            _ => None,
+        }
+    }
+
+    /// A server-side failure of an app's request (a 5xx), by cause: what
+    /// `/status` and the metrics count.
+    pub fn app_failure(&self) -> Option<(&str, FailureCause)> {
+        match self {
+            GatewayError::App(e) if self.status().is_server_error() => Some((e.app(), e.cause())),
             _ => None,
         }
     }
@@ -235,6 +244,9 @@ impl GatewayError {
                 let about = match (app, self) {
                     (Some(app), GatewayError::App(e)) if e.is_offline() => {
                         format!(": app \"{app}\" is offline after repeated failures")
+                    }
+                    (Some(app), GatewayError::App(e)) if e.is_taken_offline() => {
+                        format!(": app \"{app}\" was taken offline by its operator")
                     }
                     (Some(app), _) => format!(" (app \"{app}\")"),
                     (None, _) => String::new(),

@@ -147,6 +147,9 @@ impl Gateway {
                 } else {
                     info!(status = status.as_u16(), uri = %uri, error = %chain(&e), "request refused");
                 }
+                if let Some((app, cause)) = e.app_failure() {
+                    self.metrics.failed(app, cause);
+                }
                 Served {
                     response: e.to_response(detailed),
                     by: e.app().map(|app| (Arc::from(app), e.pid())),

@@ -17,12 +17,13 @@
 mod builtin;
 pub mod launch;
 mod native;
+mod stats;
 mod wasm;
 pub mod wasm_cache;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fastgate_sdk as sdk;
@@ -34,6 +35,7 @@ use crate::cgi::params::Params;
 use crate::config::{AppSettings, Config, OnError, PluginKind, PluginSettings};
 use crate::error::chain;
 use crate::route::normalize_path;
+pub use stats::{HOOKS, HookStats, PluginStats};
 
 /// Why a plugin could not be loaded or a hook could not run.
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +221,8 @@ pub struct Plugin {
     pub name: Arc<str>,
     pub on_error: OnError,
     pub capabilities: sdk::Capabilities,
+    /// Calls, errors and time per hook (status page and metrics).
+    pub stats: PluginStats,
     backend: Box<dyn Backend>,
 }
 
@@ -251,6 +255,7 @@ impl Plugin {
             name,
             on_error: config.on_error,
             capabilities,
+            stats: PluginStats::default(),
             backend,
         })
     }
@@ -262,6 +267,7 @@ impl Plugin {
             name: Arc::from(name),
             on_error: OnError::FailClosed,
             capabilities,
+            stats: PluginStats::default(),
             backend,
         }))
     }
@@ -353,6 +359,13 @@ impl Plugins {
         self.by_name.get(name)
     }
 
+    /// Every plugin, built-ins included, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Plugin>> {
+        let mut plugins: Vec<_> = self.by_name.values().collect();
+        plugins.sort_by(|a, b| a.name.cmp(&b.name));
+        plugins.into_iter()
+    }
+
     /// The chain for a list of plugin names (names were checked when the
     /// config was loaded; unknown ones are skipped).
     pub fn chain(&self, names: &[String]) -> Chain {
@@ -408,6 +421,7 @@ impl Chain {
 
     /// A failure: fail-closed stops the request, fail-open logs and goes on.
     fn failed(plugin: &Plugin, hook: &'static str, source: PluginError) -> Result<(), ChainError> {
+        plugin.stats.hook(hook).errors.inc();
         match plugin.on_error {
             OnError::FailClosed => Err(ChainError {
                 plugin: plugin.name.clone(),
@@ -445,7 +459,10 @@ impl Chain {
         };
         for plugin in self.with(|c| c.request_filter) {
             let view = RequestView::of(request, &path, origin);
-            let decision = match plugin.backend.on_request(&view) {
+            let started = Instant::now();
+            let decided = plugin.backend.on_request(&view);
+            plugin.stats.on_request.called(started);
+            let decision = match decided {
                 Ok(d) => d,
                 Err(e) => {
                     Self::failed(plugin, "on_request", e)?;
@@ -475,12 +492,12 @@ impl Chain {
         headers: &mut HeaderMap,
     ) -> Result<(), ChainError> {
         for plugin in self.with(|c| c.response_filter) {
-            let changes = plugin
-                .backend
-                .on_response(status.as_u16(), headers)
-                .and_then(|changes| {
-                    apply_header_changes(headers, &changes).map_err(PluginError::Invalid)
-                });
+            let started = Instant::now();
+            let changes = plugin.backend.on_response(status.as_u16(), headers);
+            plugin.stats.on_response.called(started);
+            let changes = changes.and_then(|changes| {
+                apply_header_changes(headers, &changes).map_err(PluginError::Invalid)
+            });
             if let Err(e) = changes {
                 Self::failed(plugin, "on_response", e)?;
             }
@@ -496,7 +513,10 @@ impl Chain {
         params: &mut Params,
     ) -> Result<(), ChainError> {
         for plugin in self.with(|c| c.inject_env) {
-            match plugin.backend.inject_env(request, params) {
+            let started = Instant::now();
+            let extra = plugin.backend.inject_env(request, params);
+            plugin.stats.inject_env.called(started);
+            match extra {
                 Ok(extra) => {
                     for p in extra {
                         if p.name.is_empty() || p.name.contains('\0') {

@@ -23,8 +23,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use super::slow::{self, RequestLine, SlowWatch};
-use super::{Exit, Lease, Pool, PoolError};
+use super::slow::{self, SlowWatch};
+use super::{CurrentRequest, Exit, Lease, Pool, PoolError};
 use crate::body::RequestBody;
 use crate::cgi::answer::{Answer, AnswerError};
 use crate::cgi::params::Params;
@@ -105,12 +105,9 @@ pub async fn forward(
     params: Params,
     body: Arc<RequestBody>,
     uri: Arc<str>,
+    caller: Caller,
     limits: ExchangeLimits,
 ) -> Result<Answer, ExchangeError> {
-    // Only a request that may be logged as slow keeps who sent it.
-    let request = limits
-        .slow_request_timeout
-        .map(|_| Arc::new(RequestLine::of(&params)));
     let params = RequestParams::encode(params.iter())?;
     let (head_tx, head_rx) = oneshot::channel();
     let (body_tx, body_rx) = mpsc::channel(BODY_CHANNEL);
@@ -119,7 +116,7 @@ pub async fn forward(
         params,
         body,
         uri,
-        request,
+        caller,
         limits,
     };
     tokio::spawn(task.run(head_tx, body_tx));
@@ -142,9 +139,17 @@ struct ExchangeTask {
     params: RequestParams,
     body: Arc<RequestBody>,
     uri: Arc<str>,
-    /// The method and the client, when the request may be logged as slow.
-    request: Option<Arc<RequestLine>>,
+    /// Who asked: the status page's current request, the slow-request log.
+    caller: Caller,
     limits: ExchangeLimits,
+}
+
+/// Who asked, for the status page's "current request" of a process.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub method: Arc<str>,
+    /// The client's address (`ip:port`).
+    pub client: Arc<str>,
 }
 
 /// What becomes of the instance when an exchange ends: applied to the
@@ -336,6 +341,12 @@ impl ExchangeTask {
         let app = lease.app().clone();
         let pid = lease.pid();
         let process = lease.process().clone();
+        lease.serving(CurrentRequest {
+            method: self.caller.method.clone(),
+            uri: self.uri.clone(),
+            client: self.caller.client.clone(),
+            since: Instant::now(),
+        });
         let reader = match self.body.reader().await {
             Ok(reader) => reader,
             Err(e) => {
@@ -346,20 +357,16 @@ impl ExchangeTask {
         };
         let mut exchange =
             Exchange::start(lease.connection(), &self.params, reader, self.body.len());
-        let slow = self
-            .limits
-            .slow_request_timeout
-            .zip(self.request.clone())
-            .map(|(after, request)| {
-                SlowWatch::new(
-                    after,
-                    app.clone(),
-                    self.uri.clone(),
-                    request,
-                    process.clone(),
-                    self.limits.stack_signal,
-                )
-            });
+        let slow = self.limits.slow_request_timeout.map(|after| {
+            SlowWatch::new(
+                after,
+                app.clone(),
+                self.uri.clone(),
+                self.caller.clone(),
+                process.clone(),
+                self.limits.stack_signal,
+            )
+        });
         let mut talk = Conversation {
             exchange: &mut exchange,
             stderr: StderrLog::default(),

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{Exit, Inner, Instance, PoolError};
+use super::{CurrentRequest, Exit, ExitReason, Inner, Instance, PoolError};
 use crate::fcgi::client::Connection;
 
 /// What a waiting request is handed.
@@ -142,6 +142,12 @@ impl Lease {
         &self.inner.name
     }
 
+    /// Records the request the instance serves, for the status page
+    /// (cleared when the lease lets it go).
+    pub fn serving(&self, request: CurrentRequest) {
+        self.instance().process.set_current(request);
+    }
+
     /// Whether the instance served requests before.
     pub fn is_reused(&self) -> bool {
         self.instance().served > 0
@@ -189,6 +195,7 @@ impl Lease {
             let mut st = self.inner.lock();
             let process = &instance.process;
             process.set_serving(false);
+            Inner::note_stop(&mut st, instance.id, ExitReason::Crashed);
             if process.claim_exit() {
                 st.request_crashes += 1;
                 warn!(
@@ -211,6 +218,7 @@ impl Lease {
             let mut st = self.inner.lock();
             let process = &instance.process;
             process.set_serving(false);
+            Inner::note_stop(&mut st, instance.id, ExitReason::BadAnswer);
             if process.claim_exit() {
                 st.bad_answers += 1;
                 warn!(
@@ -228,6 +236,13 @@ impl Lease {
     /// SIGTERM and `signal_before_terminate`, or SIGKILL at once.
     pub fn terminate(self, why: &str) {
         info!(app = %self.inner.name, pid = self.pid(), "terminating instance: {why}");
+        if let Some(instance) = &self.instance {
+            Inner::note_stop(
+                &mut self.inner.lock(),
+                instance.id,
+                ExitReason::of_termination(why),
+            );
+        }
         self.discard();
     }
 }
@@ -237,6 +252,7 @@ impl Drop for Lease {
         if let Some(instance) = self.instance.take() {
             debug!(app = %self.inner.name, pid = instance.process.pid(), "request abandoned mid-flight; retiring instance");
             let mut st = self.inner.lock();
+            Inner::note_stop(&mut st, instance.id, ExitReason::Abandoned);
             self.inner.end_request(&mut st, &instance.process);
             self.inner.retire(&mut st, instance);
         }

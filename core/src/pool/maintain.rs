@@ -37,6 +37,7 @@ pub(super) async fn maintain(pool: Weak<Inner>) {
             {
                 let instance = st.idle.remove(0);
                 info!(app = %inner.name, pid = instance.process.pid(), idle_timeout = ?inner.idle_timeout, "stopping idle instance");
+                Inner::note_stop(&mut st, instance.id, super::ExitReason::IdleTimeout);
                 inner.retire(&mut st, instance);
             }
             let mut next = if st.live > inner.min_instances {

@@ -59,6 +59,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
@@ -73,7 +74,10 @@ pub use process::{Exit, Process, ProcessSpec, StartError, private_dir};
 use recycle::{Replacing, Tracked};
 use sizing::{Window, initial_limit};
 use spawn::{ProcessSpawner, Spawner, spawn_spec};
-pub use status::{InstanceInfo, InstanceState, PoolSnapshot};
+use status::Record;
+pub use status::{
+    CurrentRequest, ExitReason, InstanceInfo, InstanceState, LastExit, Offline, PoolSnapshot,
+};
 use watch::watch_files;
 
 /// Why a pool could not lease an instance. The app is named by the app
@@ -99,6 +103,9 @@ pub enum PoolError {
     /// The gateway is stopping.
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    /// An operator took the app offline (`POST /apps/NAME/offline`).
+    #[error("taken offline on the admin listener (POST /apps/NAME/online brings it back)")]
+    TakenOffline,
     /// Too many instance failures within a minute (rapid_fails_per_minute).
     #[error(
         "offline for {retry_after:?} after {failures} failures within a minute (rapid_fails_per_minute)"
@@ -114,6 +121,7 @@ impl PoolError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             PoolError::Offline { retry_after, .. } => Some(*retry_after),
+            PoolError::TakenOffline => Some(rapid_fail::MANUAL_RETRY_AFTER),
             _ => None,
         }
     }
@@ -185,6 +193,10 @@ struct State {
     bad_answers: u64,
     /// Offline until then after too many failures.
     offline_until: Option<Instant>,
+    /// Taken offline by an operator (`POST /apps/NAME/offline`), since then.
+    manual_offline: Option<std::time::SystemTime>,
+    /// Spawns, exits and failures since the start, for the status page.
+    record: Record,
     /// Back from offline: one probe instance until a request succeeds.
     probing: bool,
     /// The most instances allowed now: `max_instances`, or the current
@@ -224,6 +236,9 @@ struct Inner {
     state: Mutex<State>,
     /// Wakes the maintenance task (idle timeouts) when there is new work.
     maintenance: Notify,
+    /// How long requests waited for an instance (`fastgate_queue_wait_seconds`):
+    /// `prometheus-client`'s histogram itself, which the metrics encode.
+    wait_seconds: Histogram,
 }
 
 /// The process pool of one app. Cheap to clone.
@@ -306,12 +321,16 @@ impl Pool {
                     request_crashes: 0,
                     bad_answers: 0,
                     offline_until: None,
+                    manual_offline: None,
+                    record: Record::default(),
                     probing: false,
                     limit: initial_limit(app),
                     window: Window::default(),
                     auto_ticking: false,
                 }),
                 maintenance: Notify::new(),
+                // 0.1 ms to about 26 s.
+                wait_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
             }),
         }
     }
@@ -341,6 +360,11 @@ impl Pool {
         self.inner.recycle(reason);
     }
 
+    /// How long its requests waited for an instance (for the metrics).
+    pub fn wait_seconds(&self) -> &Histogram {
+        &self.inner.wait_seconds
+    }
+
     pub fn status(&self) -> PoolStatus {
         let st = self.inner.lock();
         PoolStatus {
@@ -363,6 +387,8 @@ impl Pool {
         let mut waiting = {
             let mut st = inner.lock();
             if let Some(instance) = inner.take_idle(&mut st)? {
+                drop(st);
+                inner.wait_seconds.observe(0.0);
                 return Ok(Lease::new(inner.clone(), instance));
             }
             // Requests a start (in flight, or still allowed) will serve do
@@ -389,11 +415,13 @@ impl Pool {
         };
         let since = Instant::now();
         let grant = waiting.wait().await?;
+        let waited = since.elapsed();
         {
             let mut st = inner.lock();
             st.window.waited += 1;
-            st.window.wait_total += since.elapsed();
+            st.window.wait_total += waited;
         }
+        inner.wait_seconds.observe(waited.as_secs_f64());
         match grant {
             Grant::Instance(instance) => Ok(Lease::new(inner.clone(), instance)),
             Grant::Failed(error) => Err(error),
@@ -504,19 +532,23 @@ impl Inner {
         if !st.closed && self.is_due(&st, &instance) {
             self.replace(&mut st, instance.id);
         }
+
         if st.closed || instance.process.has_exited() {
             self.retire(&mut st, instance);
         } else if !reusable {
             debug!(app = %self.name, pid, "connection not reusable; retiring instance");
+            Self::note_stop(&mut st, instance.id, ExitReason::Stopped);
             self.retire(&mut st, instance);
         } else if self
             .program_limit
             .is_some_and(|limit| instance.served >= limit)
         {
             info!(app = %self.name, pid, requests = instance.served, "instance reached PHP_FCGI_MAX_REQUESTS (it would exit on its own); recycling");
+            Self::note_stop(&mut st, instance.id, ExitReason::Recycled);
             self.retire(&mut st, instance);
         } else if st.replacing.get(&instance.id) == Some(&Replacing::Ready) {
             info!(app = %self.name, pid, requests = instance.served, "its replacement is ready; retiring instance");
+            Self::note_stop(&mut st, instance.id, ExitReason::Recycled);
             self.retire(&mut st, instance);
         } else {
             if st.probing {
@@ -582,6 +614,7 @@ fn on_exit(pool: &Weak<Inner>, id: u64, exit: Exit) {
     let Some(tracked) = st.processes.remove(&id) else {
         return;
     };
+    inner.record_exit(&mut st, &tracked, &exit);
     inner.note_gone(&mut st, id);
     if !tracked.ready {
         // Died while starting: the start counts it as a failed start.

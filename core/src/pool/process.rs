@@ -104,6 +104,10 @@ struct Life {
     /// Its exit was judged (a request crash, a failure counted for
     /// rapid-fail protection, or a clean exit).
     judged: AtomicBool,
+    /// The request it serves, for the status page: written by the request
+    /// once it holds the process, cleared when it lets go; a lock of its
+    /// own, so that neither side ever waits on the pool's.
+    current: std::sync::Mutex<Option<super::CurrentRequest>>,
 }
 
 /// How a process ended, as the supervisor saw it.
@@ -154,6 +158,28 @@ impl Process {
     /// A request holds the process (`true`) or gave it back.
     pub fn set_serving(&self, serving: bool) {
         self.life.serving.store(serving, Ordering::Release);
+        if !serving {
+            *self.current_slot() = None;
+        }
+    }
+
+    /// The request the process serves now (as its lease recorded it).
+    pub fn current(&self) -> Option<super::CurrentRequest> {
+        self.current_slot().clone()
+    }
+
+    /// Records the request the process serves (cleared when it is let go).
+    pub(super) fn set_current(&self, request: super::CurrentRequest) {
+        *self.current_slot() = Some(request);
+    }
+
+    fn current_slot(&self) -> std::sync::MutexGuard<'_, Option<super::CurrentRequest>> {
+        // Only a copy of request labels lives under it: a panic elsewhere
+        // cannot leave it half-written.
+        self.life
+            .current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Whether a request holds the process.

@@ -47,6 +47,10 @@ pub(super) struct Tracked {
     pub(super) ready: bool,
     /// It was told to stop (it may still be exiting).
     pub(super) retired: bool,
+    /// When it was spawned (its uptime on the status page).
+    pub(super) started: tokio::time::Instant,
+    /// Why the gateway stopped it, when it did (see `status.rs`).
+    pub(super) stop_reason: Option<super::ExitReason>,
 }
 
 /// Where the replacement of a due instance is.
@@ -163,6 +167,7 @@ impl Inner {
         if let Some(pos) = st.idle.iter().position(|i| i.id == old) {
             let instance = st.idle.remove(pos);
             info!(app = %self.name, pid = instance.process.pid(), requests = instance.served, "its replacement is ready; retiring idle instance");
+            Self::note_stop(st, instance.id, super::ExitReason::Recycled);
             self.retire(st, instance);
         } else if let Some(state) = st.replacing.get_mut(&old) {
             *state = Replacing::Ready;

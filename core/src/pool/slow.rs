@@ -24,8 +24,8 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::Process;
+use super::exchange::Caller;
 use super::inspect;
-use crate::cgi::params::Params;
 
 /// How a stack written on request begins (the bridge writes it so).
 pub const STACK_MARKER: &[u8] = b"fastgate: Python stack of the running request";
@@ -53,35 +53,6 @@ pub fn stack_signal(env: &BTreeMap<String, String>, app: &str) -> Option<Signal>
     }
 }
 
-/// Who sent the request, for the log line: the method and the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestLine {
-    pub method: String,
-    pub client: String,
-}
-
-impl RequestLine {
-    /// From the request's CGI variables (`REQUEST_METHOD`, `REMOTE_ADDR`,
-    /// `REMOTE_PORT`).
-    pub fn of(params: &Params) -> RequestLine {
-        let text = |name| {
-            params
-                .get(name)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-        };
-        let addr = text("REMOTE_ADDR").unwrap_or_default();
-        let client = match text("REMOTE_PORT") {
-            Some(port) if addr.contains(':') => format!("[{addr}]:{port}"),
-            Some(port) => format!("{addr}:{port}"),
-            None => addr,
-        };
-        RequestLine {
-            method: text("REQUEST_METHOD").unwrap_or_default(),
-            client,
-        }
-    }
-}
-
 /// The slow-request deadline of one request, until it fires.
 pub struct SlowWatch {
     pub at: Instant,
@@ -89,7 +60,7 @@ pub struct SlowWatch {
     after: Duration,
     app: Arc<str>,
     uri: Arc<str>,
-    request: Arc<RequestLine>,
+    caller: Caller,
     process: Process,
     stack_signal: Option<Signal>,
 }
@@ -99,7 +70,7 @@ impl SlowWatch {
         after: Duration,
         app: Arc<str>,
         uri: Arc<str>,
-        request: Arc<RequestLine>,
+        caller: Caller,
         process: Process,
         stack_signal: Option<Signal>,
     ) -> SlowWatch {
@@ -110,7 +81,7 @@ impl SlowWatch {
             after,
             app,
             uri,
-            request,
+            caller,
             process,
             stack_signal,
         }
@@ -127,9 +98,9 @@ impl SlowWatch {
         warn!(
             app = %self.app,
             pid,
-            method = %self.request.method,
+            method = %self.caller.method,
             uri = %self.uri,
-            client = %self.request.client,
+            client = %self.caller.client,
             elapsed = ?self.started.elapsed(),
             "slow request: running for more than {} (slow_request_timeout); the process is {}",
             humantime::format_duration(self.after),
@@ -160,24 +131,6 @@ pub fn log_stack(app: &str, pid: u32, uri: &str, data: &[u8]) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_request_line_comes_from_the_params() {
-        let mut p = Params::new();
-        p.set("REQUEST_METHOD", "POST");
-        p.set("REMOTE_ADDR", "192.0.2.7");
-        p.set("REMOTE_PORT", "51234");
-        assert_eq!(
-            RequestLine::of(&p),
-            RequestLine {
-                method: "POST".into(),
-                client: "192.0.2.7:51234".into()
-            }
-        );
-        p.set("REMOTE_ADDR", "::1");
-        assert_eq!(RequestLine::of(&p).client, "[::1]:51234");
-        assert_eq!(RequestLine::of(&Params::new()).client, "");
-    }
 
     #[test]
     fn only_apps_that_name_a_user_signal_get_one() {

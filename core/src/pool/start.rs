@@ -133,8 +133,11 @@ impl Inner {
                 generation,
                 ready: false,
                 retired: false,
+                started: Instant::now(),
+                stop_reason: None,
             },
         );
+        st.record.spawns += 1;
         if st.closed {
             process.terminate(Duration::ZERO);
         }

@@ -14,7 +14,10 @@ use tempfile::TempDir;
 use tokio::net::{UnixListener, UnixStream};
 
 use super::spawn::{OnExit, OnSpawned, Spawner, Started};
-use super::{Pool, PoolError, PoolStatus, Process, ProcessSpec, StartError};
+use super::{
+    CurrentRequest, ExitReason, InstanceState, Offline, Pool, PoolError, PoolStatus, Process,
+    ProcessSpec, StartError,
+};
 use crate::config::{self, AppSettings};
 use crate::fcgi::client::Connection;
 
@@ -866,4 +869,102 @@ async fn instance_ids_are_unique_across_pools_of_an_app() {
         new_spawner.process(0).pid(),
         "the same instance id twice"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn offline_by_hand_refuses_until_online_and_online_ends_a_rapid_fail_pause() {
+    let (pool, spawner, _runtime) = stand_in_pool("rapid_fails_per_minute = 2");
+    let lease = pool.acquire().await.unwrap();
+    let pid = lease.pid();
+    lease.finish(true);
+    assert!(pool.set_online(false));
+    assert!(!pool.set_online(false), "offline already");
+    let error = pool.acquire().await.unwrap_err();
+    assert!(matches!(error, PoolError::TakenOffline), "{error}");
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(60)));
+    assert!(matches!(
+        pool.snapshot().offline,
+        Some(Offline::Manual { .. })
+    ));
+    // No process was stopped: the idle one serves as soon as it is back.
+    assert!(pool.set_online(true));
+    assert_eq!(pool.acquire().await.unwrap().pid(), pid);
+
+    // A rapid-fail pause ends at once too, with no probe.
+    spawner.set_failing(true);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let _ = pool.acquire().await;
+    let _ = pool.acquire().await;
+    let error = pool.acquire().await.unwrap_err();
+    assert!(matches!(error, PoolError::Offline { .. }), "{error}");
+    let snapshot = pool.snapshot();
+    assert!(matches!(snapshot.offline, Some(Offline::RapidFails { .. })));
+    assert_eq!(snapshot.rapid_fails_total, 2);
+    spawner.set_failing(false);
+    assert!(pool.set_online(true));
+    assert!(pool.snapshot().offline.is_none());
+    pool.acquire().await.unwrap().finish(true);
+}
+
+/// The pool's record of how its processes ended.
+fn exits(pool: &Pool) -> Vec<(&'static str, u64)> {
+    pool.snapshot()
+        .exits
+        .iter()
+        .map(|(reason, n)| (reason.as_str(), *n))
+        .collect()
+}
+
+#[tokio::test]
+async fn each_exit_is_recorded_with_why_it_happened_and_the_last_one_kept() {
+    let (pool, spawner, _runtime) = stand_in_pool("max_instances = 1");
+    // A timeout: the exchange terminates the instance.
+    pool.acquire().await.unwrap().terminate("request_timeout");
+    until("reaped", || spawner.process(0).has_exited()).await;
+    // A request crash: it dies on its own while serving.
+    let lease = pool.acquire().await.unwrap();
+    let process = spawner.process(1);
+    process.die(KILLED);
+    until("reaped", || process.has_exited()).await;
+    lease.crash(process.exit().unwrap());
+    // A bad answer.
+    pool.acquire().await.unwrap().fail("stand-in: garbage");
+    until("reaped", || spawner.process(2).has_exited()).await;
+    assert_eq!(
+        exits(&pool),
+        [("request_timeout", 1), ("crashed", 1), ("bad_answer", 1)]
+    );
+    let snapshot = pool.snapshot();
+    let last = snapshot.last_exit.unwrap();
+    assert_eq!(
+        (last.pid, last.reason),
+        (spawner.process(2).pid(), ExitReason::BadAnswer)
+    );
+    assert_eq!(snapshot.spawns, 3);
+}
+
+#[tokio::test]
+async fn a_busy_instance_shows_its_request_until_the_lease_lets_go() {
+    let (pool, _spawner, _runtime) = stand_in_pool("max_instances = 1");
+    let lease = pool.acquire().await.unwrap();
+    lease.serving(CurrentRequest {
+        method: Arc::from("POST"),
+        uri: Arc::from("/upload.php?x=1"),
+        client: Arc::from("192.0.2.7:40000"),
+        since: tokio::time::Instant::now(),
+    });
+    let snapshot = pool.snapshot();
+    let current = snapshot.instances[0].current.as_ref().unwrap();
+    assert_eq!(
+        (&*current.method, &*current.uri),
+        ("POST", "/upload.php?x=1")
+    );
+    lease.finish(true);
+    let snapshot = pool.snapshot();
+    assert_eq!(snapshot.instances[0].state, InstanceState::Idle);
+    assert!(snapshot.instances[0].current.is_none());
+    // The next lease of the same process starts with none.
+    let lease = pool.acquire().await.unwrap();
+    assert!(pool.snapshot().instances[0].current.is_none());
+    lease.finish(true);
 }
