@@ -482,3 +482,43 @@ fn plugins_are_reloaded_with_their_new_config() {
     );
     assert_eq!(gw.get("/env.php").json()["TENANT"], "private");
 }
+
+/// An app a reload adds has its series in /metrics and its counters in
+/// /status from its first request.
+#[test]
+fn an_app_added_by_a_reload_is_counted() {
+    let py = fixtures()
+        .join("fcgi_app.py")
+        .canonicalize()
+        .expect("fcgi_app.py");
+    let gw = Gateway::start(&versioned("127.0.0.1:0", 1, "", ""));
+    let py_app = format!(
+        "\n[[app]]\nname = \"py\"\ncommand = \"python3\"\nargs = [{py:?}]\nhandles = [\"/py/*\"]\nmount = \"/py\"\nresource_type = \"unspecified\"\ninherit_env = [\"PATH\"]\n"
+    );
+    write_config(&gw, &versioned("127.0.0.1:0", 1, "", &py_app));
+    let answer = reload_by_post(&gw);
+    assert_eq!(answer.json()["added"], serde_json::json!(["py"]), "{}", answer.text());
+    assert_eq!(gw.get("/py/hello").status, 200);
+    assert_eq!(gw.get("/py/crash").status, 502);
+
+    let metrics = request(admin_addr(&gw), "GET", "/metrics", &[], b"").text();
+    assert!(
+        metrics.contains("fastgate_requests_total{app=\"py\",code=\"2xx\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fastgate_failed_requests_total{app=\"py\",cause=\"crash\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("fastgate_queue_wait_seconds_count{app=\"py\"}"), "{metrics}");
+    let status = request(admin_addr(&gw), "GET", "/status", &[], b"").json();
+    let py = status["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "py")
+        .cloned()
+        .unwrap_or_else(|| panic!("no py in {status}"));
+    assert_eq!(py["responses"]["2xx"], 1, "{status}");
+    assert_eq!(py["failures"]["crash"], 1, "{status}");
+}
