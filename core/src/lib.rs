@@ -162,7 +162,7 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     service::status("stopping app processes");
     // The apps of the last reload, and those earlier reloads retired.
     reloader.apps().shutdown().await;
-    reloader.finish_drains().await;
+    reloader.finish_drains(config.server.shutdown_timeout).await;
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
