@@ -81,21 +81,7 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     // Installed before anything listens: a SIGHUP as soon as the port
     // answers must reload, not end the process (SIGHUP's default action).
     let handlers = Signals::install()?;
-    for warning in &config.warnings {
-        warn!("{warning}");
-    }
-    let prepared = plugin::prepare(&config).map_err(RunError::Plugins)?;
-    let problems = config::check_mappings(&config, &prepared.apps);
-    if !problems.is_empty() {
-        return Err(RunError::Mappings(
-            problems.iter().map(ToString::to_string).collect(),
-        ));
-    }
-    check::socket_paths(
-        &config,
-        &prepared.apps,
-        &check::planned_runtime_dir(&config),
-    )?;
+    let prepared = prepare(&config)?;
     let config = Arc::new(config);
     // Sockets live in a private directory: either the configured one or a
     // fresh temporary one that is removed on exit.
@@ -158,16 +144,39 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     }
     signals.abort();
 
-    info!("stopping app processes");
-    service::status("stopping app processes");
-    // The apps of the last reload, and those earlier reloads retired.
-    reloader.apps().shutdown().await;
-    reloader.finish_drains(config.server.shutdown_timeout).await;
+    stop_apps(&reloader, config.server.shutdown_timeout).await;
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
     info!("stopped");
     Ok(())
+}
+
+/// What `serve` checks before anything starts, as `fastgate check` does:
+/// the plugins load, the launchers resolve the apps, the mappings and the
+/// socket paths can work.
+fn prepare(config: &Config) -> Result<plugin::Prepared, RunError> {
+    for warning in &config.warnings {
+        warn!("{warning}");
+    }
+    let prepared = plugin::prepare(config).map_err(RunError::Plugins)?;
+    let problems = config::check_mappings(config, &prepared.apps);
+    if !problems.is_empty() {
+        return Err(RunError::Mappings(
+            problems.iter().map(ToString::to_string).collect(),
+        ));
+    }
+    check::socket_paths(config, &prepared.apps, &check::planned_runtime_dir(config))?;
+    Ok(prepared)
+}
+
+/// Stops the apps of the last reload, and those earlier reloads retired
+/// that are still draining.
+async fn stop_apps(reloader: &reload::Reloader, shutdown_timeout: std::time::Duration) {
+    info!("stopping app processes");
+    service::status("stopping app processes");
+    reloader.apps().shutdown().await;
+    reloader.finish_drains(shutdown_timeout).await;
 }
 
 /// SIGTERM and SIGINT stop the gateway (after the drain); SIGHUP reloads
