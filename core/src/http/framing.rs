@@ -98,6 +98,32 @@ pub fn check_request<B>(req: &mut Request<B>, limits: &HeadLimits) -> Result<(),
             "HTTP/1.1 request without a Host header",
         ));
     }
+    target_authority_wins(req)
+}
+
+/// RFC 9112 §3.2.2: with an absolute-form target (`GET http://a.example/x`)
+/// the target's authority is the request's host, whatever the Host header
+/// says. It becomes the Host header, so that the app (HTTP_HOST,
+/// SERVER_NAME), the plugins and the routing all see the one host, and the
+/// target goes on in origin-form (`/x`), as REQUEST_URI has it. An HTTP/2
+/// request's `:authority` is the same thing.
+fn target_authority_wins<B>(req: &mut Request<B>) -> Result<(), GatewayError> {
+    let Some(authority) = req.uri().authority() else {
+        return Ok(());
+    };
+    // RFC 9110 §4.2.4: userinfo in an http(s) URI is to be treated as an error.
+    if authority.as_str().contains('@') {
+        return Err(GatewayError::BadRequest(
+            "userinfo (user@) in the request target",
+        ));
+    }
+    let host = header::HeaderValue::from_str(authority.as_str())
+        .map_err(|_| GatewayError::BadRequest("invalid authority in the request target"))?;
+    let origin = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let origin = http::Uri::try_from(origin)
+        .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
+    req.headers_mut().insert(header::HOST, host);
+    *req.uri_mut() = origin;
     Ok(())
 }
 
@@ -123,7 +149,8 @@ enum State {
     /// still sends is dropped, and hyper sees neither input nor its end
     /// (an end of input would make it drop the answer).
     Refused,
-    /// No more checks (HTTP/2, an upgrade, or a head hyper will refuse).
+    /// No more checks: HTTP/2 (hyper's h2 frames the requests), or the
+    /// client's input ended inside a head.
     Passthrough,
 }
 
@@ -210,9 +237,16 @@ impl<S> Guarded<S> {
 /// What the framing of a complete head says.
 enum Verdict {
     Next(State),
-    Reject(&'static str),
+    Reject(Refusal),
 }
 
+/// Longest Transfer-Encoding value quoted in a refusal (the log line).
+const QUOTED_CODING: usize = 100;
+
+/// Judges a complete head: what follows it (nothing, a body of known
+/// length, a chunked body) or why it is refused. Every HTTP/1 head goes
+/// through here, so the checks hold in every order of headers and
+/// requests: nothing but the HTTP/2 preface switches the guard off.
 /// `headers`: how many header lines the head has (the scanner counted them).
 fn judge(head: &[u8], headers: usize) -> Verdict {
     let mut fields = vec![httparse::EMPTY_HEADER; headers.max(1)];
@@ -222,57 +256,91 @@ fn judge(head: &[u8], headers: usize) -> Verdict {
         // The parser and the scanner must agree on where the head ends, or
         // the next head would be looked for in the wrong place.
         Ok(httparse::Status::Complete(_)) => {
-            return Verdict::Reject("request head ends where it should not");
+            return Verdict::Reject(Refusal::Framing("request head ends where it should not"));
         }
-        // Malformed: hyper gives the error response.
-        _ => return Verdict::Next(State::Passthrough),
+        // hyper parses with the same parser and would refuse it too; the
+        // guard answers, so that the log says so and nothing is passed on.
+        _ => return Verdict::Reject(Refusal::Malformed("malformed request head")),
     }
+    // FastCGI and CGI apps cannot take over a connection: CONNECT (a
+    // tunnel) and the asterisk-form (server-wide OPTIONS) are refused, as
+    // nginx refuses them.
+    if req.method == Some("CONNECT") {
+        return Verdict::Reject(Refusal::Malformed("CONNECT is not served (no tunnels)"));
+    }
+    if req.path == Some("*") {
+        return Verdict::Reject(Refusal::Malformed(
+            "asterisk-form request target (\"*\") is not served",
+        ));
+    }
+    match body_framing(req.headers, req.version == Some(0)) {
+        Ok(next) => Verdict::Next(next),
+        Err(refusal) => Verdict::Reject(refusal),
+    }
+}
+
+/// The body's framing from the headers: every Content-Length and every
+/// Transfer-Encoding line is looked at, in any order. An Upgrade header
+/// changes nothing: the gateway never upgrades a connection (hyper serves
+/// it without upgrades, and FastCGI cannot carry one).
+fn body_framing(headers: &[httparse::Header<'_>], http10: bool) -> Result<State, Refusal> {
     let mut length: Option<u64> = None;
-    let mut chunked = false;
-    let mut has_te = false;
-    let mut has_cl = false;
-    let mut upgrade = false;
-    for h in req.headers.iter() {
+    // Every Transfer-Encoding line, joined into one list (RFC 9110 §5.3).
+    let mut codings: Option<Vec<u8>> = None;
+    for h in headers {
         if h.name.eq_ignore_ascii_case("content-length") {
-            let Some(value) = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-            else {
-                return Verdict::Next(State::Passthrough);
-            };
-            if has_cl && length != Some(value) {
-                return Verdict::Reject("conflicting Content-Length headers");
+            let value = content_length(h.value)
+                .ok_or(Refusal::Malformed("invalid Content-Length header"))?;
+            if length.is_some_and(|known| known != value) {
+                return Err(Refusal::Framing("conflicting Content-Length headers"));
             }
-            has_cl = true;
             length = Some(value);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            has_te = true;
-            chunked = h.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
-        } else if h.name.eq_ignore_ascii_case("upgrade") {
-            upgrade = true;
+            let list = codings.get_or_insert_with(Vec::new);
+            if !list.is_empty() {
+                list.extend_from_slice(b", ");
+            }
+            list.extend_from_slice(h.value);
         }
     }
-    if has_te && has_cl {
-        return Verdict::Reject("both Content-Length and Transfer-Encoding");
-    }
-    if upgrade || req.method == Some("CONNECT") {
-        return Verdict::Next(State::Passthrough);
-    }
-    if has_te {
-        // Only `chunked` alone is a framing hyper accepts; anything else it refuses.
-        return Verdict::Next(if chunked {
-            State::Chunked(Chunk::Size {
-                size: 0,
-                ext: false,
-            })
-        } else {
-            State::Passthrough
+    let Some(codings) = codings else {
+        return Ok(match length {
+            Some(0) | None => State::Head,
+            Some(n) => State::Fixed(n),
         });
+    };
+    if length.is_some() {
+        return Err(Refusal::Framing(
+            "both Content-Length and Transfer-Encoding",
+        ));
     }
-    match length {
-        Some(0) | None => Verdict::Next(State::Head),
-        Some(n) => Verdict::Next(State::Fixed(n)),
+    if http10 {
+        return Err(Refusal::Malformed(
+            "Transfer-Encoding in an HTTP/1.0 request",
+        ));
     }
+    // Only `chunked` alone: anything else would be passed on undecoded.
+    if !codings.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+        let cut = &codings[..codings.len().min(QUOTED_CODING)];
+        return Err(Refusal::UnknownCoding(
+            String::from_utf8_lossy(cut).into_owned(),
+        ));
+    }
+    Ok(State::Chunked(Chunk::Size {
+        size: 0,
+        ext: false,
+    }))
+}
+
+/// A Content-Length value: digits only, around them optional whitespace.
+/// (`"+5".parse::<u64>()` succeeds, and `5, 5` is a list: both refused, as
+/// nginx refuses them.)
+pub fn content_length(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 impl Chunk {
@@ -368,6 +436,13 @@ impl<S> Guarded<S> {
         }
         let end = match self.scan.feed(&self.held[self.scanned..]) {
             Ok(Some(n)) => self.scanned + n,
+            // An HTTP/0.9 request line has no head to wait for: refused at
+            // once rather than held until header_read_timeout.
+            Ok(None) if self.scan.no_version() => {
+                return self.refuse(Refusal::Malformed(
+                    "request line without an HTTP version (HTTP/0.9 is not served)",
+                ));
+            }
             Ok(None) => {
                 self.scanned = self.held.len();
                 return;
@@ -380,7 +455,7 @@ impl<S> Guarded<S> {
         self.first = false;
         let next = match judge(&self.held[..end], headers) {
             Verdict::Next(next) => next,
-            Verdict::Reject(why) => return self.refuse(Refusal::Framing(why)),
+            Verdict::Reject(refusal) => return self.refuse(refusal),
         };
         self.heads += 1;
         // Bytes after the head that belong to this request's body go out
