@@ -320,3 +320,96 @@ config = {{ header = "host", default = "none" }}
     assert_eq!(v["TENANT"], "tenanta", "{v}");
     assert_eq!(v["REQUEST_URI"], "/env.php", "{v}");
 }
+
+/// A keep-alive connection that has had one answer and now idles.
+fn idle_connection(gw: &Gateway) -> BufReader<std::net::TcpStream> {
+    let mut stream = connect(gw.addr());
+    stream
+        .write_all(b"GET /page.html HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let r = read_response(&mut reader, false).unwrap();
+    assert_eq!(r.status, 200);
+    reader
+}
+
+#[test]
+fn max_connections_refuses_past_the_limit_with_503() {
+    let config = format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        php_config("").replace("root = \"www\"", "root = \"www\"\nmax_connections = 5")
+    );
+    let gw = Gateway::start(&config);
+    assert!(
+        gw.wait_for_log("max_connections 5 (file", Duration::from_secs(5)),
+        "{}",
+        gw.logs()
+    );
+    let mut idle: Vec<_> = (0..5).map(|_| idle_connection(&gw)).collect();
+    // The sixth: answered at once, and closed.
+    for _ in 0..3 {
+        let started = Instant::now();
+        let x = exchange(
+            &gw,
+            b"GET /page.html HTTP/1.1\r\nHost: x\r\n\r\n",
+            Duration::from_secs(5),
+        );
+        assert_eq!(x.statuses(), [503]);
+        let r = &x.responses[0];
+        assert_eq!(r.header("connection"), Some("close"));
+        assert_eq!(r.header("retry-after"), Some("5"));
+        assert!(r.text().contains("too many connections"), "{}", r.text());
+        assert!(x.closed);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // One log line for the three, naming the key.
+    assert!(gw.wait_for_log("[server] max_connections raises it", Duration::from_secs(5)));
+    let lines = gw.logs().matches("max_connections reached").count();
+    assert_eq!(lines, 1, "{}", gw.logs());
+    // The admin listener is not counted.
+    let status = request(crate::admin::admin_addr(&gw), "GET", "/status", &[], b"");
+    assert_eq!(status.status, 200);
+    // The idle connections still work.
+    let reader = &mut idle[0];
+    reader
+        .get_mut()
+        .write_all(b"GET /page.html HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(reader, false).unwrap().status, 200);
+    // Closing one lets a new one in (once the gateway has seen the close).
+    drop(idle.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let x = exchange(
+            &gw,
+            b"GET /page.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(5),
+        );
+        if x.statuses() == [200] {
+            break;
+        }
+        assert_eq!(x.statuses(), [503]);
+        assert!(Instant::now() < deadline, "no room after a close");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn check_shows_the_connection_limit() {
+    let (ok, stdout, stderr) = check_config(&php_config(""));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("max_connections "), "{stdout}");
+    assert!(stdout.contains("(automatic: open-file limit"), "{stdout}");
+    let config = php_config("").replace("root = \"www\"", "root = \"www\"\nmax_connections = 64");
+    let (ok, stdout, _) = check_config(&config);
+    assert!(ok);
+    assert!(stdout.contains("max_connections 64 (file"), "{stdout}");
+    let config = php_config("").replace("root = \"www\"", "root = \"www\"\nmax_connections = -1");
+    let (ok, _, stderr) = check_config(&config);
+    assert!(!ok);
+    assert!(stderr.contains("max_connections"), "{stderr}");
+}
