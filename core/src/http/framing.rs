@@ -791,6 +791,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
 }
 
 #[cfg(test)]
+#[path = "framing_props.rs"]
+mod props;
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
@@ -845,6 +849,60 @@ mod tests {
             judge(chunked, 2),
             Verdict::Next(State::Chunked(_))
         ));
+    }
+
+    #[test]
+    fn content_length_is_digits_only() {
+        for ok in [&b"0"[..], b"5", b" 5\t", b"0005", b"18446744073709551615"] {
+            assert!(content_length(ok).is_some(), "{ok:?}");
+        }
+        for bad in [
+            &b""[..],
+            b" ",
+            b"+5",
+            b"-5",
+            b"5, 5",
+            b"5 5",
+            b"0x5",
+            b"18446744073709551616",
+        ] {
+            assert_eq!(content_length(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn transfer_encoding_lines_are_judged_as_one_list() {
+        let refusal = |head: &[u8]| match judge(head, 4) {
+            Verdict::Reject(r) => Some(r),
+            Verdict::Next(_) => None,
+        };
+        let two = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(
+            refusal(two),
+            Some(Refusal::UnknownCoding("chunked, chunked".into()))
+        );
+        let gzip = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+        assert!(refusal(gzip).is_some_and(|r| r.is_not_implemented()));
+        // Content-Length with any Transfer-Encoding: ambiguous, whatever the coding.
+        let both = b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\n";
+        assert!(matches!(refusal(both), Some(Refusal::Framing(_))));
+        let http10 = b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(matches!(refusal(http10), Some(Refusal::Malformed(_))));
+        for line in [
+            &b"CONNECT a:443 HTTP/1.1"[..],
+            b"OPTIONS * HTTP/1.1",
+            b"GET * HTTP/1.1",
+        ] {
+            let head = [line, b"\r\nHost: a\r\n\r\n"].concat();
+            assert!(
+                matches!(refusal(&head), Some(Refusal::Malformed(_))),
+                "{line:?}"
+            );
+        }
+        // An Upgrade header changes nothing: the body framing is still followed.
+        let upgrade =
+            b"POST / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nContent-Length: 3\r\n\r\n";
+        assert!(matches!(judge(upgrade, 3), Verdict::Next(State::Fixed(3))));
     }
 
     #[test]
