@@ -413,3 +413,21 @@ fn check_shows_the_connection_limit() {
     assert!(!ok);
     assert!(stderr.contains("max_connections"), "{stderr}");
 }
+
+/// An app cannot switch protocols: its 101 is a bad answer (502), and the
+/// connection goes on as HTTP/1.1, still guarded.
+#[test]
+fn an_apps_101_is_a_502_and_nothing_is_upgraded() {
+    let gw = Gateway::start_with(&php_config(""), |dir| {
+        std::fs::write(
+            dir.join("www/switch.php"),
+            "<?php header('Status: 101 Switching Protocols'); header('Upgrade: websocket'); echo 'raw';\n",
+        )
+        .unwrap();
+    });
+    let first =
+        b"GET /switch.php HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    let x = exchange(&gw, &joined(&[first, SMUGGLE]), Duration::from_secs(5));
+    assert_eq!(x.statuses(), [502, 400]);
+    assert!(x.closed);
+}

@@ -16,8 +16,16 @@
 //! status mapping, one log line, an access-log entry): the guard hands
 //! hyper a small stand-in request in its place and leaves the reason in the
 //! connection's [`Refusals`], under the request's position on the
-//! connection; the service finds it there, answers 400, 414 or 431 with
-//! `Connection: close`, and the connection ends. The guard then reads and
+//! connection; the service finds it there, answers 400, 414, 431 or 501
+//! (a transfer coding other than `chunked`) with `Connection: close`, and
+//! the connection ends.
+//!
+//! Every HTTP/1 head is judged, whatever came before it on the connection:
+//! a malformed head, CONNECT, an asterisk-form target and an HTTP/0.9
+//! request line are refused here (400) rather than left to hyper, and an
+//! `Upgrade` header changes nothing (the gateway never upgrades), so no
+//! request can switch the checks off for the ones after it. Only the
+//! HTTP/2 preface does: hyper's h2 frames those requests itself. The guard then reads and
 //! drops what the client is still sending for a moment before closing
 //! (nginx's lingering close), so that the client reads the answer rather
 //! than a reset.
