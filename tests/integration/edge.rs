@@ -252,6 +252,17 @@ fn every_400_the_gateway_makes_closes_the_connection() {
     assert_eq!(x.statuses(), [400]);
     assert_eq!(x.responses[0].header("connection"), Some("close"));
     assert!(x.closed, "connection left open after a 400");
+    // A body the gateway never reads (the path is refused first): the
+    // answer still arrives, and the connection ends.
+    let mut raw =
+        b"POST /a/%2e%2e/%2e%2e/x.php HTTP/1.1\r\nHost: x\r\nContent-Length: 400000\r\n\r\n"
+            .to_vec();
+    raw.extend(std::iter::repeat_n(b'b', 400_000));
+    for _ in 0..3 {
+        let x = exchange(&gw, &raw, Duration::from_secs(5));
+        assert_eq!(x.statuses(), [400]);
+        assert!(x.closed);
+    }
     // An app's own 400 leaves the connection as the app's response has it.
     let raw = b"GET /status.php?code=400 HTTP/1.1\r\nHost: x\r\n\r\nGET /pid.php HTTP/1.1\r\nHost: x\r\n\r\n";
     let x = exchange(&gw, raw, Duration::from_secs(2));
