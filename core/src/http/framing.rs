@@ -96,6 +96,18 @@ pub fn check_request<B>(req: &mut Request<B>, limits: &HeadLimits) -> Result<(),
     }
     if req.version() == Version::HTTP_2 {
         limits::check_parsed(req, limits).map_err(|over| GatewayError::Head(over.into()))?;
+        // The guard refuses these in HTTP/1 heads; an HTTP/2 request
+        // arrives parsed, so here.
+        if req.method() == http::Method::CONNECT {
+            return Err(GatewayError::BadRequest(
+                "CONNECT is not served (no tunnels)",
+            ));
+        }
+        if req.uri().path() == "*" {
+            return Err(GatewayError::BadRequest(
+                "asterisk-form request target (\"*\") is not served",
+            ));
+        }
     }
     let hosts = req.headers().get_all(header::HOST).iter().count();
     if hosts > 1 {
