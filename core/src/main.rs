@@ -128,6 +128,7 @@ fn check(path: &Path) -> ExitCode {
     }
     problems.extend(config::check_mappings(&resolved, &resolved.apps));
     print!("{}", config::render_summary(&resolved));
+    print!("{}", fastgate::check::render_connections(&resolved));
     print!(
         "{}",
         fastgate::check::render_runtime(&resolved, &resolved.apps)

@@ -117,6 +117,10 @@ pub struct ServerSettings {
     /// Plugins applied to every request, in order, before the handler
     /// mapping (`plugins`, names of `[[plugin]]` entries).
     pub plugins: Vec<String>,
+    /// Most client connections open at once, idle keep-alive ones included
+    /// (`max_connections`; `None`: automatic, from the open-file limit, see
+    /// `http::connection_limit`). Past it a connection gets 503.
+    pub max_connections: Option<usize>,
 }
 
 /// `error_details`: who may read the server-side detail of an error (an

@@ -78,6 +78,7 @@ pub(super) struct RawServer {
     pub(super) plugin_cache_dir: Option<String>,
     pub(super) plugins: Option<Vec<Spanned<String>>>,
     pub(super) error_details: Option<Spanned<String>>,
+    pub(super) max_connections: Option<Spanned<i64>>,
 }
 
 /// One `[[app]]`, with `[app.env]`, `[app.params]` and `[app.options]`.

@@ -9,6 +9,7 @@
 //! [`GatewayError`] and become a response in one place. This module owns
 //! no process and no FastCGI detail.
 
+mod connections;
 mod error;
 mod framing;
 mod limits;
@@ -25,6 +26,7 @@ use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tracing::{debug, info, warn};
 
+pub use connections::ConnectionLimit;
 pub use error::GatewayError;
 pub use listen::{Listeners, ServeError, run};
 
@@ -53,6 +55,8 @@ pub struct Site {
     server_plugins: Chain,
     /// hyper's settings for new connections (timeouts, head limits).
     connections: auto::Builder<TokioExecutor>,
+    /// `[server] max_connections`, resolved against the open-file limit.
+    connection_limit: ConnectionLimit,
 }
 
 impl Site {
@@ -67,6 +71,7 @@ impl Site {
             router,
             server_plugins: plugins.chain(&config.server.plugins),
             connections: listen::builder(&config.server),
+            connection_limit: ConnectionLimit::of_this_process(config.server.max_connections),
             config,
             apps,
             access_log,

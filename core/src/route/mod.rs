@@ -402,6 +402,7 @@ mod tests {
             error_details: crate::config::ErrorDetails::Local,
             plugin_cache_dir: None,
             plugins: vec![],
+            max_connections: None,
         }
     }
 
