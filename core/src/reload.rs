@@ -128,6 +128,11 @@ impl Reloader {
         }
     }
 
+    /// The gateway whose site a reload replaces.
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
     /// The apps serving now (for status pages and metrics).
     pub fn apps(&self) -> Arc<Apps> {
         self.apps.load_full()

@@ -381,9 +381,16 @@ fn max_connections_refuses_past_the_limit_with_503() {
     assert!(gw.wait_for_log("[server] max_connections raises it", Duration::from_secs(5)));
     let lines = gw.logs().matches("max_connections reached").count();
     assert_eq!(lines, 1, "{}", gw.logs());
-    // The admin listener is not counted.
-    let status = request(crate::admin::admin_addr(&gw), "GET", "/status", &[], b"");
+    // The admin listener is not counted, and it says what the front sees.
+    let admin = crate::admin::admin_addr(&gw);
+    let status = request(admin, "GET", "/status", &[], b"");
     assert_eq!(status.status, 200);
+    let status = status.json();
+    assert_eq!(status["connections"]["open"], 5, "{status}");
+    assert_eq!(status["connections"]["refused"], 3, "{status}");
+    let metrics = request(admin, "GET", "/metrics", &[], b"").text();
+    assert!(metrics.contains("fastgate_connections_open 5\n"), "{metrics}");
+    assert!(metrics.contains("fastgate_connections_refused_total 3\n"), "{metrics}");
     // The idle connections still work.
     let reader = &mut idle[0];
     reader

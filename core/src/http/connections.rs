@@ -141,6 +141,8 @@ pub struct Connections {
     refusing: AtomicUsize,
     /// Refused since the last log line.
     refused: AtomicU64,
+    /// Refused since the start (for `/status` and `/metrics`).
+    refused_total: AtomicU64,
     last_log: Mutex<Option<Instant>>,
 }
 
@@ -171,9 +173,15 @@ impl Connections {
         self.open.load(Ordering::Acquire)
     }
 
+    /// Connections refused past the limit since the start.
+    pub fn refused_total(&self) -> u64 {
+        self.refused_total.load(Ordering::Relaxed)
+    }
+
     /// Refuses a connection over `max`: the 503 in a task of its own, or,
     /// when too many refusals are in progress already, a close at once.
     pub fn refuse(self: &Arc<Self>, stream: TcpStream, max: usize) {
+        self.refused_total.fetch_add(1, Ordering::Relaxed);
         self.log_refusal(max);
         let busy = self
             .refusing

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::Gateway;
-use super::connections::{Connections, Open};
+use super::connections::Open;
 use super::framing;
 use super::send_timeout::SendTimeout;
 use crate::app::Peer;
@@ -166,7 +166,7 @@ pub async fn run(
 ) {
     let graceful = GracefulShutdown::new();
     log_connection_limit(&gateway);
-    let connections = Arc::new(Connections::default());
+    let connections = gateway.connections().clone();
     loop {
         tokio::select! {
             next = accepted.recv() => {

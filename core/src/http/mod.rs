@@ -26,7 +26,7 @@ use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tracing::{debug, info, warn};
 
-pub use connections::ConnectionLimit;
+pub use connections::{ConnectionLimit, Connections};
 pub use error::GatewayError;
 pub use listen::{Listeners, ServeError, run};
 
@@ -92,6 +92,8 @@ impl Site {
 pub struct Gateway {
     site: ArcSwap<Site>,
     metrics: Arc<Metrics>,
+    /// The client connections open, and those refused (`max_connections`).
+    connections: Arc<Connections>,
 }
 
 /// Which app (and which of its processes) a request went to, for the
@@ -115,7 +117,12 @@ impl Gateway {
         Gateway {
             site: ArcSwap::from_pointee(site),
             metrics,
+            connections: Arc::default(),
         }
+    }
+
+    pub fn connections(&self) -> &Arc<Connections> {
+        &self.connections
     }
 
     /// The site new requests are served with.
