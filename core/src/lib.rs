@@ -24,6 +24,7 @@ pub mod error;
 pub mod fcgi;
 pub mod http;
 pub mod iis_import;
+pub mod isolate;
 pub mod logging;
 pub mod metrics;
 pub mod plugin;
@@ -85,7 +86,8 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         warn!("{warning}");
     }
     let prepared = plugin::prepare(&config).map_err(RunError::Plugins)?;
-    let problems = config::check_mappings(&config, &prepared.apps);
+    let mut problems = config::check_mappings(&config, &prepared.apps);
+    problems.extend(config::check_access(&config, &prepared.apps));
     if !problems.is_empty() {
         return Err(RunError::Mappings(
             problems.iter().map(ToString::to_string).collect(),
@@ -96,6 +98,10 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         &prepared.apps,
         &check::planned_runtime_dir(&config),
     )?;
+    log_users(&prepared.apps);
+    // What an app's processes leave behind is handed to us, not to PID 1.
+    isolate::become_subreaper();
+    let reaper = isolate::Reaper::spawn();
     let config = Arc::new(config);
     // Sockets live in a private directory: either the configured one or a
     // fresh temporary one that is removed on exit.
@@ -163,11 +169,28 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     // The apps of the last reload, and those earlier reloads retired.
     reloader.apps().shutdown().await;
     reloader.finish_drains().await;
+    reaper.abort();
+    // Whatever the apps left behind that is still running.
+    isolate::Reaper::default().stop_all().await;
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
     info!("stopped");
     Ok(())
+}
+
+/// Says who each app runs as, and warns of an app that runs as root (which
+/// only the file's `user = "root"`, or the quickstart's fallback, asks).
+fn log_users(apps: &[config::AppSettings]) {
+    for app in apps {
+        let runs_as = app.run_as.describe();
+        let rlimits = app.rlimits.describe();
+        if app.run_as.uid == 0 {
+            warn!(app = %app.name, runs_as, rlimits, "app runs as root (user = \"root\"): a bug in it is a root shell");
+        } else {
+            info!(app = %app.name, runs_as, rlimits, "app user");
+        }
+    }
 }
 
 /// SIGTERM and SIGINT stop the gateway (after the drain); SIGHUP reloads
@@ -227,10 +250,12 @@ fn runtime_dir(
 ) -> Result<(Option<tempfile::TempDir>, PathBuf), RunError> {
     match configured {
         Some(path) => {
-            pool::private_dir(path).map_err(|source| RunError::RuntimeDir {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            pool::private_dir(path)
+                .and_then(|()| isolate::open_runtime_root(path))
+                .map_err(|source| RunError::RuntimeDir {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
             Ok((None, path.to_path_buf()))
         }
         None => {
@@ -242,6 +267,10 @@ fn runtime_dir(
                     source,
                 })?;
             let path = dir.path().to_path_buf();
+            isolate::open_runtime_root(&path).map_err(|source| RunError::RuntimeDir {
+                path: path.clone(),
+                source,
+            })?;
             Ok((Some(dir), path))
         }
     }

@@ -164,7 +164,8 @@ impl Reloader {
             ..ReloadReport::default()
         };
         let prepared = plugin::prepare(&config).map_err(ReloadError::Plugins)?;
-        let problems = config::check_mappings(&config, &prepared.apps);
+        let mut problems = config::check_mappings(&config, &prepared.apps);
+        problems.extend(config::check_access(&config, &prepared.apps));
         if !problems.is_empty() {
             return Err(ReloadError::Mappings(
                 problems.iter().map(ToString::to_string).collect(),

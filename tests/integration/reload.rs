@@ -497,7 +497,12 @@ fn an_app_added_by_a_reload_is_counted() {
     );
     write_config(&gw, &versioned("127.0.0.1:0", 1, "", &py_app));
     let answer = reload_by_post(&gw);
-    assert_eq!(answer.json()["added"], serde_json::json!(["py"]), "{}", answer.text());
+    assert_eq!(
+        answer.json()["added"],
+        serde_json::json!(["py"]),
+        "{}",
+        answer.text()
+    );
     assert_eq!(gw.get("/py/hello").status, 200);
     assert_eq!(gw.get("/py/crash").status, 502);
 
@@ -510,7 +515,10 @@ fn an_app_added_by_a_reload_is_counted() {
         metrics.contains("fastgate_failed_requests_total{app=\"py\",cause=\"crash\"} 1"),
         "{metrics}"
     );
-    assert!(metrics.contains("fastgate_queue_wait_seconds_count{app=\"py\"}"), "{metrics}");
+    assert!(
+        metrics.contains("fastgate_queue_wait_seconds_count{app=\"py\"}"),
+        "{metrics}"
+    );
     let status = request(admin_addr(&gw), "GET", "/status", &[], b"").json();
     let py = status["apps"]
         .as_array()

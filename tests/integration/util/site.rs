@@ -22,9 +22,20 @@ pub fn fixtures() -> PathBuf {
 /// A temp dir with the fixtures copied to `www/` and `config` as
 /// `fastgate.toml`.
 pub fn site(config: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = readable_tempdir();
     copy_dir(&fixtures().join("www"), &dir.path().join("www"));
     std::fs::write(dir.path().join("fastgate.toml"), config).expect("write config");
+    dir
+}
+
+/// A temp dir others may read, as a site's folder is: tempfile makes
+/// 0700 folders, which the unprivileged user a root gateway runs its apps
+/// as by default could not enter (and the gateway would refuse to start).
+pub fn readable_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod temp dir");
     dir
 }
 
@@ -131,7 +142,7 @@ pub fn check_config(config: &str) -> (bool, String, String) {
 
 /// Runs `fastgate serve` on a config that must not start; returns stderr.
 pub fn serve_must_fail(config: &str) -> String {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = readable_tempdir();
     std::fs::create_dir(dir.path().join("www")).expect("www");
     let path = dir.path().join("fastgate.toml");
     std::fs::write(&path, config).expect("write config");
