@@ -61,17 +61,6 @@ fn running(argv: &[&str]) -> Vec<u32> {
         .collect()
 }
 
-fn wait_gone(argv: &[&str], limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if running(argv).is_empty() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
 fn write_script(dir: &Path, name: &str, text: &str) {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write script");
@@ -267,6 +256,28 @@ fn issue15_a_cgi_script_burning_cpu_is_killed_at_rlimit_cpu() {
     gw.assert_no_zombies();
 }
 
+/// `name=<pid>` in an answer.
+fn pid_named(text: &str, name: &str) -> u32 {
+    text.split(&format!("{name}="))
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no {name}= in {text:?}"))
+}
+
+/// Waits until `pid` has exited and been reaped (a zombie still counts
+/// as exited for `process_alive`, so /proc must forget it too).
+fn wait_reaped(pid: u32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 #[test]
 fn issue15_a_cgi_scripts_escaped_child_is_stopped_and_reaped() {
     // `setsid` leaves the script's process group and session; the script
@@ -275,21 +286,23 @@ fn issue15_a_cgi_scripts_escaped_child_is_stopped_and_reaped() {
         write_script(
             &dir.join("www/cgi-bin"),
             "escape.sh",
-            "#!/bin/sh\nsetsid sleep 317 </dev/null >/dev/null 2>&1 &\nprintf 'Content-Type: text/plain\\r\\n\\r\\nbye\\n'\n",
+            "#!/bin/sh\nsetsid sleep 317 </dev/null >/dev/null 2>&1 &\nprintf 'Content-Type: text/plain\\r\\n\\r\\nchild=%s\\n' $!\n",
         );
     });
     let r = gw.get("/cgi-bin/escape.sh");
     assert_eq!(r.status, 200, "{}", r.text());
+    let child = pid_named(&r.text(), "child");
     assert!(
-        wait_gone(&["sleep", "317"], Duration::from_secs(10)),
-        "the escaped sleep survived its request:\n{}",
+        wait_reaped(child, Duration::from_secs(10)),
+        "the escaped sleep {child} survived its request:\n{}",
         gw.logs()
     );
     assert!(
-        gw.logs().contains("a process left its app"),
+        gw.wait_for_log("a process left its app", Duration::from_secs(5)),
         "{}",
         gw.logs()
     );
+    assert!(running(&["sleep", "317"]).is_empty());
     gw.assert_no_zombies();
 }
 
@@ -299,21 +312,27 @@ fn issue15_a_php_apps_double_forked_child_is_stopped_and_its_group_goes_with_the
         std::fs::write(
             dir.join("www/escape.php"),
             "<?php\n// A double fork out of the group, and a child left in it.\n\
-             exec('setsid sleep 318 </dev/null >/dev/null 2>&1 &');\n\
-             exec('sleep 319 </dev/null >/dev/null 2>&1 &');\n\
-             echo 'pid=' . getmypid() . \"\\n\";\n",
+             $out = exec('setsid sleep 318 </dev/null >/dev/null 2>&1 & echo $!');\n\
+             $kept = exec('sleep 319 </dev/null >/dev/null 2>&1 & echo $!');\n\
+             echo 'pid=' . getmypid() . \" escaped=$out kept=$kept\\n\";\n",
         )
         .expect("write escape.php");
     });
-    let php = served_by(&gw, "/escape.php");
+    let r = gw.get("/escape.php");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    let (php, escaped, kept) = (
+        pid_named(&text, "pid"),
+        pid_named(&text, "escaped"),
+        pid_named(&text, "kept"),
+    );
     assert!(
-        wait_gone(&["sleep", "318"], Duration::from_secs(10)),
-        "the double-forked sleep survived:\n{}",
+        wait_reaped(escaped, Duration::from_secs(10)),
+        "the double-forked sleep {escaped} survived:\n{}",
         gw.logs()
     );
     // The one in php-cgi's own group lives as long as its instance does.
-    let kept = running(&["sleep", "319"]);
-    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(process_alive(kept), "{text}");
     assert!(process_alive(php));
     gw.assert_no_zombies();
     let mut gw = gw;
@@ -324,7 +343,7 @@ fn issue15_a_php_apps_double_forked_child_is_stopped_and_its_group_goes_with_the
         gw.logs()
     );
     assert!(
-        wait_gone(&["sleep", "319"], Duration::from_secs(5)),
+        wait_reaped(kept, Duration::from_secs(5)),
         "a child in the instance's group survived the gateway"
     );
 }

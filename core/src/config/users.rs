@@ -350,10 +350,19 @@ fn needed_paths(app: &AppSettings) -> Vec<(PathBuf, Need)> {
     if let Some(dir) = &app.working_dir {
         paths.push((dir.clone(), Need::Search));
     }
-    if let Some(command) = app.command_to_check()
-        && command.components().count() > 1
+    // A bare name is checked where PATH finds it (a root user's
+    // `~/.pyenv/shims/python3` is out of another user's reach).
+    if let Some(program) = app
+        .command_to_check()
+        .and_then(|c| super::resolve_command(c).ok())
     {
-        paths.push((command.to_path_buf(), Need::Execute));
+        // A link (a virtualenv's `bin/python`) runs what it points at.
+        if let Ok(target) = std::fs::canonicalize(&program)
+            && target != program
+        {
+            paths.push((target, Need::Execute));
+        }
+        paths.push((program, Need::Execute));
     }
     paths
 }
