@@ -347,3 +347,43 @@ fn issue15_a_php_apps_double_forked_child_is_stopped_and_its_group_goes_with_the
         "a child in the instance's group survived the gateway"
     );
 }
+
+#[test]
+fn issue15_a_gateway_that_is_not_root_cannot_switch_users() {
+    if !as_root() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let nobody = User::from_name("nobody").ok().flatten().expect("nobody");
+    let dir = site(&php_config("user = \"www-data\"\n"));
+    let check = |dir: &Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fastgate"))
+            .env("PATH", app_path())
+            .arg("check")
+            .arg(dir.join("fastgate.toml"))
+            .uid(nobody.uid.as_raw())
+            .gid(nobody.gid.as_raw())
+            .output()
+            .expect("run fastgate check as nobody");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = check(dir.path());
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("app \"php\": user: fastgate runs as nobody")
+            && err.contains("cannot start apps as www-data"),
+        "{err}"
+    );
+    // Without `user`, the apps run as the gateway's own user.
+    let dir = site(&php_config(""));
+    let (ok, out, err) = check(dir.path());
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("runs as               nobody:") && out.contains("(the gateway's own user)"),
+        "{out}"
+    );
+}

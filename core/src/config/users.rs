@@ -526,6 +526,43 @@ mod tests {
     }
 
     #[test]
+    fn only_the_quickstart_falls_back_to_the_gateways_user() {
+        use std::os::unix::fs::PermissionsExt;
+        if !Uid::effective().is_root() {
+            return;
+        }
+        let home = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let www = home.path().join("www");
+        std::fs::create_dir(&www).unwrap();
+        let text = format!(
+            "[[app]]\nname = \"php\"\ncommand = \"sh\"\nhandles = [\"*.php\"]\nroot = {:?}\n",
+            www.display().to_string()
+        );
+        let mut config = crate::config::test_support::load(&text).unwrap();
+        assert_eq!(config.apps[0].run_as.origin, RunAsOrigin::Default);
+        let problems = check_access(&config, &config.apps);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key.as_deref(), Some("app \"php\": user"));
+        assert_eq!(problems[0].line, Some(1));
+        quickstart_fallback(&mut config);
+        let app = &config.apps[0];
+        assert_eq!(
+            (app.run_as.uid, app.run_as.origin),
+            (0, RunAsOrigin::QuickstartFallback)
+        );
+        assert!(check_access(&config, &config.apps).is_empty());
+        assert!(
+            config
+                .warnings
+                .iter()
+                .any(|w| w.contains("a config file would be refused")),
+            "{:?}",
+            config.warnings
+        );
+    }
+
+    #[test]
     fn root_defaults_to_an_unprivileged_user() {
         let r = resolve(None, None, Uid::from_raw(0)).unwrap();
         assert_ne!(r.uid, 0);
