@@ -21,6 +21,8 @@
 //! started, whose owner waits for it) is never touched: it is registered
 //! under the same lock the reaper decides under, before anything could see
 //! it. At the gateway's stop, [`Reaper::stop_all`] ends whatever is left.
+//! So every child the gateway starts goes through [`spawn`]: one started
+//! any other way would be taken for an escaped process and stopped.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
