@@ -187,7 +187,8 @@ impl Reloader {
             need_restart: need_restart(old.config(), &config),
             ..ReloadReport::default()
         };
-        let problems = config::check_mappings(&config, &prepared.apps);
+        let mut problems = config::check_mappings(&config, &prepared.apps);
+        problems.extend(config::check_access(&config, &prepared.apps));
         if !problems.is_empty() {
             return Err(ReloadError::Mappings(
                 problems.iter().map(ToString::to_string).collect(),

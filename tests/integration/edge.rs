@@ -389,8 +389,14 @@ fn max_connections_refuses_past_the_limit_with_503() {
     assert_eq!(status["connections"]["open"], 5, "{status}");
     assert_eq!(status["connections"]["refused"], 3, "{status}");
     let metrics = request(admin, "GET", "/metrics", &[], b"").text();
-    assert!(metrics.contains("fastgate_connections_open 5\n"), "{metrics}");
-    assert!(metrics.contains("fastgate_connections_refused_total 3\n"), "{metrics}");
+    assert!(
+        metrics.contains("fastgate_connections_open 5\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fastgate_connections_refused_total 3\n"),
+        "{metrics}"
+    );
     // The idle connections still work.
     let reader = &mut idle[0];
     reader

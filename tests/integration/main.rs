@@ -13,6 +13,7 @@ mod fcgiwrap;
 mod first_free;
 mod iis;
 mod iis_import;
+mod isolation;
 mod launchers;
 mod lifecycle;
 mod limits;

@@ -448,6 +448,8 @@ mod tests {
             static_dirs: vec![],
             cgi: None,
             command_line: None,
+            run_as: Default::default(),
+            rlimits: Default::default(),
         }
     }
 
