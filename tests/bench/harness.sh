@@ -121,7 +121,7 @@ cleanup() {
   sleep 0.5
   [ ${#all[@]} = 0 ] || kill "${all[@]}" 2>/dev/null
   if [ "$status" != 0 ]; then
-    echo "harness.sh: stopped with status $status (a FAILED line above says why; if none, rerun with bash -x)"
+    echo "harness.sh: stopped with status $status (a FAILED line above says why; if none, rerun with bash -x)" >&2
     for f in "$run"/*.log; do
       [ -s "$f" ] && { echo "--- last lines of $(basename "$f")"; tail -n 8 "$f"; }
     done >&2
@@ -194,11 +194,16 @@ head -c 1048576 /dev/zero | tr '\0' 'x' >"$run/body-1m"
 chmod -R a+rX "$www"
 
 # Prints template $1 (from tests/bench/harness/) with @RUN@, @WWW@, @PORT_...@,
-# @NGINX_WORKERS@ and the NAME=VALUE pairs that follow filled in.
+# @NGINX_WORKERS@, @NOFILE@ (the open-file limit), @NOFILE_HALF@,
+# @NGINX_CONNECTIONS@ and the NAME=VALUE pairs that follow filled in.
 fill() {
-  local text name pair
+  local text name pair nofile
   text=$(<"$h/$1")
   shift
+  nofile=$(ulimit -n)
+  text=${text//@NOFILE_HALF@/$((nofile / 2))}
+  text=${text//@NOFILE@/$nofile}
+  text=${text//@NGINX_CONNECTIONS@/$((nofile > 2000 ? nofile - 1000 : nofile / 2))}
   text=${text//@RUN@/$run}
   text=${text//@WWW@/$www}
   text=${text//@NGINX_WORKERS@/$nginx_workers}
@@ -275,6 +280,9 @@ start() {
   esac
   wait_for 30 curl -s -o /dev/null -m 1 "http://127.0.0.1:${port[$s]}/" || fail "$s is not listening on ${port[$s]}"
   started[$s]=1
+  # The front's memory before its first workload: later figures carry the
+  # history of the workloads it served before (allocators keep memory).
+  echo "START stack=$s rss_kib=$(rss_kib "$s")" >>"$run/results"
 }
 
 # --- measurement ----------------------------------------------------------------
@@ -330,7 +338,7 @@ measure() {
 }
 
 run_workload() {
-  local w=$1 s round shift_by list=() order
+  local w=$1 s round shift_by list=() order out
   mapfile -t list < <(stacks_of "$w")
   echo "== $w: ${title[$w]} [${list[*]}]" >&2
   for s in "${list[@]}"; do start "$s"; check "$w" "$s"; done

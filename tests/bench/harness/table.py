@@ -9,6 +9,7 @@ title's, which comes last):
   RUN workload=.. stack=.. round=N requests=.. duration_us=.. p50_us=.. p99_us=..
       p999_us=.. connect=.. read=.. write=.. status=.. timeout=.. rss_kib=.. cpu_ticks=.. hz=..
   IDLE workload=.. stack=.. opened=.. answered=.. still_open=.. rss_before_kib=.. rss_after_kib=..
+  START stack=.. rss_kib=..   (the front's RSS once started, before any load)
 Each figure of a RUN table is the median over the rounds, but errors (the sum);
 the ratio compares the medians of requests/s, the range in brackets is that of
 the per-round ratios (stacks of one round ran seconds apart).
@@ -76,27 +77,29 @@ def run_table(meta, runs):
               f"{latency(med('p999_us'))} | {err} | {med('rss_kib') / 1024:.1f} MiB | {cpu:.1f} µs | {vs} |")
 
 
-def idle_table(meta, idles):
-    print("| stack | RSS idle | RSS with the connections | per connection | opened | answered 200 | still open |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+def idle_table(meta, idles, starts):
+    print("| stack | RSS at start | RSS before | RSS with the connections | per connection | opened | answered 200 | still open |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for s in meta["stacks"].split(","):
         for r in (r for r in idles if r["stack"] == s):
             before, after, opened = int(r["rss_before_kib"]), int(r["rss_after_kib"]), int(r["opened"])
             per = (after - before) / opened if opened else float("nan")
-            print(f"| {s} | {before / 1024:.1f} MiB | {after / 1024:.1f} MiB | {per:.2f} KiB | "
+            fresh = f"{int(starts[s]) / 1024:.1f} MiB" if s in starts else ""
+            print(f"| {s} | {fresh} | {before / 1024:.1f} MiB | {after / 1024:.1f} MiB | {per:.2f} KiB | "
                   f"{opened} | {r['answered']} | {r['still_open']} |")
 
 
 def main():
-    metas, runs, idles = [], [], []
+    metas, runs, idles, starts = [], [], [], []
     with open(sys.argv[1]) as f:
         for line in f:
             kind, values = fields(line.strip())
-            {"WORKLOAD": metas, "RUN": runs, "IDLE": idles}.get(kind, []).append(values)
+            {"WORKLOAD": metas, "RUN": runs, "IDLE": idles, "START": starts}.get(kind, []).append(values)
+    starts = {r["stack"]: r["rss_kib"] for r in starts}
     for meta in metas:
         print(f"\n### {meta['name']}: {meta['title']}\n")
         if meta["ratio"] == "idle":
-            idle_table(meta, [r for r in idles if r["workload"] == meta["name"]])
+            idle_table(meta, [r for r in idles if r["workload"] == meta["name"]], starts)
         else:
             run_table(meta, [r for r in runs if r["workload"] == meta["name"]])
 
