@@ -93,10 +93,13 @@ for w in "${workloads[@]}"; do
   if [ -z "$only" ] || [[ ",$only," == *",$w,"* ]]; then selected+=("$w"); fi
 done
 for w in ${only//,/ }; do [ -n "${title[$w]:-}" ] || { echo "unknown workload: $w (see --list)" >&2; exit 2; }; done
-# The stacks of workload $1, after --peers.
+for s in ${peers//,/ }; do [ -n "${port[$s]:-}" ] || { echo "unknown stack: $s (see --list)" >&2; exit 2; }; done
+# The stacks of workload $1, after --peers (and without Caddy where it is
+# not installed).
 stacks_of() {
   local s
   for s in ${stacks[$1]}; do
+    if [ "$s" = caddy ] && ! command -v caddy >/dev/null; then continue; fi
     if [[ $s == fastgate* ]] || [ -z "$peers" ] || [[ ",$peers," == *",$s,"* ]]; then echo "$s"; fi
   done
 }
@@ -152,8 +155,14 @@ install_missing() {
   [ ${#missing[@]} = 0 ] && return 0
   [ "$(id -u)" = 0 ] || fail "missing: ${missing[*]} (install them, or run as root)"
   echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Caddy apart: some releases (Ubuntu before 23.04) have no package; the
+  # run then goes on without the caddy stack.
+  missing=("${missing[@]/caddy/}")
+  apt-get install -y -qq --no-install-recommends ${missing[*]} >/dev/null
+  command -v caddy >/dev/null || apt-get install -y -qq --no-install-recommends caddy >/dev/null ||
+    echo "caddy: no package here; the caddy stack is left out" >&2
 }
 install_missing
 fpm=$(find_fpm)
