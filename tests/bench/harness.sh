@@ -6,14 +6,14 @@
 #   ROUNDS=1 DURATION=2 tests/bench/harness.sh --only hello16,static4k --peers nginx
 #   tests/bench/harness.sh --list                       # the workloads and their stacks
 #
-# Starts on 127.0.0.1 (ports PORT_BASE+1.., default 18401-18411; WordPress on
+# Starts on 127.0.0.1 (ports PORT_BASE+1.., default 18401-18412; WordPress on
 # PORT_BASE+20..+25), each with 4 PHP (or responder) processes:
 #   fastgate          4 php-cgi, static files          nginx        nginx + php-fpm, keep-alive
 #   nginx-close       nginx + php-fpm, conn/request    lighttpd     lighttpd + its php-cgi pool
 #   caddy             Caddy + php-fpm                  fastgate-instant / nginx-instant: the
 #   fastgate-cgi      php-cgi per request (CGI)          instant libfcgi responder behind each
 #   lighttpd-cgi      php-cgi per request (mod_cgi)    fastgate-wasm / fastgate-native: fastgate
-#                                                        with the path-filter plugin
+#   fastgate-log      fastgate, access log on (stdout)     with the path-filter plugin
 # then, per workload, checks that every stack answers 200 with the expected
 # body (else stops), warms each up, and runs `wrk -t1 -cN -dDURATION` against
 # each in turn, ROUNDS times, the order rotating. The fronts' RSS and CPU time
@@ -44,7 +44,7 @@ native_plugin=${NATIVE_PLUGIN:-target/release/libpath_filter.so}
 guard='{ deny_user_agents = ["BadBot", "sqlmap"], deny_header_values = ["<script", "../"] }'
 
 # --- workloads: title, path, stacks, connections, ratio, expected answer --------
-workloads=(hello16 hello256 resp64k resp1m post1m static4k static1m instant cgi filters idle10k wordpress)
+workloads=(hello16 hello256 resp64k resp1m post1m static4k static1m instant cgi filters accesslog idle10k wordpress)
 php_stacks="fastgate nginx nginx-close lighttpd caddy"
 declare -A title path stacks conns ratio expect body
 def() { # name title path stacks connections ratio expect [body-bytes]
@@ -63,12 +63,15 @@ def cgi "hello.php through the CGI fallback (php-cgi per request) vs the pools" 
   "fastgate-cgi fastgate lighttpd-cgi lighttpd" 16 fastgate-cgi/row "text:Hello, world"
 def filters "hello.php with the path-filter plugin (7 browser-like headers) vs none" /hello.php \
   "fastgate fastgate-wasm fastgate-native" 16 row/fastgate "text:Hello, world"
+def accesslog "hello.php with fastgate's default access log (stdout, to a file) vs off" /hello.php \
+  "fastgate fastgate-log" 16 row/fastgate "text:Hello, world"
 def idle10k "$idle_count idle keep-alive connections (one GET of the 4 KiB file on each, then idle)" \
   /static-4k.txt "fastgate nginx lighttpd caddy" 0 idle "file:static-4k.txt"
 def wordpress "the WordPress home page (tests/bench/wordpress.sh)" / "" 16 - -
 
 # The ports, and which front process (pid file) each stack is measured by.
-names=(fastgate nginx nginx-close lighttpd caddy fastgate-instant nginx-instant fastgate-cgi lighttpd-cgi fastgate-wasm fastgate-native)
+names=(fastgate nginx nginx-close lighttpd caddy fastgate-instant nginx-instant fastgate-cgi lighttpd-cgi fastgate-wasm
+  fastgate-native fastgate-log)
 declare -A port front
 for i in "${!names[@]}"; do port[${names[$i]}]=$((port_base + 1 + i)) front[${names[$i]}]=${names[$i]}; done
 front[nginx-close]=nginx front[nginx-instant]=nginx
@@ -248,12 +251,14 @@ start_nginx() {
   echo $! >"$run/nginx.pid"
 }
 start_fastgate() { # stack template [plugin]
-  local server_plugins="" table=""
+  local server_plugins="" table="" access_log=off
+  [ "$1" != fastgate-log ] || access_log=stdout
   if [ -n "${3:-}" ]; then
     server_plugins='plugins = ["guard"]'
     table=$(printf '\n[[plugin]]\nname = "guard"\npath = "%s"\nconfig = %s' "$3" "$guard")
   fi
-  fill "$2" >"$run/$1.toml" "PORT=${port[$1]}" "SERVER_PLUGINS=$server_plugins" "PLUGIN_TABLE=$table"
+  fill "$2" >"$run/$1.toml" "PORT=${port[$1]}" "SERVER_PLUGINS=$server_plugins" "PLUGIN_TABLE=$table" \
+    "ACCESS_LOG=$access_log"
   "$bin" check "$run/$1.toml" >"$run/$1-check.out" 2>&1 || { cat "$run/$1-check.out" >&2; fail "fastgate check refused $1.toml"; }
   NO_COLOR=1 "$bin" serve "$run/$1.toml" >"$run/$1.log" 2>&1 &
   echo $! >"$run/$1.pid"
@@ -268,6 +273,7 @@ start() {
     fastgate-cgi) start_fastgate "$s" fastgate-cgi.toml ;;
     fastgate-wasm) start_fastgate "$s" fastgate-php.toml "$wasm_plugin" ;;
     fastgate-native) start_fastgate "$s" fastgate-php.toml "$native_plugin" ;;
+    fastgate-log) start_fastgate "$s" fastgate-php.toml ;;
     nginx | nginx-close | nginx-instant)
       [ -n "${started[nginx-any]:-}" ] || start_nginx
       started[nginx-any]=1 ;;
@@ -323,6 +329,9 @@ check() {
       fail "$w: $s's answer for $url is not ${want#size:} bytes of x: $(head -c 300 "$run/answer")" ;;
     file:*) cmp -s "$run/answer" "$www/${want#file:}" || fail "$w: $s's answer for $url is not $www/${want#file:}" ;;
   esac
+  if [ "$s" = fastgate-log ] && ! grep -qF "${path[$w]}" "$run/$s.log"; then
+    fail "$w: $s wrote no access log line for ${path[$w]} to its stdout ($run/$s.log)"
+  fi
   if [[ $s == fastgate-wasm || $s == fastgate-native ]]; then # the plugin is there and filters
     status=$(curl -s -m 10 -o /dev/null -w '%{http_code}' -A "sqlmap/1.7" "$url" || true)
     [ "$status" = 403 ] || fail "$w: $s answered $status, not 403, to a User-Agent its filter denies"
@@ -379,7 +388,7 @@ header() {
     "$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r), load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- fastgate: $bin ($(git rev-parse --short HEAD 2>/dev/null || echo '?') checked out; the binary's own build may differ)"
   echo "- peers: $(nginx -v 2>&1 | sed 's/.*: //'), php $(php-cgi -v | awk 'NR == 1 {print $2}'), $(lighttpd -v | awk '{print $1}'), caddy $(caddy version | awk '{print $1}'), $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}' || true)"
-  echo "- load: wrk -t$threads -c<connections> -d${duration}s --timeout 10s, $rounds rounds per workload with the stacks' order rotating, ${warmup} s of warm-up per stack; 4 PHP processes in every stack, access logs off; nginx worker_processes $nginx_workers"
+  echo "- load: wrk -t$threads -c<connections> -d${duration}s --timeout 10s, $rounds rounds per workload with the stacks' order rotating, ${warmup} s of warm-up per stack; 4 PHP processes in every stack, access logs off (but fastgate-log's); nginx worker_processes $nginx_workers"
 }
 : >"$run/results"
 header >"$run/header"
