@@ -122,6 +122,7 @@ cleanup() {
     mapfile -t -O "${#all[@]}" all < <(descendants "$p")
     kill "$p" 2>/dev/null
   done
+  # shellcheck disable=SC2046 # one pid per line, split on purpose
   [ -e "$run/instant.pids" ] && kill $(cat "$run/instant.pids") 2>/dev/null
   for f in "$run"/*.pid; do [ -e "$f" ] && wait "$(cat "$f")" 2>/dev/null; done
   sleep 0.5
@@ -162,8 +163,9 @@ install_missing() {
   apt-get update -qq
   # Caddy apart: some releases (Ubuntu before 23.04) have no package; the
   # run then goes on without the caddy stack.
-  missing=("${missing[@]/caddy/}")
-  apt-get install -y -qq --no-install-recommends ${missing[*]} >/dev/null
+  local others=()
+  for pair in "${missing[@]}"; do [ "$pair" = caddy ] || others+=("$pair"); done
+  [ ${#others[@]} = 0 ] || apt-get install -y -qq --no-install-recommends "${others[@]}" >/dev/null
   command -v caddy >/dev/null || apt-get install -y -qq --no-install-recommends caddy >/dev/null ||
     echo "caddy: no package here; the caddy stack is left out" >&2
 }
