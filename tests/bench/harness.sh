@@ -23,7 +23,8 @@
 # missing), WASM_PLUGIN / NATIVE_PLUGIN (path-filter; default under target/,
 # built when missing), ROUNDS (3), DURATION (seconds, 5), WARMUP (seconds, 1),
 # THREADS (wrk threads, 1), IDLE_CONNECTIONS (10000), NGINX_WORKERS (1),
-# PORT_BASE (18400), RESULTS (keep the raw results in this file).
+# PORT_BASE (18400), RESULTS (keep the raw results in this file), WP_FAIRNESS
+# (seconds of wordpress.sh's fairness probe per server, 3).
 # Installs the peers with apt when run as root and they are missing.
 # Everything it starts is stopped on exit.
 set -euo pipefail
@@ -389,7 +390,7 @@ header() {
   echo "- machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)," \
     "$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r), load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- fastgate: $bin ($(git rev-parse --short HEAD 2>/dev/null || echo '?') checked out; the binary's own build may differ)"
-  echo "- peers: $(nginx -v 2>&1 | sed 's/.*: //'), php $(php-cgi -v | awk 'NR == 1 {print $2}'), $(lighttpd -v | awk '{print $1}'), caddy $(caddy version | awk '{print $1}'), $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}' || true)"
+  echo "- peers: $(nginx -v 2>&1 | sed 's/.*: //'), php $(php-cgi -v | awk 'NR == 1 {print $2}'), $(lighttpd -v | awk '{print $1}'), caddy $(caddy version 2>/dev/null | awk '{print $1}' || echo '(none)'), $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}' || true)"
   echo "- load: wrk -t$threads -c<connections> -d${duration}s --timeout 10s, $rounds rounds per workload with the stacks' order rotating, ${warmup} s of warm-up per stack; 4 PHP processes in every stack, access logs off (but fastgate-log's); nginx worker_processes $nginx_workers"
 }
 : >"$run/results"
