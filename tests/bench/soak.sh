@@ -38,6 +38,10 @@ fixtures=$(realpath tests/fixtures)
 work=$(mktemp -d)
 trap 'kill $(cat "$work"/gw.pid 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
 cp -r "$fixtures/www" "$work/www"
+# Apps run as an unprivileged user when the gateway is root: they must
+# reach the site (mktemp makes a 0700 folder).
+chmod 755 "$work"
+chmod -R a+rX "$work/www"
 
 config() {
   cat > "$work/fastgate.toml" <<TOML
@@ -61,7 +65,7 @@ PHP_FCGI_MAX_REQUESTS = "1000"
 
 [[app]]
 name = "py"
-command = "python3"
+command = "/usr/bin/python3"
 args = ["$fixtures/fcgi_app.py"]
 handles = ["/py/*"]
 mount = "/py"
