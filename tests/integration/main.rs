@@ -8,6 +8,7 @@ mod cgi;
 mod check;
 mod crash;
 mod defaults;
+mod faults;
 mod fcgiwrap;
 mod first_free;
 mod iis;
