@@ -276,3 +276,33 @@ fn issue15_a_client_leaving_mid_response_leaves_no_instance_busy_buffered() {
 fn issue15_a_client_leaving_mid_response_leaves_no_instance_busy_unbuffered() {
     leaving_clients_leave_no_instance_busy(false);
 }
+
+#[test]
+fn issue15_a_stale_answer_never_reaches_the_next_client() {
+    // The app answers, then sends a second answer for the same request a
+    // moment later, when the gateway may already have written the next
+    // request on the connection: that answer must not be taken for the
+    // next client's (it would be another client's response).
+    let gw = Gateway::start(&test_app_config(&[], FAULT_APP));
+    for _ in 0..3 {
+        let first = gw.get("/py/answer-twice/300");
+        assert_eq!(first.status, 200);
+        assert_eq!(first.text(), "first answer\n");
+        let next = gw.get("/py/hello");
+        assert!(
+            !next.text().contains("stale answer"),
+            "the next client got an answer meant for another request: {} {}",
+            next.status,
+            next.text()
+        );
+        // The late answer carries the previous request's id: a bad answer.
+        assert_eq!(next.status, 502, "{}", next.text());
+        assert!(wait_for_failure(
+            &gw,
+            "/py/hello",
+            "unexpected record from the app"
+        ));
+        assert_eq!(gw.get("/py/hello").status, 200);
+    }
+    gw.assert_no_zombies();
+}
