@@ -10,7 +10,7 @@
 //! no process and no FastCGI detail.
 
 mod error;
-mod framing;
+pub(crate) mod framing;
 mod limits;
 mod listen;
 mod send_timeout;

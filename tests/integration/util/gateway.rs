@@ -160,11 +160,6 @@ impl Gateway {
         children_of(self.pid)
     }
 
-    /// The gateway's pid.
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
     /// How many file descriptors the gateway holds open (/proc/PID/fd).
     pub fn fd_count(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid))
