@@ -23,5 +23,30 @@ fuzz_target!(|input: &[u8]| {
     assert!(whole.passed.len() <= data.len() + 512);
     assert_eq!(whole.refused, split.refused, "refusal depends on the split");
     assert_eq!(whole.error, split.error, "error depends on the split");
-    assert_eq!(whole.passed, split.passed, "output depends on the split");
+    if whole.refused {
+        // The stand-in copies the refused request line as far as it had
+        // arrived when the limit was passed (its version may be cut off),
+        // so only what came before it must be the same.
+        assert_eq!(
+            before_stand_in(&whole.passed),
+            before_stand_in(&split.passed),
+            "output before the refusal depends on the split"
+        );
+    } else {
+        assert_eq!(whole.passed, split.passed, "output depends on the split");
+    }
 });
+
+/// What the guard passed before the stand-in of a refused head (whose
+/// request line has no line end of its own).
+fn before_stand_in(passed: &[u8]) -> &[u8] {
+    const MARK: &[u8] = b"\r\nhost: refused\r\n\r\n";
+    let Some(at) = passed.windows(MARK.len()).rposition(|w| w == MARK) else {
+        panic!("a refusal without its stand-in: {passed:?}");
+    };
+    let line_start = passed[..at]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    &passed[..line_start]
+}
