@@ -10,6 +10,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use crate::config::{AppSettings, Config, ConfigError, PluginKind};
+use crate::http::ConnectionLimit;
 use crate::plugin::Plugins;
 use crate::pool::socket::{self, MAX_SOCKET_PATH};
 
@@ -47,6 +48,21 @@ pub fn socket_paths(
         key: Some("server.runtime_dir".to_string()),
         message,
     })
+}
+
+/// The client connection limit as `serve` will have it on this machine
+/// (`max_connections`, resolved against this process's open-file limit).
+pub fn render_connections(config: &Config) -> String {
+    let limit = ConnectionLimit::of_this_process(config.server.max_connections);
+    let mut out = format!("{}\n", limit.describe());
+    if let Some(budget) = limit.over_budget() {
+        let _ = writeln!(
+            out,
+            "\nwarning: max_connections = {} is more than the open-file limit carries here ({budget} connections); raise it (LimitNOFILE=, ulimit -n) or lower max_connections",
+            limit.max
+        );
+    }
+    out
 }
 
 /// The runtime folder, and where each app's processes listen in it.

@@ -26,6 +26,7 @@ pub mod fcgi;
 pub mod fuzz;
 pub mod http;
 pub mod iis_import;
+pub mod isolate;
 pub mod logging;
 pub mod metrics;
 pub mod plugin;
@@ -83,21 +84,10 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     // Installed before anything listens: a SIGHUP as soon as the port
     // answers must reload, not end the process (SIGHUP's default action).
     let handlers = Signals::install()?;
-    for warning in &config.warnings {
-        warn!("{warning}");
-    }
-    let prepared = plugin::prepare(&config).map_err(RunError::Plugins)?;
-    let problems = config::check_mappings(&config, &prepared.apps);
-    if !problems.is_empty() {
-        return Err(RunError::Mappings(
-            problems.iter().map(ToString::to_string).collect(),
-        ));
-    }
-    check::socket_paths(
-        &config,
-        &prepared.apps,
-        &check::planned_runtime_dir(&config),
-    )?;
+    let prepared = prepare(&config)?;
+    // What an app's processes leave behind is handed to us, not to PID 1.
+    isolate::become_subreaper();
+    let reaper = isolate::Reaper::spawn();
     let config = Arc::new(config);
     // Sockets live in a private directory: either the configured one or a
     // fresh temporary one that is removed on exit.
@@ -160,16 +150,58 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     }
     signals.abort();
 
-    info!("stopping app processes");
-    service::status("stopping app processes");
-    // The apps of the last reload, and those earlier reloads retired.
-    reloader.apps().shutdown().await;
-    reloader.finish_drains().await;
+    stop_apps(&reloader, config.server.shutdown_timeout).await;
+    reaper.abort();
+    // Whatever the apps left behind that is still running.
+    isolate::Reaper::default().stop_all().await;
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
     info!("stopped");
     Ok(())
+}
+
+/// What `serve` checks before anything starts, as `fastgate check` does:
+/// the plugins load, the launchers resolve the apps, the mappings and the
+/// socket paths can work, each app's user can reach its files.
+fn prepare(config: &Config) -> Result<plugin::Prepared, RunError> {
+    for warning in &config.warnings {
+        warn!("{warning}");
+    }
+    let prepared = plugin::prepare(config).map_err(RunError::Plugins)?;
+    let mut problems = config::check_mappings(config, &prepared.apps);
+    problems.extend(config::check_access(config, &prepared.apps));
+    if !problems.is_empty() {
+        return Err(RunError::Mappings(
+            problems.iter().map(ToString::to_string).collect(),
+        ));
+    }
+    check::socket_paths(config, &prepared.apps, &check::planned_runtime_dir(config))?;
+    log_users(&prepared.apps);
+    Ok(prepared)
+}
+
+/// Stops the apps of the last reload, and those earlier reloads retired
+/// that are still draining.
+async fn stop_apps(reloader: &reload::Reloader, shutdown_timeout: std::time::Duration) {
+    info!("stopping app processes");
+    service::status("stopping app processes");
+    reloader.apps().shutdown().await;
+    reloader.finish_drains(shutdown_timeout).await;
+}
+
+/// Says who each app runs as, and warns of an app that runs as root (which
+/// only the file's `user = "root"`, or the quickstart's fallback, asks).
+fn log_users(apps: &[config::AppSettings]) {
+    for app in apps {
+        let runs_as = app.run_as.describe();
+        let rlimits = app.rlimits.describe();
+        if app.run_as.uid == 0 {
+            warn!(app = %app.name, runs_as, rlimits, "app runs as root (user = \"root\"): a bug in it is a root shell");
+        } else {
+            info!(app = %app.name, runs_as, rlimits, "app user");
+        }
+    }
 }
 
 /// SIGTERM and SIGINT stop the gateway (after the drain); SIGHUP reloads
@@ -229,10 +261,12 @@ fn runtime_dir(
 ) -> Result<(Option<tempfile::TempDir>, PathBuf), RunError> {
     match configured {
         Some(path) => {
-            pool::private_dir(path).map_err(|source| RunError::RuntimeDir {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            pool::private_dir(path)
+                .and_then(|()| isolate::open_runtime_root(path))
+                .map_err(|source| RunError::RuntimeDir {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
             Ok((None, path.to_path_buf()))
         }
         None => {
@@ -244,6 +278,10 @@ fn runtime_dir(
                     source,
                 })?;
             let path = dir.path().to_path_buf();
+            isolate::open_runtime_root(&path).map_err(|source| RunError::RuntimeDir {
+                path: path.clone(),
+                source,
+            })?;
             Ok((Some(dir), path))
         }
     }

@@ -127,7 +127,9 @@ fn check(path: &Path) -> ExitCode {
         problems.push(e);
     }
     problems.extend(config::check_mappings(&resolved, &resolved.apps));
+    problems.extend(config::check_access(&resolved, &resolved.apps));
     print!("{}", config::render_summary(&resolved));
+    print!("{}", fastgate::check::render_connections(&resolved));
     print!(
         "{}",
         fastgate::check::render_runtime(&resolved, &resolved.apps)

@@ -103,6 +103,8 @@ pub struct Metrics {
     spawns: Family<AppLabel, Counter>,
     exits: Family<ReasonLabels, Counter>,
     resident: Family<AppLabel, Gauge>,
+    connections_open: Gauge,
+    connections_refused: Counter,
     /// The pools' and plugins' own counters (shared with the collector).
     live: Arc<ArcSwap<LiveSets>>,
     /// Scrapes one at a time: the pool counters are copied as deltas.
@@ -128,6 +130,7 @@ impl Metrics {
         let spawns = Family::<AppLabel, Counter>::default();
         let exits = Family::<ReasonLabels, Counter>::default();
         let resident = Family::<AppLabel, Gauge>::default();
+        let (connections_open, connections_refused) = register_front(&mut registry);
         registry.register(
             "fastgate_requests",
             "Requests answered, by app and status class",
@@ -194,6 +197,8 @@ impl Metrics {
             spawns,
             exits,
             resident,
+            connections_open,
+            connections_refused,
             live,
             scrape: Mutex::new(()),
         };
@@ -269,8 +274,11 @@ impl Metrics {
     }
 
     /// The OpenMetrics text, with the pools' state as of now.
-    pub fn render(&self, apps: &Apps) -> String {
+    pub fn render(&self, apps: &Apps, front: Front) -> String {
         let _one_at_a_time = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        self.connections_open
+            .set(i64::try_from(front.open).unwrap_or(i64::MAX));
+        catch_up(&self.connections_refused, front.refused);
         for (name, pool) in apps.with_pools() {
             let Some(pool) = pool else { continue };
             let snapshot = pool.snapshot();
@@ -356,6 +364,32 @@ fn app_requests(
             })
             .clone(),
     }
+}
+
+/// The client connections' metrics: open now, refused since the start.
+fn register_front(registry: &mut Registry) -> (Gauge, Counter) {
+    let open = Gauge::default();
+    let refused = Counter::default();
+    registry.register(
+        "fastgate_connections_open",
+        "Client connections open (keep-alive and idle ones included)",
+        open.clone(),
+    );
+    registry.register(
+        "fastgate_connections_refused",
+        "Client connections refused with 503 past max_connections",
+        refused.clone(),
+    );
+    (open, refused)
+}
+
+/// The client side, as the HTTP front counts it when scraped.
+#[derive(Debug, Clone, Copy)]
+pub struct Front {
+    /// Client connections open now.
+    pub open: usize,
+    /// Refused past `max_connections` since the start.
+    pub refused: u64,
 }
 
 /// Brings a counter up to a pool's own (monotonic) count.

@@ -87,8 +87,9 @@ pub struct Reloader {
     runtime_dir: PathBuf,
     /// One reload at a time.
     busy: tokio::sync::Mutex<()>,
-    /// The old pools still draining, awaited when the gateway stops.
-    draining: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The old pools still draining (the task, and its pools), awaited
+    /// when the gateway stops.
+    draining: std::sync::Mutex<Vec<(tokio::task::JoinHandle<()>, Vec<Pool>)>>,
 }
 
 impl Reloader {
@@ -110,13 +111,26 @@ impl Reloader {
         }
     }
 
-    /// Waits until the pools earlier reloads retired have stopped (the
-    /// gateway is stopping: none of their processes may outlive it).
-    pub async fn finish_drains(&self) {
-        let tasks = std::mem::take(&mut *self.draining.lock().unwrap_or_else(|p| p.into_inner()));
-        for task in tasks {
-            let _ = task.await;
+    /// Waits until the pools earlier reloads retired have stopped, for at
+    /// most `timeout`; then stops those left at once (the gateway is
+    /// stopping: none of their processes may outlive it).
+    pub async fn finish_drains(&self, timeout: Duration) {
+        let draining =
+            std::mem::take(&mut *self.draining.lock().unwrap_or_else(|p| p.into_inner()));
+        let deadline = Instant::now() + timeout;
+        for (mut task, pools) in draining {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+                for pool in pools {
+                    pool.shutdown().await;
+                }
+            }
         }
+    }
+
+    /// The gateway whose site a reload replaces.
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
     }
 
     /// The apps serving now (for status pages and metrics).
@@ -158,13 +172,23 @@ impl Reloader {
 
     async fn apply(&self) -> Result<ReloadReport, ReloadError> {
         let old = self.gateway.site();
-        let config = read(old.config())?;
+        // Reading the file and loading the plugins (compiling wasm takes a
+        // fraction of a second) block: off the runtime's worker threads,
+        // which keep serving meanwhile.
+        let source = old.config().clone();
+        let (config, prepared) = tokio::task::spawn_blocking(move || {
+            let config = read(&source)?;
+            let prepared = plugin::prepare(&config).map_err(ReloadError::Plugins)?;
+            Ok::<_, ReloadError>((config, prepared))
+        })
+        .await
+        .map_err(|e| ReloadError::Plugins(vec![format!("loading the plugins failed: {e}")]))??;
         let mut report = ReloadReport {
             need_restart: need_restart(old.config(), &config),
             ..ReloadReport::default()
         };
-        let prepared = plugin::prepare(&config).map_err(ReloadError::Plugins)?;
-        let problems = config::check_mappings(&config, &prepared.apps);
+        let mut problems = config::check_mappings(&config, &prepared.apps);
+        problems.extend(config::check_access(&config, &prepared.apps));
         if !problems.is_empty() {
             return Err(ReloadError::Mappings(
                 problems.iter().map(ToString::to_string).collect(),
@@ -212,10 +236,11 @@ impl Reloader {
             .filter(|o| apps.get(o.name()).is_none())
             .map(|o| o.name().to_string())
             .collect();
+        let pools = retired.iter().map(|(_, pool)| pool.clone()).collect();
         let task = tokio::spawn(drain(old, retired, drain_timeout));
         let mut draining = self.draining.lock().unwrap_or_else(|p| p.into_inner());
-        draining.retain(|t| !t.is_finished());
-        draining.push(task);
+        draining.retain(|(t, _)| !t.is_finished());
+        draining.push((task, pools));
         Ok(report)
     }
 
@@ -294,27 +319,33 @@ fn need_restart(old: &Config, new: &Config) -> Vec<String> {
     keys
 }
 
-/// Once no request is served with the old site any more (or after
-/// `timeout`), lets the retired pools finish their requests and stops
-/// them.
+/// Once no request is served with the old site any more, lets the
+/// retired pools finish the requests they have (at most `timeout`) and
+/// stops them.
+///
+/// Waiting for the old site has no deadline of its own: a request that
+/// holds it (a slow upload, say) may still ask one of these pools for a
+/// process, and stopping them under it would fail it. Every request ends
+/// within its own timeouts (`body_read_timeout`, `request_timeout`, and at
+/// the gateway's stop, `shutdown_timeout`), so the wait does too.
 async fn drain(old: Arc<Site>, retired: Vec<(String, Pool)>, timeout: Duration) {
     if retired.is_empty() {
         return;
     }
     let since = Instant::now();
+    let mut told = false;
     // The gateway no longer hands the old site out: what holds it are the
     // requests that started with it.
-    while Arc::strong_count(&old) > 1 && since.elapsed() < timeout {
+    while Arc::strong_count(&old) > 1 {
+        if !told && since.elapsed() >= timeout {
+            told = true;
+            info!(apps = ?retired.iter().map(|(app, _)| app).collect::<Vec<_>>(), "requests of the previous configuration still running after shutdown_timeout; its processes stay until they end");
+        }
         sleep(Duration::from_millis(20)).await;
     }
     drop(old);
     for (app, pool) in retired {
         info!(app, "stopping the processes of the previous configuration");
-        pool.drain(
-            timeout
-                .saturating_sub(since.elapsed())
-                .max(Duration::from_secs(1)),
-        )
-        .await;
+        pool.drain(timeout).await;
     }
 }

@@ -16,6 +16,7 @@ rounds=${3:-5}
 secs=${4:-5}
 peers=$(cd ../shared/bench/peers/www && pwd)
 work=$(mktemp -d)
+chmod 755 "$work" # a root gateway runs its apps as an unprivileged user: they must reach it
 trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
 mkdir "$work/www"
 cp "$peers/hello.php" "$work/www/"

@@ -51,6 +51,7 @@ fi
 for bin in "$before" "$after"; do [ -x "$bin" ] || { echo "no fastgate at $bin" >&2; exit 1; }; done
 
 work=$(mktemp -d /tmp/django-burst.XXXXXX)
+chmod 755 "$work" # a root gateway runs its apps as an unprivileged user: they must reach it
 gateway_pid=""
 # Stops the gateway, then by pid whatever app process it left (one stopped
 # while a process was still starting has left it running).
@@ -172,6 +173,9 @@ access_log = "off"
 [[app]]
 name = "py"
 launcher = "django"
+# The virtualenv's interpreter may live where only root can go (pyenv
+# under /root here): a root gateway would refuse to run it as www-data.
+user = "root"
 command = "$python"
 $2
 [app.env]

@@ -26,6 +26,7 @@ www=$(cd ../shared/bench/peers/www && pwd)
 cargo build -q --release -p fastgate -p path-filter -p misbehave
 cargo build -q --release --target wasm32-wasip2 -p path-filter -p misbehave
 work=$(mktemp -d)
+chmod 755 "$work" # a root gateway runs its apps as an unprivileged user: they must reach it
 trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
 config() { # name port plugin-path-or-empty plugin-config
   local plugin_lines=""

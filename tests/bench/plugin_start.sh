@@ -13,6 +13,7 @@ bin=${FASTGATE_BIN:-$repo/target/release/fastgate}
 wasm=${PLUGIN_WASM:-$repo/target/wasm32-wasip2/release/path_filter.wasm}
 rounds=${ROUNDS:-10}
 run=$(mktemp -d)
+chmod 755 "$run" # a root gateway runs its apps as an unprivileged user: they must reach it
 trap 'rm -rf "$run"' EXIT
 mkdir -p "$run/www"
 server() { printf '[server]\nlisten = "127.0.0.1:0"\nroot = "www"\nplugin_cache_dir = "%s"\n' "$1"; }

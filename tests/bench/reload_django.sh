@@ -32,6 +32,7 @@ command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; e
 [ -x "$venv/bin/python" ] || { echo "no Django venv at $venv (tests/run.sh makes it)" >&2; exit 1; }
 
 dir=$(mktemp -d)
+chmod 755 "$dir" # a root gateway runs its apps as an unprivileged user: they must reach it
 gw_pid=
 cleanup() {
   [ -n "$gw_pid" ] && kill "$gw_pid" 2>/dev/null && wait "$gw_pid" 2>/dev/null
@@ -58,6 +59,9 @@ listen = "127.0.0.1:$admin_port"
 [[app]]
 name = "site"
 launcher = "django"
+# The virtualenv's interpreter may live where only root can go (pyenv
+# under /root here): a root gateway would refuse to run it as www-data.
+user = "root"
 max_instances = $1
 
 [app.options]

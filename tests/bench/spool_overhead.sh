@@ -19,6 +19,7 @@ secs=${2:-5}
 peers=$(cd ../shared/bench/peers/www && pwd)
 cargo build -q --release -p fastgate
 work=$(mktemp -d)
+chmod 755 "$work" # a root gateway runs its apps as an unprivileged user: they must reach it
 trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
 mkdir "$work/www"
 cp "$peers/hello.php" "$work/www/"

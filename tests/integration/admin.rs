@@ -388,7 +388,10 @@ fn status_shows_the_current_request_uptime_failures_and_exits() {
         if status["apps"][0]["spawns"].as_u64().unwrap() >= 2 {
             break;
         }
-        assert!(Instant::now() < deadline, "no replacement spawned: {status}");
+        assert!(
+            Instant::now() < deadline,
+            "no replacement spawned: {status}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // stderr_mode's default turns stderr output into a 500.

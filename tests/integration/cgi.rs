@@ -120,6 +120,7 @@ fn post_bodies_statuses_redirects_and_nph() {
 #[test]
 fn a_script_past_cgi_timeout_is_killed_with_its_children() {
     let pid_file = tempfile::NamedTempFile::new().unwrap();
+    give_to_apps(pid_file.path());
     let gw = Gateway::start(&cgi_config(
         &format!(
             "[app.env]\nPID_FILE = {:?}",
@@ -154,6 +155,7 @@ fn a_script_past_cgi_timeout_is_killed_with_its_children() {
 fn a_script_lingering_after_its_answer_is_killed_at_cgi_timeout() {
     // One slot: the lingering script must not hold it past its timeout.
     let pid_file = tempfile::NamedTempFile::new().unwrap();
+    give_to_apps(pid_file.path());
     let gw = Gateway::start(&cgi_config(
         &format!(
             "max_instances = 1\n[app.env]\nPID_FILE = {:?}",

@@ -125,7 +125,10 @@ fn issue11_an_app_exiting_mid_request_is_a_502_naming_its_exit_status() {
 
 #[test]
 fn issue11_a_request_killed_after_its_side_effect_runs_exactly_once() {
-    let gw = Gateway::start(&php_config("max_instances = 1"));
+    // The script writes its log next to itself: www/ is the app user's.
+    let gw = Gateway::start_with(&php_config("max_instances = 1"), |dir| {
+        give_to_apps(&dir.join("www"));
+    });
     let effects = |name: &str| {
         std::fs::read_to_string(gw.dir_path().join("www").join(name))
             .unwrap_or_default()

@@ -141,6 +141,7 @@ fn sequential_requests_start_no_second_process() {
 #[test]
 fn requests_queued_behind_a_killed_process_go_to_the_others() {
     let marker = tempfile::NamedTempFile::new().unwrap();
+    give_to_apps(marker.path());
     let marker_path = marker.path().display().to_string();
     // A replacement takes 3 s to import: a request that waited for it
     // would show.

@@ -203,6 +203,7 @@ fn stderr_mode_terminate_process() {
 #[test]
 fn signal_before_terminate_lets_the_app_clean_up() {
     let dir = tempfile::tempdir().unwrap();
+    give_to_apps(dir.path());
     let marker = dir.path().join("marker");
     let marker_arg = marker.display().to_string();
     let config = test_app_config(

@@ -43,14 +43,15 @@ name = "site"
 launcher = "django"
 handles = ["/admin/*"]
 max_instances = 1
-
+{user}
 [app.options]
 wsgi_handler = "mysite.wsgi.application"
 django_settings_module = "mysite.settings"
 python_path = {root:?}
 virtualenv = {venv:?}
 "#,
-        venv = venv.display().to_string()
+        venv = venv.display().to_string(),
+        user = super::wsgi::VENV_USER,
     );
     let gw = Gateway::start(&config);
     let login = gw.get("/admin/login/?next=/admin/");
@@ -264,6 +265,8 @@ fn issue13_git_http_backend_mounted_by_the_cgi_runner() {
     let config = git_config("mount = \"/git\"\n");
     let gw = Gateway::start_with(&config, |dir| {
         let repos = git_repos(dir);
+        // git serves only repositories its user owns (safe.directory).
+        give_to_apps(&repos);
         // The CGI script is root + mount: www/git is git-http-backend.
         std::os::unix::fs::symlink(GIT_HTTP_BACKEND, dir.join("www/git")).unwrap();
         // GIT_PROJECT_ROOT must be absolute for git.

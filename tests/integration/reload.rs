@@ -497,7 +497,12 @@ fn an_app_added_by_a_reload_is_counted() {
     );
     write_config(&gw, &versioned("127.0.0.1:0", 1, "", &py_app));
     let answer = reload_by_post(&gw);
-    assert_eq!(answer.json()["added"], serde_json::json!(["py"]), "{}", answer.text());
+    assert_eq!(
+        answer.json()["added"],
+        serde_json::json!(["py"]),
+        "{}",
+        answer.text()
+    );
     assert_eq!(gw.get("/py/hello").status, 200);
     assert_eq!(gw.get("/py/crash").status, 502);
 
@@ -510,7 +515,10 @@ fn an_app_added_by_a_reload_is_counted() {
         metrics.contains("fastgate_failed_requests_total{app=\"py\",cause=\"crash\"} 1"),
         "{metrics}"
     );
-    assert!(metrics.contains("fastgate_queue_wait_seconds_count{app=\"py\"}"), "{metrics}");
+    assert!(
+        metrics.contains("fastgate_queue_wait_seconds_count{app=\"py\"}"),
+        "{metrics}"
+    );
     let status = request(admin_addr(&gw), "GET", "/status", &[], b"").json();
     let py = status["apps"]
         .as_array()
@@ -521,4 +529,50 @@ fn an_app_added_by_a_reload_is_counted() {
         .unwrap_or_else(|| panic!("no py in {status}"));
     assert_eq!(py["responses"]["2xx"], 1, "{status}");
     assert_eq!(py["failures"]["crash"], 1, "{status}");
+}
+
+/// A request still reading its body when a reload retires its app's pool
+/// keeps that pool until it is done, however long past shutdown_timeout
+/// (its own timeouts bound it): stopping the pool under it would fail it.
+#[test]
+fn a_slow_upload_across_a_reload_is_served_by_its_own_configuration() {
+    let config = |version| {
+        versioned("127.0.0.1:0", version, "min_instances = 1\n", "").replacen(
+            "root = \"www\"\n",
+            "root = \"www\"\nshutdown_timeout = \"1s\"\n",
+            1,
+        )
+    };
+    let gw = Gateway::start(&config(1));
+    let mut upload = open(gw.addr()).expect("connect");
+    let head = format!(
+        "POST /version.php HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: 10\r\n\r\n12345",
+        gw.addr()
+    );
+    upload.get_mut().write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    write_config(&gw, &config(2));
+    let answer = reload_by_post(&gw);
+    assert_eq!(
+        answer.json()["restarted"],
+        serde_json::json!(["php"]),
+        "{}",
+        answer.text()
+    );
+    assert!(gw.get("/version.php").text().starts_with("version=2"));
+    // Past the old configuration's shutdown_timeout.
+    std::thread::sleep(Duration::from_millis(1600));
+    upload.get_mut().write_all(b"67890").unwrap();
+    let r = read_response(&mut upload, false).expect("response");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), gw.logs());
+    assert!(r.text().starts_with("version=1"), "{}", r.text());
+    assert!(
+        gw.wait_for_log(
+            "stopping the processes of the previous configuration",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        gw.logs()
+    );
 }

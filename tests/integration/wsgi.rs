@@ -30,6 +30,7 @@ fn wsgi_config(app_extra: &str, options: &str) -> String {
 #[test]
 fn a_wsgi_app_runs_through_the_bridge() {
     let marker = tempfile::NamedTempFile::new().unwrap();
+    give_to_apps(marker.path());
     // stderr_mode as the file sets it: the launcher proposes
     // ignore-and-return-200 (plugin_contract.rs tests that one).
     let config = wsgi_config(
@@ -301,6 +302,11 @@ fn the_bridge_exits_on_sigterm_between_requests() {
     assert_exits_cleanly(&mut child);
 }
 
+/// The `[[app]]` line of an app run from the Django virtualenv: it is made
+/// from a Python under /root (pyenv), which the default app user of a root
+/// gateway cannot run, so these apps say they run as root.
+pub(crate) const VENV_USER: &str = "user = \"root\"\n";
+
 /// The Django virtualenv tests/run.sh creates, or a loud failure.
 pub(crate) fn django_venv() -> std::path::PathBuf {
     let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/django-venv");
@@ -370,7 +376,7 @@ fn django_admin_login_through_the_launcher() {
     let site = django_site(&venv);
     let root = site.path().display().to_string();
     let config = wsgi_config(
-        "max_instances = 2",
+        &format!("max_instances = 2\n{VENV_USER}"),
         &format!(
             "wsgi_handler = \"mysite.wsgi.application\"\ndjango_settings_module = \"mysite.settings\"\npython_path = {root:?}\nvirtualenv = {:?}\nstatic_url = \"/static/\"\nstatic_root = {:?}",
             venv.display().to_string(),
@@ -436,7 +442,7 @@ fn django_the_old_way_wsgihandler_class_and_environment_variables() {
     // The seed's table, as written: WSGI_HANDLER names the handler class,
     // DJANGO_SETTINGS_MODULE and PYTHON_PATH come from the environment.
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\n[[app]]\nname = \"site\"\nlauncher = \"django\"\ncommand = {:?}\n[app.env]\nWSGI_HANDLER = \"django.core.handlers.wsgi.WSGIHandler\"\nDJANGO_SETTINGS_MODULE = \"mysite.settings\"\nPYTHON_PATH = {:?}\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\n[[app]]\nname = \"site\"\nlauncher = \"django\"\ncommand = {:?}\n{VENV_USER}[app.env]\nWSGI_HANDLER = \"django.core.handlers.wsgi.WSGIHandler\"\nDJANGO_SETTINGS_MODULE = \"mysite.settings\"\nPYTHON_PATH = {:?}\n",
         venv.join("bin/python").display().to_string(),
         site.path().display().to_string()
     );
@@ -455,7 +461,7 @@ fn a_django_site_with_a_syntax_error_is_a_500_with_its_traceback_then_offline() 
     text.push_str("\ndef broken(:\n");
     std::fs::write(&settings, text).unwrap();
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\n[[app]]\nname = \"site\"\nlauncher = \"django\"\nmax_instances = 1\nrapid_fails_per_minute = 2\n[app.options]\nwsgi_handler = \"mysite.wsgi.application\"\ndjango_settings_module = \"mysite.settings\"\npython_path = {:?}\nvirtualenv = {:?}\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\n[[app]]\nname = \"site\"\nlauncher = \"django\"\nmax_instances = 1\nrapid_fails_per_minute = 2\n{VENV_USER}[app.options]\nwsgi_handler = \"mysite.wsgi.application\"\ndjango_settings_module = \"mysite.settings\"\npython_path = {:?}\nvirtualenv = {:?}\n",
         site.path().display().to_string(),
         venv.display().to_string()
     );

@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 
 use crate::app::Apps;
 use crate::config::AdminSettings;
-use crate::metrics::Metrics;
+use crate::metrics::{Front, Metrics};
 use crate::reload::Reloader;
 
 /// Why the admin listener could not start.
@@ -146,6 +146,15 @@ pub async fn run(admin: Arc<Admin>, listener: TcpListener) {
 }
 
 impl Admin {
+    /// The client connections, as the HTTP front counts them.
+    fn front(&self) -> Front {
+        let connections = self.reloader.gateway().connections();
+        Front {
+            open: connections.open(),
+            refused: connections.refused_total(),
+        }
+    }
+
     /// The apps serving now (a reload replaces them).
     fn apps(&self) -> Arc<Apps> {
         self.reloader.apps()
@@ -179,8 +188,9 @@ impl Admin {
         match path {
             "/ping" => text(StatusCode::OK, "pong\n"),
             "/metrics" => {
-                let mut response =
-                    Response::new(Full::new(Bytes::from(self.metrics.render(&self.apps()))));
+                let mut response = Response::new(Full::new(Bytes::from(
+                    self.metrics.render(&self.apps(), self.front()),
+                )));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     header::HeaderValue::from_static(
@@ -190,7 +200,8 @@ impl Admin {
                 response
             }
             _ => {
-                let report = status::Report::take(&self.apps(), &self.metrics, self.started);
+                let report =
+                    status::Report::take(&self.apps(), &self.metrics, self.front(), self.started);
                 let as_text = request
                     .uri()
                     .query()

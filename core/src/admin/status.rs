@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use crate::app::{Apps, FailureCause};
-use crate::metrics::Metrics;
+use crate::metrics::{Front, Metrics};
 use crate::pool::{InstanceInfo, LastExit, Offline, PoolSnapshot};
 
 /// One app at one moment.
@@ -32,14 +32,16 @@ struct HookReport {
 /// The state of the gateway at one moment.
 pub(super) struct Report {
     uptime_secs: u64,
+    front: Front,
     apps: Vec<AppReport>,
     plugins: Vec<HookReport>,
 }
 
 impl Report {
-    pub(super) fn take(apps: &Apps, metrics: &Metrics, started: Instant) -> Report {
+    pub(super) fn take(apps: &Apps, metrics: &Metrics, front: Front, started: Instant) -> Report {
         Report {
             uptime_secs: started.elapsed().as_secs(),
+            front,
             apps: apps
                 .with_pools()
                 .map(|(name, pool)| AppReport {
@@ -76,6 +78,7 @@ impl Report {
             .collect();
         let report = json!({
             "uptime_seconds": self.uptime_secs,
+            "connections": {"open": self.front.open, "refused": self.front.refused},
             "apps": apps,
             "plugins": plugins,
         });
@@ -85,7 +88,10 @@ impl Report {
     }
 
     pub(super) fn to_text(&self) -> String {
-        let mut out = format!("uptime {}s\n", self.uptime_secs);
+        let mut out = format!(
+            "uptime {}s\nconnections {} open, {} refused (max_connections)\n",
+            self.uptime_secs, self.front.open, self.front.refused
+        );
         for app in &self.apps {
             app_text(&mut out, app);
         }

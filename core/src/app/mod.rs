@@ -44,7 +44,8 @@ pub const SERVER_SOFTWARE: &str = concat!("fastgate/", env!("CARGO_PKG_VERSION")
 pub struct Peer {
     pub remote: SocketAddr,
     pub local: SocketAddr,
-    pub remote_text: String,
+    /// Shared: each request's status entry points at it, not a copy.
+    pub remote_text: Arc<str>,
     pub local_text: String,
 }
 
@@ -53,7 +54,7 @@ impl Peer {
         Peer {
             remote,
             local,
-            remote_text: remote.to_string(),
+            remote_text: Arc::from(remote.to_string()),
             local_text: local.to_string(),
         }
     }
@@ -212,8 +213,8 @@ impl App {
                 request.body.clone(),
                 Arc::from(uri),
                 exchange::Caller {
-                    method: Arc::from(request.method.as_str()),
-                    client: Arc::from(request.peer.remote_text.as_str()),
+                    method: request.method.clone(),
+                    client: request.peer.remote_text.clone(),
                 },
                 self.limits,
             )

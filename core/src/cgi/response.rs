@@ -168,8 +168,18 @@ fn parse_status(value: &[u8]) -> Result<StatusCode, HeadError> {
             excerpt(value)
         )));
     }
-    StatusCode::from_bytes(code)
-        .map_err(|_| HeadError::Malformed(format!("invalid Status {:?}", excerpt(value))))
+    let status = StatusCode::from_bytes(code)
+        .map_err(|_| HeadError::Malformed(format!("invalid Status {:?}", excerpt(value))))?;
+    // The gateway never switches protocols (101: FastCGI and CGI cannot
+    // carry an upgraded connection) nor sends interim answers (hyper would
+    // turn them into a 500 of its own): a 1xx is no final answer.
+    if status.is_informational() {
+        return Err(HeadError::Malformed(format!(
+            "Status {:?}: a 1xx is not a final response, and the gateway never switches protocols",
+            excerpt(value)
+        )));
+    }
+    Ok(status)
 }
 
 /// `X-Accel-Buffering: yes | no` (the nginx convention an app uses to ask
@@ -244,6 +254,15 @@ mod tests {
             parse_head(b"Status: 99\r\n\r\n", 1000),
             Err(HeadError::Malformed(_))
         ));
+        for interim in [
+            &b"Status: 101 Switching Protocols\r\n\r\n"[..],
+            b"Status: 100\r\n\r\n",
+        ] {
+            assert!(matches!(
+                parse_head(interim, 1000),
+                Err(HeadError::Malformed(_))
+            ));
+        }
     }
 
     #[test]

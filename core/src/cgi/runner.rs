@@ -32,7 +32,8 @@ use super::answer::{Answer, AnswerError};
 use super::params::Params;
 use super::response::{HeadError, ResponseHead, ResponseKind, parse_head, take_accel_buffering};
 use crate::body::RequestBody;
-use crate::config::{AppSettings, CgiSettings};
+use crate::config::{AppSettings, CgiSettings, Rlimits, RunAs};
+use crate::isolate;
 use crate::spool::{Outlet, SpoolLimits};
 
 /// One CGI app: its limits and its interpreter.
@@ -51,6 +52,10 @@ pub struct CgiApp {
     /// `response_buffering` and the spool's limits, for a slow client.
     buffering: bool,
     spool: SpoolLimits,
+    /// Who scripts run as, their limits and the `prlimit` that sets them.
+    run_as: RunAs,
+    rlimits: Rlimits,
+    prlimit: Option<PathBuf>,
 }
 
 impl CgiApp {
@@ -76,6 +81,9 @@ impl CgiApp {
                 memory: usize::try_from(app.response_memory_buffer).unwrap_or(usize::MAX),
                 file: app.max_temp_file_size,
             },
+            run_as: app.run_as.clone(),
+            rlimits: app.rlimits.clone(),
+            prlimit: isolate::prlimit_for(&app.rlimits),
         }
     }
 
@@ -93,9 +101,7 @@ impl CgiApp {
     ) -> Result<Answer, AnswerError> {
         let permit = self.slot().await?;
         let deadline = Instant::now() + self.timeout;
-        let mut child = self
-            .command(script, &params)
-            .spawn()
+        let (mut child, tracked) = isolate::spawn(&mut self.command(script, &params))
             .map_err(|source| AnswerError::exec(script.to_path_buf(), source))?;
         let pid = child.id().unwrap_or(0);
         debug!(app = %self.name, pid, script = %script.display(), "CGI script started");
@@ -123,6 +129,7 @@ impl CgiApp {
             deadline,
             stdout,
             permit,
+            _tracked: tracked,
         };
         let nph = script
             .file_name()
@@ -158,16 +165,20 @@ impl CgiApp {
     }
 
     /// The script's command: `execve`d directly (or through the
-    /// interpreter) with an explicit environment, in its own process group.
+    /// interpreter) with an explicit environment, in its own process group,
+    /// as the app's user, with its limits.
     fn command(&self, script: &Path, params: &Params) -> Command {
-        let mut command = match &self.interpreter {
-            Some(interpreter) => {
-                let mut c = Command::new(interpreter);
-                c.arg(script);
-                c
-            }
-            None => Command::new(script),
+        let (program, args) = match &self.interpreter {
+            Some(interpreter) => (interpreter.as_path(), vec![script]),
+            None => (script, vec![]),
         };
+        let mut command = isolate::command(
+            program,
+            &args,
+            &self.run_as,
+            &self.rlimits,
+            self.prlimit.as_deref(),
+        );
         command.env_clear();
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         for (name, value) in params.iter() {
@@ -187,7 +198,6 @@ impl CgiApp {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
             .kill_on_drop(true);
         command
     }
@@ -233,6 +243,9 @@ struct Script {
     deadline: Instant,
     stdout: ChildStdout,
     permit: OwnedSemaphorePermit,
+    /// Keeps the reaper off the script until it is reaped (or handed to
+    /// tokio, which kills and reaps a dropped child).
+    _tracked: isolate::Tracked,
 }
 
 impl Script {
@@ -311,10 +324,11 @@ impl Script {
     /// (with its process group), so it holds its slot no longer than
     /// `cgi_timeout`.
     async fn finish(mut self) {
-        if tokio::time::timeout_at(self.deadline, self.child.wait())
-            .await
-            .is_err()
-        {
+        let waited = tokio::time::timeout_at(self.deadline, self.child.wait()).await;
+        if let Ok(Ok(status)) = waited {
+            log_signal(&self.app, self.pid, status);
+        }
+        if waited.is_err() {
             warn!(
                 app = %self.app,
                 pid = self.pid,
@@ -323,6 +337,21 @@ impl Script {
             self.kill().await;
         }
         drop(self.permit);
+    }
+}
+
+/// Logs a script killed by a signal; a CPU limit says so (SIGXCPU at
+/// `rlimit_cpu`, SIGKILL a second later).
+fn log_signal(app: &str, pid: u32, status: std::process::ExitStatus) {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(signal) = status.signal() else {
+        return;
+    };
+    let name = nix::sys::signal::Signal::try_from(signal).map_or("unknown", |s| s.as_str());
+    if signal == nix::libc::SIGXCPU {
+        warn!(app = %app, pid, signal = name, "CGI script killed at its CPU limit (rlimit_cpu)");
+    } else {
+        info!(app = %app, pid, signal = name, "CGI script killed by a signal");
     }
 }
 

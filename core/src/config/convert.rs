@@ -313,6 +313,11 @@ fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerSettings, Co
             Some(dir) => Some(src.path(dir)),
         },
         plugins: Vec::new(),
+        // 0 (the default) = automatic.
+        max_connections: match t.count(raw.max_connections.as_ref(), "max_connections", 0, 0)? {
+            0 => None,
+            n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        },
     })
 }
 

@@ -50,7 +50,9 @@ pub(super) fn quickstart() -> Result<Config, ConfigError> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap_or(Path::new("/"));
-    load_str(TEXT, Some(&repo.join("examples/quickstart/fastgate.toml")))
+    let mut config = load_str(TEXT, Some(&repo.join("examples/quickstart/fastgate.toml")))?;
+    super::users::quickstart_fallback(&mut config);
+    Ok(config)
 }
 
 #[cfg(test)]

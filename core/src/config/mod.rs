@@ -28,6 +28,7 @@ mod parse;
 mod raw;
 mod source;
 mod summary;
+pub mod users;
 
 pub use command::{check_commands, install_hint, resolve_command};
 pub use load::{load_file, load_str};
@@ -35,6 +36,7 @@ pub use mounts::{StaticFolder, check_mappings, static_folders};
 pub use parse::{parse_fallback, parse_mount, parse_pattern, parse_resource_type};
 pub use source::ConfigError;
 pub use summary::render_summary;
+pub use users::{Rlimits, RunAs, RunAsOrigin, check_access};
 
 /// The whole, validated configuration of one gateway.
 #[derive(Debug, Clone)]
@@ -117,6 +119,10 @@ pub struct ServerSettings {
     /// Plugins applied to every request, in order, before the handler
     /// mapping (`plugins`, names of `[[plugin]]` entries).
     pub plugins: Vec<String>,
+    /// Most client connections open at once, idle keep-alive ones included
+    /// (`max_connections`; `None`: automatic, from the open-file limit, see
+    /// `http::connection_limit`). Past it a connection gets 503.
+    pub max_connections: Option<usize>,
 }
 
 /// `error_details`: who may read the server-side detail of an error (an
@@ -351,6 +357,10 @@ pub struct AppSettings {
     /// The line of the `command` key, so that `fastgate check` can point at
     /// a command that cannot be run.
     pub command_line: Option<usize>,
+    /// Who its processes run as (`user`, `group`).
+    pub run_as: RunAs,
+    /// Its processes' resource limits (`rlimit_*`).
+    pub rlimits: Rlimits,
 }
 
 /// An app run as CGI: each request `execve`s its script.

@@ -78,6 +78,7 @@ pub(super) struct RawServer {
     pub(super) plugin_cache_dir: Option<String>,
     pub(super) plugins: Option<Vec<Spanned<String>>>,
     pub(super) error_details: Option<Spanned<String>>,
+    pub(super) max_connections: Option<Spanned<i64>>,
 }
 
 /// One `[[app]]`, with `[app.env]`, `[app.params]` and `[app.options]`.
@@ -124,6 +125,13 @@ pub(super) struct RawApp {
     pub(super) plugins: Option<Vec<Spanned<String>>>,
     pub(super) launcher: Option<Spanned<String>>,
     pub(super) options: Option<toml::Table>,
+    /// A name or a numeric id.
+    pub(super) user: Option<Spanned<Scalar>>,
+    pub(super) group: Option<Spanned<Scalar>>,
+    pub(super) rlimit_nofile: Option<Spanned<i64>>,
+    pub(super) rlimit_as: Option<Spanned<Scalar>>,
+    pub(super) rlimit_cpu: Option<Spanned<Scalar>>,
+    pub(super) rlimit_nproc: Option<Spanned<i64>>,
 }
 
 /// `listen`: one address or a list of them.

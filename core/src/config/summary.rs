@@ -120,6 +120,8 @@ fn render_app(out: &mut String, app: &AppSettings) {
         command.push_str(arg);
     }
     traced(out, app, AppKey::Command, command);
+    let _ = writeln!(out, "  runs as               {}", app.run_as.describe());
+    let _ = writeln!(out, "  rlimits               {}", app.rlimits.describe());
     let _ = writeln!(out, "  protocol              {:?}", app.protocol);
     let max_instances = if app.max_instances == 0 {
         format!(

@@ -66,6 +66,7 @@ impl GatewayError {
             GatewayError::Head(r) if r.is_too_large() => {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
             }
+            GatewayError::Head(r) if r.is_not_implemented() => StatusCode::NOT_IMPLEMENTED,
             GatewayError::Head(_) => StatusCode::BAD_REQUEST,
             GatewayError::NotFound | GatewayError::ScriptInStaticFolder { .. } => {
                 StatusCode::NOT_FOUND
@@ -161,11 +162,12 @@ impl GatewayError {
                 headers.insert(header::ALLOW, value);
             }
         }
-        if matches!(
-            self,
-            GatewayError::BadRequest(_) | GatewayError::Body(_) | GatewayError::Head(_)
-        ) {
-            // The rest of the connection's input cannot be trusted.
+        if status == StatusCode::BAD_REQUEST
+            || matches!(self, GatewayError::Body(_) | GatewayError::Head(_))
+        {
+            // The rest of the connection's input cannot be trusted: after
+            // any 400 of its own (as nginx does), a refused head or a body
+            // not read to its end, the gateway ends the connection.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
@@ -290,6 +292,31 @@ mod tests {
         let text = "400 Bad Request: bad request path: request path escapes the document root\n";
         assert_eq!(body(&e, false), text);
         assert_eq!(body(&e, true), text);
+    }
+
+    #[test]
+    fn refused_heads_map_to_their_statuses_and_close() {
+        let cases = [
+            (Refusal::Framing("x"), StatusCode::BAD_REQUEST),
+            (Refusal::Malformed("x"), StatusCode::BAD_REQUEST),
+            (
+                Refusal::UnknownCoding("gzip, chunked".into()),
+                StatusCode::NOT_IMPLEMENTED,
+            ),
+        ];
+        for (refusal, status) in cases {
+            let response = GatewayError::Head(refusal).to_response(false);
+            assert_eq!(response.status(), status);
+            assert_eq!(response.headers()[header::CONNECTION], "close");
+        }
+        let response = GatewayError::Path(PathError::Traversal).to_response(false);
+        assert_eq!(response.headers()[header::CONNECTION], "close");
+        assert!(
+            !GatewayError::NotFound
+                .to_response(false)
+                .headers()
+                .contains_key(header::CONNECTION)
+        );
     }
 
     #[test]

@@ -16,8 +16,16 @@
 //! status mapping, one log line, an access-log entry): the guard hands
 //! hyper a small stand-in request in its place and leaves the reason in the
 //! connection's [`Refusals`], under the request's position on the
-//! connection; the service finds it there, answers 400, 414 or 431 with
-//! `Connection: close`, and the connection ends. The guard then reads and
+//! connection; the service finds it there, answers 400, 414, 431 or 501
+//! (a transfer coding other than `chunked`) with `Connection: close`, and
+//! the connection ends.
+//!
+//! Every HTTP/1 head is judged, whatever came before it on the connection:
+//! a malformed head, CONNECT, an asterisk-form target and an HTTP/0.9
+//! request line are refused here (400) rather than left to hyper, and an
+//! `Upgrade` header changes nothing (the gateway never upgrades), so no
+//! request can switch the checks off for the ones after it. Only the
+//! HTTP/2 preface does: hyper's h2 frames those requests itself. The guard then reads and
 //! drops what the client is still sending for a moment before closing
 //! (nginx's lingering close), so that the client reads the answer rather
 //! than a reset.
@@ -88,6 +96,18 @@ pub fn check_request<B>(req: &mut Request<B>, limits: &HeadLimits) -> Result<(),
     }
     if req.version() == Version::HTTP_2 {
         limits::check_parsed(req, limits).map_err(|over| GatewayError::Head(over.into()))?;
+        // The guard refuses these in HTTP/1 heads; an HTTP/2 request
+        // arrives parsed, so here.
+        if req.method() == http::Method::CONNECT {
+            return Err(GatewayError::BadRequest(
+                "CONNECT is not served (no tunnels)",
+            ));
+        }
+        if req.uri().path() == "*" {
+            return Err(GatewayError::BadRequest(
+                "asterisk-form request target (\"*\") is not served",
+            ));
+        }
     }
     let hosts = req.headers().get_all(header::HOST).iter().count();
     if hosts > 1 {
@@ -98,6 +118,32 @@ pub fn check_request<B>(req: &mut Request<B>, limits: &HeadLimits) -> Result<(),
             "HTTP/1.1 request without a Host header",
         ));
     }
+    target_authority_wins(req)
+}
+
+/// RFC 9112 §3.2.2: with an absolute-form target (`GET http://a.example/x`)
+/// the target's authority is the request's host, whatever the Host header
+/// says. It becomes the Host header, so that the app (HTTP_HOST,
+/// SERVER_NAME), the plugins and the routing all see the one host, and the
+/// target goes on in origin-form (`/x`), as REQUEST_URI has it. An HTTP/2
+/// request's `:authority` is the same thing.
+fn target_authority_wins<B>(req: &mut Request<B>) -> Result<(), GatewayError> {
+    let Some(authority) = req.uri().authority() else {
+        return Ok(());
+    };
+    // RFC 9110 §4.2.4: userinfo in an http(s) URI is to be treated as an error.
+    if authority.as_str().contains('@') {
+        return Err(GatewayError::BadRequest(
+            "userinfo (user@) in the request target",
+        ));
+    }
+    let host = header::HeaderValue::from_str(authority.as_str())
+        .map_err(|_| GatewayError::BadRequest("invalid authority in the request target"))?;
+    let origin = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let origin = http::Uri::try_from(origin)
+        .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
+    req.headers_mut().insert(header::HOST, host);
+    *req.uri_mut() = origin;
     Ok(())
 }
 
@@ -123,7 +169,8 @@ enum State {
     /// still sends is dropped, and hyper sees neither input nor its end
     /// (an end of input would make it drop the answer).
     Refused,
-    /// No more checks (HTTP/2, an upgrade, or a head hyper will refuse).
+    /// No more checks: HTTP/2 (hyper's h2 frames the requests), or the
+    /// client's input ended inside a head.
     Passthrough,
 }
 
@@ -210,9 +257,16 @@ impl<S> Guarded<S> {
 /// What the framing of a complete head says.
 enum Verdict {
     Next(State),
-    Reject(&'static str),
+    Reject(Refusal),
 }
 
+/// Longest Transfer-Encoding value quoted in a refusal (the log line).
+const QUOTED_CODING: usize = 100;
+
+/// Judges a complete head: what follows it (nothing, a body of known
+/// length, a chunked body) or why it is refused. Every HTTP/1 head goes
+/// through here, so the checks hold in every order of headers and
+/// requests: nothing but the HTTP/2 preface switches the guard off.
 /// `headers`: how many header lines the head has (the scanner counted them).
 fn judge(head: &[u8], headers: usize) -> Verdict {
     let mut fields = vec![httparse::EMPTY_HEADER; headers.max(1)];
@@ -222,57 +276,91 @@ fn judge(head: &[u8], headers: usize) -> Verdict {
         // The parser and the scanner must agree on where the head ends, or
         // the next head would be looked for in the wrong place.
         Ok(httparse::Status::Complete(_)) => {
-            return Verdict::Reject("request head ends where it should not");
+            return Verdict::Reject(Refusal::Framing("request head ends where it should not"));
         }
-        // Malformed: hyper gives the error response.
-        _ => return Verdict::Next(State::Passthrough),
+        // hyper parses with the same parser and would refuse it too; the
+        // guard answers, so that the log says so and nothing is passed on.
+        _ => return Verdict::Reject(Refusal::Malformed("malformed request head")),
     }
+    // FastCGI and CGI apps cannot take over a connection: CONNECT (a
+    // tunnel) and the asterisk-form (server-wide OPTIONS) are refused, as
+    // nginx refuses them.
+    if req.method == Some("CONNECT") {
+        return Verdict::Reject(Refusal::Malformed("CONNECT is not served (no tunnels)"));
+    }
+    if req.path == Some("*") {
+        return Verdict::Reject(Refusal::Malformed(
+            "asterisk-form request target (\"*\") is not served",
+        ));
+    }
+    match body_framing(req.headers, req.version == Some(0)) {
+        Ok(next) => Verdict::Next(next),
+        Err(refusal) => Verdict::Reject(refusal),
+    }
+}
+
+/// The body's framing from the headers: every Content-Length and every
+/// Transfer-Encoding line is looked at, in any order. An Upgrade header
+/// changes nothing: the gateway never upgrades a connection (hyper serves
+/// it without upgrades, and FastCGI cannot carry one).
+fn body_framing(headers: &[httparse::Header<'_>], http10: bool) -> Result<State, Refusal> {
     let mut length: Option<u64> = None;
-    let mut chunked = false;
-    let mut has_te = false;
-    let mut has_cl = false;
-    let mut upgrade = false;
-    for h in req.headers.iter() {
+    // Every Transfer-Encoding line, joined into one list (RFC 9110 §5.3).
+    let mut codings: Option<Vec<u8>> = None;
+    for h in headers {
         if h.name.eq_ignore_ascii_case("content-length") {
-            let Some(value) = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-            else {
-                return Verdict::Next(State::Passthrough);
-            };
-            if has_cl && length != Some(value) {
-                return Verdict::Reject("conflicting Content-Length headers");
+            let value = content_length(h.value)
+                .ok_or(Refusal::Malformed("invalid Content-Length header"))?;
+            if length.is_some_and(|known| known != value) {
+                return Err(Refusal::Framing("conflicting Content-Length headers"));
             }
-            has_cl = true;
             length = Some(value);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            has_te = true;
-            chunked = h.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
-        } else if h.name.eq_ignore_ascii_case("upgrade") {
-            upgrade = true;
+            let list = codings.get_or_insert_with(Vec::new);
+            if !list.is_empty() {
+                list.extend_from_slice(b", ");
+            }
+            list.extend_from_slice(h.value);
         }
     }
-    if has_te && has_cl {
-        return Verdict::Reject("both Content-Length and Transfer-Encoding");
-    }
-    if upgrade || req.method == Some("CONNECT") {
-        return Verdict::Next(State::Passthrough);
-    }
-    if has_te {
-        // Only `chunked` alone is a framing hyper accepts; anything else it refuses.
-        return Verdict::Next(if chunked {
-            State::Chunked(Chunk::Size {
-                size: 0,
-                ext: false,
-            })
-        } else {
-            State::Passthrough
+    let Some(codings) = codings else {
+        return Ok(match length {
+            Some(0) | None => State::Head,
+            Some(n) => State::Fixed(n),
         });
+    };
+    if length.is_some() {
+        return Err(Refusal::Framing(
+            "both Content-Length and Transfer-Encoding",
+        ));
     }
-    match length {
-        Some(0) | None => Verdict::Next(State::Head),
-        Some(n) => Verdict::Next(State::Fixed(n)),
+    if http10 {
+        return Err(Refusal::Malformed(
+            "Transfer-Encoding in an HTTP/1.0 request",
+        ));
     }
+    // Only `chunked` alone: anything else would be passed on undecoded.
+    if !codings.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+        let cut = &codings[..codings.len().min(QUOTED_CODING)];
+        return Err(Refusal::UnknownCoding(
+            String::from_utf8_lossy(cut).into_owned(),
+        ));
+    }
+    Ok(State::Chunked(Chunk::Size {
+        size: 0,
+        ext: false,
+    }))
+}
+
+/// A Content-Length value: digits only, around them optional whitespace.
+/// (`"+5".parse::<u64>()` succeeds, and `5, 5` is a list: both refused, as
+/// nginx refuses them.)
+pub fn content_length(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 impl Chunk {
@@ -368,6 +456,13 @@ impl<S> Guarded<S> {
         }
         let end = match self.scan.feed(&self.held[self.scanned..]) {
             Ok(Some(n)) => self.scanned + n,
+            // An HTTP/0.9 request line has no head to wait for: refused at
+            // once rather than held until header_read_timeout.
+            Ok(None) if self.scan.no_version() => {
+                return self.refuse(Refusal::Malformed(
+                    "request line without an HTTP version (HTTP/0.9 is not served)",
+                ));
+            }
             Ok(None) => {
                 self.scanned = self.held.len();
                 return;
@@ -380,7 +475,7 @@ impl<S> Guarded<S> {
         self.first = false;
         let next = match judge(&self.held[..end], headers) {
             Verdict::Next(next) => next,
-            Verdict::Reject(why) => return self.refuse(Refusal::Framing(why)),
+            Verdict::Reject(refusal) => return self.refuse(refusal),
         };
         self.heads += 1;
         // Bytes after the head that belong to this request's body go out
@@ -716,6 +811,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
 }
 
 #[cfg(test)]
+#[path = "framing_props.rs"]
+mod props;
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
@@ -770,6 +869,60 @@ mod tests {
             judge(chunked, 2),
             Verdict::Next(State::Chunked(_))
         ));
+    }
+
+    #[test]
+    fn content_length_is_digits_only() {
+        for ok in [&b"0"[..], b"5", b" 5\t", b"0005", b"18446744073709551615"] {
+            assert!(content_length(ok).is_some(), "{ok:?}");
+        }
+        for bad in [
+            &b""[..],
+            b" ",
+            b"+5",
+            b"-5",
+            b"5, 5",
+            b"5 5",
+            b"0x5",
+            b"18446744073709551616",
+        ] {
+            assert_eq!(content_length(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn transfer_encoding_lines_are_judged_as_one_list() {
+        let refusal = |head: &[u8]| match judge(head, 4) {
+            Verdict::Reject(r) => Some(r),
+            Verdict::Next(_) => None,
+        };
+        let two = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(
+            refusal(two),
+            Some(Refusal::UnknownCoding("chunked, chunked".into()))
+        );
+        let gzip = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+        assert!(refusal(gzip).is_some_and(|r| r.is_not_implemented()));
+        // Content-Length with any Transfer-Encoding: ambiguous, whatever the coding.
+        let both = b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\n";
+        assert!(matches!(refusal(both), Some(Refusal::Framing(_))));
+        let http10 = b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(matches!(refusal(http10), Some(Refusal::Malformed(_))));
+        for line in [
+            &b"CONNECT a:443 HTTP/1.1"[..],
+            b"OPTIONS * HTTP/1.1",
+            b"GET * HTTP/1.1",
+        ] {
+            let head = [line, b"\r\nHost: a\r\n\r\n"].concat();
+            assert!(
+                matches!(refusal(&head), Some(Refusal::Malformed(_))),
+                "{line:?}"
+            );
+        }
+        // An Upgrade header changes nothing: the body framing is still followed.
+        let upgrade =
+            b"POST / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nContent-Length: 3\r\n\r\n";
+        assert!(matches!(judge(upgrade, 3), Verdict::Next(State::Fixed(3))));
     }
 
     #[test]

@@ -99,6 +99,8 @@ pub struct HeadScan {
     /// Bytes fed since the head began.
     total: usize,
     headers: usize,
+    /// The request line ended without an HTTP version (HTTP/0.9, or less).
+    no_version: bool,
 }
 
 impl HeadScan {
@@ -108,6 +110,7 @@ impl HeadScan {
             part: Part::Leading,
             total: 0,
             headers: 0,
+            no_version: false,
         }
     }
 
@@ -124,6 +127,13 @@ impl HeadScan {
     /// Header lines seen so far (all of them once the head ended).
     pub fn headers(&self) -> usize {
         self.headers
+    }
+
+    /// Whether the request line ended without an HTTP version (an HTTP/0.9
+    /// request, which has no head to wait for): known as soon as the line
+    /// ends, before the head does.
+    pub fn no_version(&self) -> bool {
+        self.no_version
     }
 
     /// Makes ready for the next head.
@@ -156,9 +166,11 @@ impl HeadScan {
         match &mut self.part {
             Part::Leading if b == b'\r' || eol => {}
             Part::Leading => self.part = Part::Method,
-            Part::Method | Part::Target(_) | Part::Version if eol => {
+            Part::Method | Part::Target(_) if eol => {
+                self.no_version = true;
                 self.part = Part::Headers { line: 0 };
             }
+            Part::Version if eol => self.part = Part::Headers { line: 0 },
             Part::Method if b == b' ' => self.part = Part::Target(0),
             Part::Target(_) if b == b' ' => self.part = Part::Version,
             Part::Target(len) => {
@@ -267,12 +279,27 @@ pub enum Refusal {
     /// Ambiguous framing (400).
     #[error("ambiguous framing: {0}")]
     Framing(&'static str),
+    /// A request the gateway does not serve or cannot read: a malformed
+    /// head, an invalid Content-Length, CONNECT, an asterisk-form target,
+    /// an HTTP/0.9 request line (400).
+    #[error("{0}")]
+    Malformed(&'static str),
+    /// A Transfer-Encoding other than `chunked` alone, all its header lines
+    /// taken together (501, as nginx answers).
+    #[error(
+        "unknown Transfer-Encoding {0:?}: only \"chunked\" is implemented (no other coding, no list of codings)"
+    )]
+    UnknownCoding(String),
     /// Over a head limit (431, or 414 for the URI).
     #[error(transparent)]
     Limit(#[from] OverLimit),
 }
 
 impl Refusal {
+    pub fn is_not_implemented(&self) -> bool {
+        matches!(self, Refusal::UnknownCoding(_))
+    }
+
     pub fn is_uri_too_long(&self) -> bool {
         matches!(self, Refusal::Limit(over) if over.limit == Limit::UriLength)
     }
@@ -369,6 +396,27 @@ mod tests {
         // Empty lines alone count too.
         let e = HeadScan::new(limits()).feed(&[b'\n'; 2000]).unwrap_err();
         assert_eq!((e.limit, e.seen), (Limit::RequestHead, 2000));
+    }
+
+    #[test]
+    fn a_request_line_without_a_version_is_known_at_its_end() {
+        for line in [
+            &b"GET /\r\n"[..],
+            b"GET /x\n",
+            b"GET\r\n",
+            b"\r\nPOST /a\r\n",
+        ] {
+            let mut scan = HeadScan::new(limits());
+            assert_eq!(scan.feed(line), Ok(None), "{line:?}");
+            assert!(scan.no_version(), "{line:?}");
+        }
+        let mut scan = HeadScan::new(limits());
+        assert_eq!(scan.feed(b"GET / HTTP/1.1\r\n"), Ok(None));
+        assert!(!scan.no_version());
+        // Not before the line ends.
+        let mut scan = HeadScan::new(limits());
+        assert_eq!(scan.feed(b"GET /"), Ok(None));
+        assert!(!scan.no_version());
     }
 
     #[test]

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::Gateway;
+use super::connections::Open;
 use super::framing;
 use super::send_timeout::SendTimeout;
 use crate::app::Peer;
@@ -164,11 +165,18 @@ pub async fn run(
     drain_timeout: Duration,
 ) {
     let graceful = GracefulShutdown::new();
+    log_connection_limit(&gateway);
+    let connections = gateway.connections().clone();
     loop {
         tokio::select! {
             next = accepted.recv() => {
                 let Some((stream, remote)) = next else { break };
-                serve_connection(&gateway, &graceful, stream, remote);
+                // The limit of the site current now (a reload may change it).
+                let max = gateway.site().connection_limit.max;
+                match connections.try_open(max) {
+                    Some(open) => serve_connection(&gateway, &graceful, stream, remote, open),
+                    None => connections.refuse(stream, max),
+                }
             }
             _ = stop.wait_for(|stop| *stop) => break,
         }
@@ -185,6 +193,20 @@ pub async fn run(
         warn!(
             ?drain_timeout,
             "requests still running after shutdown_timeout; stopping anyway"
+        );
+    }
+}
+
+/// Says at start which connection limit is in force, and warns when the
+/// open-file limit cannot carry a limit the file sets.
+fn log_connection_limit(gateway: &Gateway) {
+    let limit = gateway.site().connection_limit;
+    info!("{}", limit.describe());
+    if let Some(budget) = limit.over_budget() {
+        warn!(
+            max_connections = limit.max,
+            budget,
+            "[server] max_connections is more than the open-file limit carries (2 descriptors a connection, 256 kept for the rest): past {budget} connections accept fails with EMFILE; raise the limit (systemd LimitNOFILE=, ulimit -n) or lower max_connections"
         );
     }
 }
@@ -240,12 +262,13 @@ async fn accept(
 }
 
 /// Serves one client connection in its own task, behind the framing guard,
-/// watched by the graceful drain.
+/// watched by the graceful drain; `open` counts it until it ends.
 fn serve_connection(
     gateway: &Arc<Gateway>,
     graceful: &GracefulShutdown,
     stream: tokio::net::TcpStream,
     remote: SocketAddr,
+    open: Open,
 ) {
     let Ok(local) = stream.local_addr() else {
         return;
@@ -285,5 +308,7 @@ fn serve_connection(
         if let Err(e) = conn.await {
             debug!(%remote, error = %e, "connection ended with an error");
         }
+        // Counted from accept to here.
+        drop(open);
     });
 }

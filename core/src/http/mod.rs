@@ -9,6 +9,7 @@
 //! [`GatewayError`] and become a response in one place. This module owns
 //! no process and no FastCGI detail.
 
+mod connections;
 mod error;
 pub(crate) mod framing;
 mod limits;
@@ -25,6 +26,7 @@ use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tracing::{debug, info, warn};
 
+pub use connections::{ConnectionLimit, Connections};
 pub use error::GatewayError;
 pub use listen::{Listeners, ServeError, run};
 
@@ -53,6 +55,8 @@ pub struct Site {
     server_plugins: Chain,
     /// hyper's settings for new connections (timeouts, head limits).
     connections: auto::Builder<TokioExecutor>,
+    /// `[server] max_connections`, resolved against the open-file limit.
+    connection_limit: ConnectionLimit,
 }
 
 impl Site {
@@ -67,6 +71,7 @@ impl Site {
             router,
             server_plugins: plugins.chain(&config.server.plugins),
             connections: listen::builder(&config.server),
+            connection_limit: ConnectionLimit::of_this_process(config.server.max_connections),
             config,
             apps,
             access_log,
@@ -87,6 +92,8 @@ impl Site {
 pub struct Gateway {
     site: ArcSwap<Site>,
     metrics: Arc<Metrics>,
+    /// The client connections open, and those refused (`max_connections`).
+    connections: Arc<Connections>,
 }
 
 /// Which app (and which of its processes) a request went to, for the
@@ -110,7 +117,12 @@ impl Gateway {
         Gateway {
             site: ArcSwap::from_pointee(site),
             metrics,
+            connections: Arc::default(),
         }
+    }
+
+    pub fn connections(&self) -> &Arc<Connections> {
+        &self.connections
     }
 
     /// The site new requests are served with.

@@ -147,7 +147,8 @@ struct ExchangeTask {
 /// Who asked, for the status page's "current request" of a process.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub method: Arc<str>,
+    /// A standard method is cloned without allocating.
+    pub method: http::Method,
     /// The client's address (`ip:port`).
     pub client: Arc<str>,
 }

@@ -22,12 +22,13 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::config::Protocol;
+use crate::config::{Protocol, Rlimits, RunAs};
 use crate::fcgi::client::Connection;
+use crate::isolate::{self, Tracked};
 
 /// Everything needed to start processes of one app, resolved once.
 #[derive(Debug, Clone)]
@@ -43,6 +44,11 @@ pub struct ProcessSpec {
     /// How long a new process may take to accept its connection
     /// (`activity_timeout`: the longest silence allowed from an app).
     pub startup_timeout: Duration,
+    /// Who the processes run as (`user`, `group`).
+    pub run_as: RunAs,
+    /// Their limits (`rlimit_*`), and the `prlimit` that sets them.
+    pub rlimits: Rlimits,
+    pub prlimit: Option<PathBuf>,
 }
 
 /// Why a process could not be started.
@@ -303,7 +309,7 @@ pub async fn spawn(
         }
     };
     let child = match run(spec, listener) {
-        Ok(child) => child,
+        Ok(started) => started,
         Err(e) => {
             endpoint.remove();
             return Err(e.into());
@@ -341,11 +347,17 @@ pub async fn spawn(
     }
 }
 
-/// Runs the program with `listener` as its fd 0 and a clean environment.
-fn run(spec: &ProcessSpec, listener: OwnedFd) -> io::Result<Child> {
-    let mut command = Command::new(&spec.program);
+/// Runs the program with `listener` as its fd 0 and a clean environment,
+/// as the app's user, limited, in a process group of its own.
+fn run(spec: &ProcessSpec, listener: OwnedFd) -> io::Result<(Child, Tracked)> {
+    let mut command = isolate::command(
+        &spec.program,
+        &spec.args,
+        &spec.run_as,
+        &spec.rlimits,
+        spec.prlimit.as_deref(),
+    );
     command
-        .args(&spec.args)
         .env_clear()
         .envs(&spec.env)
         .current_dir(&spec.working_dir)
@@ -353,13 +365,13 @@ fn run(spec: &ProcessSpec, listener: OwnedFd) -> io::Result<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(false);
-    command.spawn()
+    isolate::spawn(&mut command)
 }
 
 /// Hands a running child to its supervisor task (and its output to the
 /// log); returns the gateway's handle on it.
 fn supervised(
-    mut child: Child,
+    (mut child, tracked): (Child, Tracked),
     app: &Arc<str>,
     on_exit: impl FnOnce(Exit) + Send + 'static,
 ) -> Process {
@@ -370,6 +382,7 @@ fn supervised(
     let (exited_tx, exited) = watch::channel(None);
     tokio::spawn(supervise(
         child,
+        tracked,
         app.clone(),
         pid,
         command_rx,
@@ -501,6 +514,7 @@ fn forward_output(
 /// requests, reports the exit.
 async fn supervise(
     mut child: Child,
+    tracked: Tracked,
     app: Arc<str>,
     pid: u32,
     mut commands: mpsc::UnboundedReceiver<Control>,
@@ -524,14 +538,12 @@ async fn supervise(
                 _ if matches!(child.try_wait(), Ok(Some(_))) => {}
                 Control::Terminate { grace } if grace.is_zero() => {
                     requested = true;
-                    let _ = child.start_kill();
+                    kill_group(&mut child, Signal::SIGKILL);
                 }
                 Control::Terminate { grace } => {
                     requested = true;
                     if deadline.is_none() {
-                        if let Some(id) = child.id() {
-                            let _ = kill(Pid::from_raw(id as i32), Signal::SIGTERM);
-                        }
+                        kill_group(&mut child, Signal::SIGTERM);
                         deadline = Some(tokio::time::Instant::now() + grace);
                     }
                 }
@@ -545,7 +557,7 @@ async fn supervise(
             },
             () = kill_at => {
                 warn!(app = %app, pid, "process ignored SIGTERM; sending SIGKILL");
-                let _ = child.start_kill();
+                kill_group(&mut child, Signal::SIGKILL);
                 deadline = None;
             }
         }
@@ -555,10 +567,26 @@ async fn supervise(
         warn!(app = %app, pid, error = %e, "could not wait for the process");
         std::os::unix::process::ExitStatusExt::from_raw(0)
     });
+    // Reaped: from now on a process the app left behind is the reaper's.
+    drop(tracked);
     log_exit(&app, pid, status);
     let exit = Exit { status, requested };
     let _ = exited.send(Some(exit));
     on_exit(exit);
+}
+
+/// Signals the process's whole group (it leads one: `isolate::command`),
+/// so that what it started stops with it. Only called before the process
+/// is reaped, while its pid (and so its group id) cannot be reused.
+fn kill_group(child: &mut Child, signal: Signal) {
+    if let Some(id) = child.id() {
+        let pid = Pid::from_raw(id as i32);
+        if nix::sys::signal::killpg(pid, signal).is_err() {
+            let _ = kill(pid, signal);
+        }
+    } else if signal == Signal::SIGKILL {
+        let _ = child.start_kill();
+    }
 }
 
 fn log_exit(app: &str, pid: u32, status: ExitStatus) {

@@ -55,7 +55,9 @@ impl Spawner for ProcessSpawner {
 }
 
 /// Resolves what a pool needs to start processes: the program on PATH, the
-/// clean environment, the private socket folder.
+/// clean environment, the private socket folder (owned by the app's user:
+/// its runtime files are the app's to read, and no other app's user can
+/// reach its sockets).
 pub(super) fn spawn_spec(
     app: &AppSettings,
     runtime_dir: &Path,
@@ -63,6 +65,11 @@ pub(super) fn spawn_spec(
 ) -> Result<ProcessSpec, String> {
     let socket_dir = super::socket::socket_dir(runtime_dir, &app.name);
     private_dir(&socket_dir).map_err(|e| format!("cannot create {}: {e}", socket_dir.display()))?;
+    let give = |path: &Path| {
+        crate::isolate::give_to(path, &app.run_as)
+            .map_err(|e| format!("cannot give {} to {}: {e}", path.display(), app.run_as.user))
+    };
+    give(&socket_dir)?;
     // A launcher's `{runtime_dir}` placeholder: the app's private folder,
     // where its runtime files are written.
     let dir_text = socket_dir.display().to_string();
@@ -70,6 +77,7 @@ pub(super) fn spawn_spec(
     for file in &app.runtime_files {
         write_runtime_file(&socket_dir, file)
             .map_err(|e| format!("cannot write runtime file {}: {e}", file.name))?;
+        give(&socket_dir.join(&file.name))?;
     }
     // A launcher's folders (a cache its processes share): private like the
     // runtime directory, kept across restarts of the gateway when that
@@ -78,6 +86,7 @@ pub(super) fn spawn_spec(
         let path = socket_dir.join(dir);
         private_dir(&path)
             .map_err(|e| format!("cannot create runtime folder {}: {e}", path.display()))?;
+        give(&path)?;
     }
     let command = PathBuf::from(subst(&app.command.to_string_lossy()));
     let program = config::resolve_command(&command).map_err(|e| e.to_string())?;
@@ -96,6 +105,9 @@ pub(super) fn spawn_spec(
         protocol: app.protocol,
         socket_dir,
         startup_timeout: app.activity_timeout,
+        run_as: app.run_as.clone(),
+        rlimits: app.rlimits.clone(),
+        prlimit: crate::isolate::prlimit_for(&app.rlimits),
     })
 }
 

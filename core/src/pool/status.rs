@@ -100,7 +100,7 @@ impl ExitReason {
 /// The request a busy process serves, as its lease recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CurrentRequest {
-    pub method: Arc<str>,
+    pub method: http::Method,
     pub uri: Arc<str>,
     /// The client's address (`ip:port`).
     pub client: Arc<str>,

@@ -948,7 +948,7 @@ async fn a_busy_instance_shows_its_request_until_the_lease_lets_go() {
     let (pool, _spawner, _runtime) = stand_in_pool("max_instances = 1");
     let lease = pool.acquire().await.unwrap();
     lease.serving(CurrentRequest {
-        method: Arc::from("POST"),
+        method: http::Method::POST,
         uri: Arc::from("/upload.php?x=1"),
         client: Arc::from("192.0.2.7:40000"),
         since: tokio::time::Instant::now(),
@@ -956,7 +956,7 @@ async fn a_busy_instance_shows_its_request_until_the_lease_lets_go() {
     let snapshot = pool.snapshot();
     let current = snapshot.instances[0].current.as_ref().unwrap();
     assert_eq!(
-        (&*current.method, &*current.uri),
+        (current.method.as_str(), &*current.uri),
         ("POST", "/upload.php?x=1")
     );
     lease.finish(true);

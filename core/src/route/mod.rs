@@ -402,6 +402,7 @@ mod tests {
             error_details: crate::config::ErrorDetails::Local,
             plugin_cache_dir: None,
             plugins: vec![],
+            max_connections: None,
         }
     }
 
@@ -447,6 +448,8 @@ mod tests {
             static_dirs: vec![],
             cgi: None,
             command_line: None,
+            run_as: Default::default(),
+            rlimits: Default::default(),
         }
     }
 

@@ -16,7 +16,7 @@ use nix::unistd::Pid;
 
 use super::client::{Response, request};
 use super::procs::children_of;
-use super::site::site;
+use super::site::{app_path, site};
 
 /// A running gateway. Dropping it stops the gateway and everything it started.
 pub struct Gateway {
@@ -42,6 +42,7 @@ impl Gateway {
             .arg("serve")
             .arg(dir.path().join("fastgate.toml"))
             .env("FASTGATE_LOG", "info,fastgate=debug")
+            .env("PATH", app_path())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -25,5 +25,6 @@ pub use plugins::{PluginBuild, plugin_file};
 pub use procs::process_alive;
 pub use programs::{fcgiwrap, php_cgi};
 pub use site::{
-    check_config, fixtures, launcher_site, php_config, serve_must_fail, site, test_app_config,
+    app_path, check_config, fixtures, give_to_apps, launcher_site, php_config, serve_must_fail,
+    site, test_app_config,
 };

@@ -22,10 +22,59 @@ pub fn fixtures() -> PathBuf {
 /// A temp dir with the fixtures copied to `www/` and `config` as
 /// `fastgate.toml`.
 pub fn site(config: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = readable_tempdir();
     copy_dir(&fixtures().join("www"), &dir.path().join("www"));
     std::fs::write(dir.path().join("fastgate.toml"), config).expect("write config");
     dir
+}
+
+/// A temp dir others may read, as a site's folder is: tempfile makes
+/// 0700 folders, which the unprivileged user a root gateway runs its apps
+/// as by default could not enter (and the gateway would refuse to start).
+pub fn readable_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod temp dir");
+    dir
+}
+
+/// Gives `path` (and everything under it) to the user a root gateway runs
+/// apps as by default, as an administrator gives an app the folders it
+/// writes to. Nothing to do when the tests do not run as root.
+pub fn give_to_apps(path: &Path) {
+    use nix::unistd::{Uid, User, chown};
+    if !Uid::effective().is_root() {
+        return;
+    }
+    let user = ["www-data", "nobody"]
+        .iter()
+        .find_map(|n| User::from_name(n).ok().flatten())
+        .expect("www-data or nobody");
+    chown(path, Some(user.uid), Some(user.gid)).expect("chown");
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).expect("read dir").flatten() {
+            give_to_apps(&entry.path());
+        }
+    }
+}
+
+/// The gateway's PATH in tests: this machine's, without the folders that
+/// other users cannot enter (a root user's `~/.pyenv/shims`). A root
+/// gateway runs its apps as an unprivileged user, which could not run a
+/// `python3` found there; a server's PATH holds system folders only.
+pub fn app_path() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let path = std::env::var("PATH").unwrap_or_default();
+    let open = |dir: &Path| {
+        dir.ancestors()
+            .all(|d| std::fs::metadata(d).is_ok_and(|m| m.mode() & 0o001 != 0))
+    };
+    std::env::split_paths(&path)
+        .filter(|dir| open(dir))
+        .map(|dir| dir.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Copies the folder `from` to `to`, with everything under it.
@@ -118,6 +167,7 @@ inherit_env = ["PATH"]
 pub fn check_config(config: &str) -> (bool, String, String) {
     let dir = site(config);
     let out = Command::new(env!("CARGO_BIN_EXE_fastgate"))
+        .env("PATH", app_path())
         .arg("check")
         .arg(dir.path().join("fastgate.toml"))
         .output()
@@ -131,11 +181,12 @@ pub fn check_config(config: &str) -> (bool, String, String) {
 
 /// Runs `fastgate serve` on a config that must not start; returns stderr.
 pub fn serve_must_fail(config: &str) -> String {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = readable_tempdir();
     std::fs::create_dir(dir.path().join("www")).expect("www");
     let path = dir.path().join("fastgate.toml");
     std::fs::write(&path, config).expect("write config");
     let mut child = Command::new(env!("CARGO_BIN_EXE_fastgate"))
+        .env("PATH", app_path())
         .arg("serve")
         .arg(&path)
         .env("NO_COLOR", "1")

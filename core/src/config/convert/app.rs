@@ -21,8 +21,9 @@ use crate::config::parse::{
     parse_fallback, parse_mount, parse_pattern, parse_protocol, parse_resource_type,
     parse_stderr_mode, parse_verb,
 };
-use crate::config::raw::{EnvValue, RawApp};
+use crate::config::raw::{EnvValue, RawApp, Scalar};
 use crate::config::source::Source;
+use crate::config::users::{self, Id, Rlimits, RunAs};
 use crate::config::{
     AppKey, AppSettings, ConfigError, HandlerPattern, LauncherRef, Origins, Protocol, ResourceType,
     ServerSettings, StderrMode, Verbs, cpu_count, defaults,
@@ -44,7 +45,7 @@ pub(super) fn convert_app(
     let launcher = launcher_ref(&raw, span.clone(), &t)?;
     let origins = Origins::from_file(keys_in_file(&raw));
     let (command, command_line) = command(raw.command.as_ref(), launcher.is_some(), &span, &t)?;
-    let mapping = mapping(&raw, launcher.is_some(), span, &t)?;
+    let mapping = mapping(&raw, launcher.is_some(), span.clone(), &t)?;
     let mount = mount(&raw, &origins, &mapping, &t)?;
     let pool = pool_limits(&raw, &t)?;
     let protocol = t.read_or(raw.protocol.as_ref(), "protocol", Protocol::Unix, |v| {
@@ -62,6 +63,8 @@ pub(super) fn convert_app(
         ));
     }
     let response = response(&raw, &t)?;
+    let run_as = run_as(&raw, &span, &t)?;
+    let rlimits = rlimits(&raw, &t)?;
     let env = env(raw.env, &name, pool.instance_max_requests, warnings);
     let root = raw
         .root
@@ -113,6 +116,8 @@ pub(super) fn convert_app(
         static_dirs: Vec::new(),
         cgi: None,
         command_line,
+        run_as,
+        rlimits,
     };
     Ok(app)
 }
@@ -475,6 +480,57 @@ fn response(raw: &RawApp, t: &Section<'_>) -> Result<Response, ConfigError> {
             "max_temp_file_size",
             defaults::MAX_TEMP_FILE_SIZE,
         )?,
+    })
+}
+
+/// `user` and `group`, looked up now: an unknown name is an error at its
+/// line, not a failed start later.
+fn run_as(raw: &RawApp, span: &Range<usize>, t: &Section<'_>) -> Result<RunAs, ConfigError> {
+    let id = |v: Option<&Spanned<Scalar>>, key| {
+        v.map(|v| {
+            t.read(v, key, |v| match v {
+                Scalar::Str(s) if !s.is_empty() => Ok(Id::Name(s.clone())),
+                Scalar::Int(n) => u32::try_from(*n)
+                    .map(Id::Number)
+                    .map_err(|_| format!("{n} is not a valid id")),
+                Scalar::Str(_) => Err("must not be empty".into()),
+            })
+        })
+        .transpose()
+    };
+    let user = id(raw.user.as_ref(), "user")?;
+    let group = id(raw.group.as_ref(), "group")?;
+    let mut run_as = users::resolve(user.as_ref(), group.as_ref(), nix::unistd::Uid::effective())
+        .map_err(|(key, message)| {
+        let at = if key == "user" { &raw.user } else { &raw.group };
+        let span = at.as_ref().map_or(span.clone(), Spanned::span);
+        t.error(Some(span), key, message)
+    })?;
+    let at = raw
+        .user
+        .as_ref()
+        .or(raw.group.as_ref())
+        .map_or(span.start, |v| v.span().start);
+    run_as.line = Some(t.src.position(at).0);
+    Ok(run_as)
+}
+
+/// `rlimit_*`: absent or 0 leaves the gateway's own limit.
+fn rlimits(raw: &RawApp, t: &Section<'_>) -> Result<Rlimits, ConfigError> {
+    let nonzero = |n: u64| (n > 0).then_some(n);
+    let cpu = t.duration(raw.rlimit_cpu.as_ref(), "rlimit_cpu", Duration::ZERO)?;
+    if cpu.subsec_nanos() != 0 {
+        return Err(t.error(
+            raw.rlimit_cpu.as_ref().map(Spanned::span),
+            "rlimit_cpu",
+            "the kernel counts CPU time in whole seconds",
+        ));
+    }
+    Ok(Rlimits {
+        nofile: nonzero(t.count(raw.rlimit_nofile.as_ref(), "rlimit_nofile", 0, 0)?),
+        address_space: nonzero(t.size(raw.rlimit_as.as_ref(), "rlimit_as", 0)?),
+        cpu_seconds: nonzero(cpu.as_secs()),
+        nproc: nonzero(t.count(raw.rlimit_nproc.as_ref(), "rlimit_nproc", 0, 0)?),
     })
 }
 
