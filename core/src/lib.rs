@@ -22,6 +22,8 @@ pub mod check;
 pub mod config;
 pub mod error;
 pub mod fcgi;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod http;
 pub mod iis_import;
 pub mod isolate;

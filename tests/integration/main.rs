@@ -9,6 +9,7 @@ mod check;
 mod crash;
 mod defaults;
 mod edge;
+mod faults;
 mod fcgiwrap;
 mod first_free;
 mod iis;

@@ -1,8 +1,12 @@
 //! The client side of one FastCGI connection: the gateway talking to one app
 //! instance over its Unix socket or loopback TCP port.
 //!
-//! One connection carries one request at a time (request id 1) and is kept
-//! open across requests (`FCGI_KEEP_CONN`). The request body is written as
+//! One connection carries one request at a time and is kept open across
+//! requests (`FCGI_KEEP_CONN`). Each request on a connection gets the next
+//! request id (1, 2, ... 65535, then 1 again), and only records of the
+//! current id are taken: an app that answers a request twice, the second
+//! time late, when the next request is already on the wire, is a protocol
+//! error rather than the next client's response. The request body is written as
 //! STDIN records *while* the response is read, so an app that answers before
 //! it has read its whole input cannot deadlock us. The end of a response is
 //! `END_REQUEST`, never an empty STDOUT record (wfastcgi sends one of those
@@ -24,8 +28,9 @@ use tokio::net::{TcpStream, UnixStream, tcp, unix};
 use super::decode::Decoder;
 use super::proto::{self, FLAG_KEEP_CONN, ParamsError, ProtocolError, Record, record_type, role};
 
-/// The request id used on every connection (one request at a time).
-const REQUEST_ID: u16 = 1;
+/// The request id `RequestParams` are encoded with; each exchange writes
+/// them with its own (see [`Connection::next_request_id`]).
+const PARAMS_REQUEST_ID: u16 = 1;
 /// How much of the request body goes into one STDIN record.
 const STDIN_CHUNK: usize = 32 * 1024;
 
@@ -95,6 +100,8 @@ pub struct Connection {
     writer: WriteHalf,
     read_buf: BytesMut,
     decoder: Decoder,
+    /// The id of the last request started on this connection (0: none yet).
+    last_request_id: u16,
 }
 
 impl std::fmt::Debug for Connection {
@@ -124,7 +131,15 @@ impl Connection {
             writer,
             read_buf: BytesMut::with_capacity(16 * 1024),
             decoder: Decoder::new(),
+            last_request_id: 0,
         }
+    }
+
+    /// The id for the next request: never 0 (management records), never
+    /// the previous request's.
+    fn next_request_id(&mut self) -> u16 {
+        self.last_request_id = self.last_request_id % u16::MAX + 1;
+        self.last_request_id
     }
 
     /// Whether the connection can carry another request: between requests
@@ -192,20 +207,20 @@ impl Connection {
         }
     }
 
-    /// Turns a decoded record into an event of the current request.
-    fn event_of(record: Record) -> Result<Option<Event>, ClientError> {
+    /// Turns a decoded record into an event of the current request, `id`.
+    fn event_of(record: Record, id: u16) -> Result<Option<Event>, ClientError> {
         match record {
-            Record::Stdout { request_id, data } if request_id == REQUEST_ID => {
+            Record::Stdout { request_id, data } if request_id == id => {
                 Ok((!data.is_empty()).then_some(Event::Stdout(data)))
             }
-            Record::Stderr { request_id, data } if request_id == REQUEST_ID => {
+            Record::Stderr { request_id, data } if request_id == id => {
                 Ok((!data.is_empty()).then_some(Event::Stderr(data)))
             }
             Record::EndRequest {
                 request_id,
                 app_status,
                 protocol_status,
-            } if request_id == REQUEST_ID => {
+            } if request_id == id => {
                 if protocol_status == proto::protocol_status::REQUEST_COMPLETE {
                     Ok(Some(Event::End { app_status }))
                 } else {
@@ -235,7 +250,7 @@ impl RequestParams {
         I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
     {
         let mut out = BytesMut::with_capacity(1024);
-        proto::encode_params(REQUEST_ID, pairs, &mut out)?;
+        proto::encode_params(PARAMS_REQUEST_ID, pairs, &mut out)?;
         Ok(RequestParams(out.freeze()))
     }
 }
@@ -247,6 +262,8 @@ pub struct Exchange<'c, B> {
     body: B,
     /// Bytes of the body not yet read from `body`.
     body_left: u64,
+    /// This request's id on the connection.
+    request_id: u16,
     /// Encoded records not yet written.
     pending: BytesMut,
     /// Where body chunks are read into (allocated only for a non-empty body).
@@ -261,16 +278,20 @@ impl<'c, B: AsyncRead + Unpin> Exchange<'c, B> {
     /// [`next_event`](Self::next_event): BEGIN_REQUEST, the PARAMS stream
     /// and, for an empty body, the STDIN terminator then leave in one write.
     pub fn start(conn: &'c mut Connection, params: &RequestParams, body: B, body_len: u64) -> Self {
+        let request_id = conn.next_request_id();
         let mut pending = BytesMut::with_capacity(params.0.len() + 64);
-        proto::encode_begin_request(REQUEST_ID, role::RESPONDER, FLAG_KEEP_CONN, &mut pending);
+        proto::encode_begin_request(request_id, role::RESPONDER, FLAG_KEEP_CONN, &mut pending);
+        let at = pending.len();
         pending.extend_from_slice(&params.0);
+        set_request_id(&mut pending[at..], request_id);
         if body_len == 0 {
-            proto::encode_stream_end(record_type::STDIN, REQUEST_ID, &mut pending);
+            proto::encode_stream_end(record_type::STDIN, request_id, &mut pending);
         }
         Exchange {
             conn,
             body,
             body_left: body_len,
+            request_id,
             pending,
             scratch: Vec::new(),
             stdin_done: false,
@@ -301,7 +322,7 @@ impl<'c, B: AsyncRead + Unpin> Exchange<'c, B> {
         }
         loop {
             while let Some(record) = self.conn.decoder.decode(&mut self.conn.read_buf)? {
-                if let Some(event) = Connection::event_of(record)? {
+                if let Some(event) = Connection::event_of(record, self.request_id)? {
                     return Ok(event);
                 }
             }
@@ -355,15 +376,27 @@ impl<'c, B: AsyncRead + Unpin> Exchange<'c, B> {
         }
         proto::encode_stream(
             record_type::STDIN,
-            REQUEST_ID,
+            self.request_id,
             &self.scratch[..n],
             &mut self.pending,
         );
         self.body_left -= n as u64;
         if self.body_left == 0 {
-            proto::encode_stream_end(record_type::STDIN, REQUEST_ID, &mut self.pending);
+            proto::encode_stream_end(record_type::STDIN, self.request_id, &mut self.pending);
         }
         Ok(())
+    }
+}
+
+/// Writes `id` into the header of every record of an encoded stream (the
+/// request id is bytes 2 and 3 of a header; the content and padding
+/// lengths, bytes 4 to 6, say where the next header is).
+fn set_request_id(stream: &mut [u8], id: u16) {
+    let mut at = 0;
+    while let Some(header) = stream.get_mut(at..at + proto::HEADER_LEN) {
+        header[2..4].copy_from_slice(&id.to_be_bytes());
+        let content = usize::from(u16::from_be_bytes([header[4], header[5]]));
+        at += proto::HEADER_LEN + content + usize::from(header[6]);
     }
 }
 
@@ -468,5 +501,81 @@ mod tests {
         app_side.await.unwrap();
         assert!(error.is_peer_gone(), "{error}");
         assert!(exchange.wrote_any());
+    }
+
+    #[test]
+    fn every_params_record_gets_the_exchange_id() {
+        let long = vec![b'v'; 70_000 / 2];
+        let pairs = [
+            (b"A".as_slice(), long.as_slice()),
+            (b"B".as_slice(), long.as_slice()),
+            (b"C".as_slice(), b"c".as_slice()),
+        ];
+        let mut stream = BytesMut::from(&RequestParams::encode(pairs).unwrap().0[..]);
+        set_request_id(&mut stream, 0x1234);
+        let mut decoder = Decoder::new();
+        let mut records = 0;
+        while let Some(record) = decoder.decode(&mut stream).unwrap() {
+            assert_eq!(record.request_id(), 0x1234, "{record:?}");
+            records += 1;
+        }
+        assert!(records >= 3, "{records} records");
+        assert!(stream.is_empty());
+    }
+
+    #[tokio::test]
+    async fn request_ids_cycle_and_skip_zero() {
+        let (_dir, mut conn, _app) = pair().await;
+        assert_eq!([conn.next_request_id(), conn.next_request_id()], [1, 2]);
+        conn.last_request_id = u16::MAX - 1;
+        let ids = [0; 3].map(|_| conn.next_request_id());
+        assert_eq!(ids, [u16::MAX, 1, 2]);
+    }
+
+    /// Reads one request (to the end of its STDIN) off the app's end and
+    /// returns its id.
+    async fn read_request(app: &mut UnixStream) -> u16 {
+        let mut buf = BytesMut::new();
+        let mut decoder = Decoder::new();
+        loop {
+            while let Some(record) = decoder.decode(&mut buf).unwrap() {
+                if let Record::Stdin { request_id, data } = record
+                    && data.is_empty()
+                {
+                    return request_id;
+                }
+            }
+            assert!(app.read_buf(&mut buf).await.unwrap() > 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_answer_to_the_previous_request_is_not_the_next_ones() {
+        let (_dir, mut conn, mut app) = pair().await;
+        let app_side = tokio::spawn(async move {
+            let first = read_request(&mut app).await;
+            let mut out = BytesMut::new();
+            Record::EndRequest {
+                request_id: first,
+                app_status: 0,
+                protocol_status: 0,
+            }
+            .encode(&mut out);
+            app.write_all(&out).await.unwrap();
+            let second = read_request(&mut app).await;
+            // The first request's answer again, after the second was sent.
+            app.write_all(&out).await.unwrap();
+            (first, second, app)
+        });
+        let mut exchange = Exchange::start(&mut conn, &params(), tokio::io::empty(), 0);
+        assert_eq!(
+            exchange.next_event().await.unwrap(),
+            Event::End { app_status: 0 }
+        );
+        let mut exchange = Exchange::start(&mut conn, &params(), tokio::io::empty(), 0);
+        let error = exchange.next_event().await.unwrap_err();
+        assert!(matches!(error, ClientError::Unexpected(_)), "{error}");
+        let (first, second, _app) = app_side.await.unwrap();
+        assert_ne!(first, second);
     }
 }

@@ -380,5 +380,56 @@ mod tests {
             let mut decoder = Decoder::new();
             while let Ok(Some(_)) = decoder.decode(&mut buf) {}
         }
+
+        /// A stream of several records, cut at any points, decodes to the
+        /// same records as the whole stream at once.
+        #[test]
+        fn any_split_of_a_record_stream_decodes_the_same(
+            records in proptest::collection::vec(arb_record(), 1..6),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+        ) {
+            let wire = encode_all(&records);
+            let whole = decode_all(wire.clone()).unwrap();
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(wire.len() + 1)).collect();
+            cuts.push(wire.len());
+            cuts.sort_unstable();
+            let mut decoder = Decoder::new();
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            let mut from = 0;
+            for cut in cuts {
+                buf.extend_from_slice(&wire[from..cut]);
+                from = cut;
+                while let Some(record) = decoder.decode(&mut buf).unwrap() {
+                    got.push(record);
+                }
+            }
+            prop_assert!(buf.is_empty());
+            prop_assert_eq!(got, whole);
+        }
+
+        /// Garbage of any length, fed in any pieces, gives records or an
+        /// error, never a panic, and never more records than whole 8-byte
+        /// headers in it.
+        #[test]
+        fn garbage_in_pieces_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..4096),
+            piece in 1usize..64,
+        ) {
+            let mut decoder = Decoder::new();
+            let mut buf = BytesMut::new();
+            let mut records = 0;
+            'feed: for chunk in bytes.chunks(piece) {
+                buf.extend_from_slice(chunk);
+                loop {
+                    match decoder.decode(&mut buf) {
+                        Ok(Some(_)) => records += 1,
+                        Ok(None) => break,
+                        Err(_) => break 'feed,
+                    }
+                }
+            }
+            prop_assert!(records <= bytes.len() / HEADER_LEN);
+        }
     }
 }

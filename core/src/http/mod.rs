@@ -11,7 +11,7 @@
 
 mod connections;
 mod error;
-mod framing;
+pub(crate) mod framing;
 mod limits;
 mod listen;
 mod send_timeout;

@@ -142,4 +142,80 @@ mod tests {
         assert_eq!(normalize_path("a/b"), Err(PathError::NotAbsolute));
         assert_eq!(normalize_path("*"), Err(PathError::NotAbsolute));
     }
+
+    /// Percent-encodes every byte of `s` that is not unreserved, so that
+    /// decoding it gives `s` back.
+    fn encode(s: &str) -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+
+    /// Paths made of the pieces that matter: separators, dots, encodings
+    /// of both, control characters, non-ASCII, plain names.
+    fn arb_raw_path() -> impl proptest::strategy::Strategy<Value = String> {
+        let piece = proptest::prop_oneof![
+            proptest::strategy::Just("/".to_string()),
+            proptest::strategy::Just(".".to_string()),
+            proptest::strategy::Just("..".to_string()),
+            proptest::strategy::Just("%2e".to_string()),
+            proptest::strategy::Just("%2F".to_string()),
+            proptest::strategy::Just("%25".to_string()),
+            proptest::strategy::Just("%00".to_string()),
+            proptest::strategy::Just("%".to_string()),
+            proptest::strategy::Just("caf\u{e9}".to_string()),
+            "[a-z]{1,3}",
+            proptest::string::string_regex("[ -~]{0,3}").unwrap_or_else(|_| unreachable!()),
+        ];
+        proptest::collection::vec(piece, 0..12).prop_map(|pieces| format!("/{}", pieces.concat()))
+    }
+
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// A normalised path is a fixed point (once its `%` is encoded
+        /// again, since it is decoded), and has no `.`, `..` or empty
+        /// segment: it never leaves the root.
+        #[test]
+        fn normalising_is_idempotent_and_stays_inside_the_root(raw in arb_raw_path()) {
+            if let Ok(path) = normalize_path(&raw) {
+                proptest::prop_assert!(path.starts_with('/'));
+                proptest::prop_assert_eq!(
+                    normalize_path(&path.replace('%', "%25")),
+                    Ok(path.clone())
+                );
+                let inner = path.trim_start_matches('/');
+                let inner = inner.strip_suffix('/').unwrap_or(inner);
+                if !inner.is_empty() {
+                    for segment in inner.split('/') {
+                        proptest::prop_assert!(
+                            !matches!(segment, "" | "." | ".."),
+                            "{:?} gave {:?}", raw, path
+                        );
+                    }
+                }
+            }
+        }
+
+        /// Decoding then normalising is normalising the decoded path: the
+        /// encoding of a byte never changes what it means.
+        #[test]
+        fn an_encoded_path_normalises_as_its_decoded_form(raw in arb_raw_path()) {
+            let Ok(decoded) = percent_encoding::percent_decode_str(&raw).decode_utf8() else {
+                return Ok(());
+            };
+            if raw.contains('%') && normalize_path(&raw) == Err(PathError::BadEncoding) {
+                return Ok(());
+            }
+            proptest::prop_assert_eq!(normalize_path(&raw), normalize_path(&encode(&decoded)));
+        }
+    }
 }

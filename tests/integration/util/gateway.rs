@@ -161,6 +161,13 @@ impl Gateway {
         children_of(self.pid)
     }
 
+    /// How many file descriptors the gateway holds open (/proc/PID/fd).
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .expect("proc fd")
+            .count()
+    }
+
     /// Fails if a child of the gateway is a zombie (exited, not reaped).
     pub fn assert_no_zombies(&self) {
         // Reaping is asynchronous: give the supervisor a moment.
