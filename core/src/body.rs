@@ -168,7 +168,7 @@ pub struct ResponseBody {
 
 enum Kind {
     Full(Option<Bytes>),
-    Static(hyper_staticfile::Body),
+    Static(hyper_staticfile::Body<FileChunks>),
     Stream(mpsc::Receiver<Result<Bytes, io::Error>>),
 }
 
@@ -192,7 +192,7 @@ impl ResponseBody {
         Self::of(Kind::Full((!bytes.is_empty()).then_some(bytes)))
     }
 
-    pub fn static_file(body: hyper_staticfile::Body) -> Self {
+    pub fn static_file(body: hyper_staticfile::Body<FileChunks>) -> Self {
         Self::of(Kind::Static(body))
     }
 
@@ -260,6 +260,59 @@ impl Drop for ResponseBody {
     fn drop(&mut self) {
         if let Some(entry) = self.log.take() {
             entry.write(self.sent);
+        }
+    }
+}
+
+/// A file read for a response body: [`FILE_CHUNK`] bytes per read, each
+/// one trip to tokio's blocking pool. (hyper-staticfile's own reader takes
+/// 8 KiB a trip: 128 thread hand-offs for a MiB, which is what a static file
+/// cost, not the copying.)
+pub struct FileChunks {
+    /// Boxed: the body type holds one, and most bodies are not files.
+    file: Box<tokio::fs::File>,
+    buf: Vec<u8>,
+}
+
+/// How much of a file one read takes (see [`FileChunks`]): larger means
+/// fewer trips, and this much memory per response being read.
+pub const FILE_CHUNK: usize = 64 * 1024;
+
+impl FileChunks {
+    pub fn new(file: std::fs::File) -> FileChunks {
+        FileChunks {
+            file: Box::new(tokio::fs::File::from_std(file)),
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl tokio::io::AsyncSeek for FileChunks {
+    fn start_seek(mut self: Pin<&mut Self>, position: SeekFrom) -> io::Result<()> {
+        Pin::new(&mut *self.file).start_seek(position)
+    }
+
+    fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        Pin::new(&mut *self.file).poll_complete(cx)
+    }
+}
+
+impl hyper_staticfile::vfs::FileAccess for FileChunks {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        len: usize,
+    ) -> Poll<io::Result<Bytes>> {
+        let FileChunks { file, buf } = &mut *self;
+        let len = len.min(FILE_CHUNK);
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        let mut read = ReadBuf::new(&mut buf[..len]);
+        match Pin::new(&mut **file).poll_read(cx, &mut read) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(Bytes::copy_from_slice(read.filled()))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
         }
     }
 }

@@ -260,3 +260,39 @@ fn issue13_if_range_several_ranges_and_unsatisfiable_ranges() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, full.body);
 }
+
+/// Files are read whole up to 64 KiB and in 64 KiB chunks beyond: every
+/// size around those edges comes out byte for byte, ranges too.
+#[test]
+fn files_of_every_size_around_the_read_edges_are_served_whole() {
+    let sizes = [0usize, 1, 65_535, 65_536, 65_537, 131_072, 1_048_579];
+    let gw = Gateway::start_with(
+        "[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\n",
+        |dir| {
+            for size in sizes {
+                std::fs::write(dir.join(format!("www/f{size}.bin")), payload(size)).unwrap();
+            }
+        },
+    );
+    for size in sizes {
+        let r = gw.get(&format!("/f{size}.bin"));
+        assert_eq!(r.status, 200, "{size}");
+        assert_eq!(r.header("content-length"), Some(size.to_string().as_str()));
+        assert!(r.body == payload(size), "{size} bytes differ");
+        let head = request(gw.addr(), "HEAD", &format!("/f{size}.bin"), &[], b"");
+        assert_eq!(head.status, 200);
+        assert!(head.body.is_empty());
+    }
+    let r = request(
+        gw.addr(),
+        "GET",
+        "/f1048579.bin",
+        &[("Range", "bytes=65530-131080")],
+        b"",
+    );
+    assert_eq!(r.status, 206);
+    assert!(
+        r.body == payload(1_048_579)[65_530..=131_080],
+        "range differs"
+    );
+}

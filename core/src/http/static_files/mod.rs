@@ -13,11 +13,10 @@ use std::hash::{BuildHasher, RandomState};
 
 use http::{HeaderValue, Method, Response, StatusCode, Uri, header};
 use hyper_staticfile::util::{FileBytesStream, FileBytesStreamMultiRange, FileBytesStreamRange};
-use hyper_staticfile::vfs::TokioFileAccess;
 
 use self::conditional::{Answer, ByteRange, Validators};
 use super::error::GatewayError;
-use crate::body::ResponseBody;
+use crate::body::{FileChunks, ResponseBody};
 
 /// Serves a file the router found (conditional requests, ranges, HEAD).
 pub async fn serve(
@@ -31,8 +30,11 @@ pub async fn serve(
         path: uri.path().to_string(),
         source,
     };
-    let handle = tokio::fs::File::open(file).await.map_err(static_error)?;
-    let metadata = handle.metadata().await.map_err(static_error)?;
+    let Opened {
+        file: handle,
+        metadata,
+        whole,
+    } = open(file, method).await.map_err(static_error)?;
     let validators = Validators::new(metadata.len(), metadata.modified().ok());
     let answer = conditional::decide(method, headers, &validators);
     let content_type = content_type(file);
@@ -40,7 +42,13 @@ pub async fn serve(
     let mut response = Response::new(ResponseBody::empty());
     let out = response.headers_mut();
     validator_headers(out, &validators, cache_control);
-    let access = TokioFileAccess::new(handle);
+    // A small file is already read: no stream.
+    if let (Answer::Full, Some(bytes)) = (&answer, whole) {
+        set_content(out, &content_type, size, None);
+        *response.body_mut() = ResponseBody::full(bytes);
+        return Ok(response);
+    }
+    let access = FileChunks::new(handle);
     let (status, body) = match answer {
         Answer::Full => {
             set_content(out, &content_type, size, None);
@@ -83,6 +91,51 @@ pub async fn serve(
         *response.body_mut() = ResponseBody::static_file(body);
     }
     Ok(response)
+}
+
+/// Files up to this size are read whole, with their metadata, in one trip
+/// to tokio's blocking pool (open, stat and read, each a trip before).
+const READ_WHOLE: u64 = 64 * 1024;
+
+/// A file opened for a response, and, when small, its contents.
+struct Opened {
+    file: std::fs::File,
+    metadata: std::fs::Metadata,
+    /// The whole file, for a GET of a file of at most [`READ_WHOLE`] bytes.
+    whole: Option<bytes::Bytes>,
+}
+
+/// Opens `path` and stats it, and reads a small file whole for a GET: one
+/// trip to the blocking pool. A file that changes size while being read
+/// is an error (its length is already in the validators).
+async fn open(path: &std::path::Path, method: &Method) -> std::io::Result<Opened> {
+    use std::io::Read;
+    let path = path.to_path_buf();
+    let read_small = method != Method::HEAD;
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path)?;
+        let metadata = file.metadata()?;
+        let len = metadata.len();
+        let whole = if read_small && metadata.is_file() && len <= READ_WHOLE {
+            let mut buf = Vec::with_capacity(len as usize);
+            (&mut file).take(len + 1).read_to_end(&mut buf)?;
+            if buf.len() as u64 != len {
+                return Err(std::io::Error::other(
+                    "the file changed size while it was read",
+                ));
+            }
+            Some(bytes::Bytes::from(buf))
+        } else {
+            None
+        };
+        Ok(Opened {
+            file,
+            metadata,
+            whole,
+        })
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// What every answer carries, 304 included (RFC 9110 §15.4.5: a 304 has
