@@ -6,13 +6,15 @@
 //! ```
 //!
 //! Lines are handed to a writer thread, so a slow terminal or disk never
-//! stalls a request; the thread flushes whenever it has caught up.
+//! stalls a request; the thread writes what has come every
+//! [`FLUSH_EVERY`] at most, in one write, and everything at the stop
+//! ([`finish`]).
 
 use std::io::{self, BufWriter, Write};
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::mpsc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config;
 
@@ -36,9 +38,12 @@ impl AccessLog {
             ),
         };
         let (tx, rx) = mpsc::channel::<String>();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || write_lines(rx, out))?;
+        let mut writers = WRITERS.lock().unwrap_or_else(|p| p.into_inner());
+        writers.retain(|w| !w.is_finished());
+        writers.push(writer);
         Ok(AccessLog { tx: Some(tx) })
     }
 
@@ -68,14 +73,53 @@ impl AccessLog {
     }
 }
 
+/// After writing what it had, the writer thread waits this long before it
+/// looks again. Lines sent meanwhile wake nobody (the thread is not parked
+/// on the channel): a busy site costs one wake-up and one write(2) per
+/// interval instead of a wake-up per request (nginx's `access_log ...
+/// buffer= flush=` does the same). A line reaches the file at most this
+/// late; [`finish`] writes what is left when the gateway stops.
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
+
+/// How long an idle writer waits for a line before it looks whether the
+/// gateway is stopping.
+const IDLE_LOOK: Duration = Duration::from_millis(500);
+
+/// The writer threads (one per access log a start or a reload opened).
+static WRITERS: Mutex<Vec<std::thread::JoinHandle<()>>> = Mutex::new(Vec::new());
+/// Set by [`finish`]: write what is left and end.
+static FINISHING: AtomicBool = AtomicBool::new(false);
+
 fn write_lines(rx: mpsc::Receiver<String>, out: Box<dyn Write + Send>) {
-    let mut out = BufWriter::new(out);
-    while let Ok(line) = rx.recv() {
-        let _ = out.write_all(line.as_bytes());
-        while let Ok(line) = rx.try_recv() {
-            let _ = out.write_all(line.as_bytes());
+    let mut out = BufWriter::with_capacity(64 * 1024, out);
+    loop {
+        match rx.recv_timeout(IDLE_LOOK) {
+            Ok(line) => {
+                let _ = out.write_all(line.as_bytes());
+                while let Ok(line) = rx.try_recv() {
+                    let _ = out.write_all(line.as_bytes());
+                }
+                let _ = out.flush();
+                if !FINISHING.load(Ordering::Acquire) {
+                    std::thread::park_timeout(FLUSH_EVERY);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if !FINISHING.load(Ordering::Acquire) => {}
+            Err(_) => break,
         }
-        let _ = out.flush();
+    }
+    let _ = out.flush();
+}
+
+/// At the gateway's stop, once no request runs any more: every writer
+/// writes what it holds and ends, and this waits for them (the process
+/// would otherwise end with the last lines unwritten).
+pub fn finish() {
+    FINISHING.store(true, Ordering::Release);
+    let writers = std::mem::take(&mut *WRITERS.lock().unwrap_or_else(|p| p.into_inner()));
+    for writer in writers {
+        writer.thread().unpark();
+        let _ = writer.join();
     }
 }
 

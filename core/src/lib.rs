@@ -151,6 +151,8 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     signals.abort();
 
     stop_apps(&reloader, config.server.shutdown_timeout).await;
+    // Every request is done: the access log's last lines are written.
+    tokio::task::spawn_blocking(access_log::finish).await.ok();
     reaper.abort();
     // Whatever the apps left behind that is still running.
     isolate::Reaper::default().stop_all().await;

@@ -84,3 +84,25 @@ fn access_log_names_app_and_pid() {
     );
     assert!(lines[1].ends_with("app=- pid=-"), "{}", lines[1]);
 }
+
+/// The access log is written in batches (every 50 ms at most), and a stop
+/// right after a burst loses no line: the writer drains before it ends.
+#[test]
+fn the_access_log_keeps_every_line_through_a_stop() {
+    let mut gw = Gateway::start(
+        "[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\naccess_log = \"access.log\"\n",
+    );
+    let addr = gw.addr();
+    let mut conn = connect(addr);
+    for i in 0..300 {
+        conn.write_all(format!("GET /page.html?n={i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut reader = BufReader::new(&conn);
+        assert_eq!(read_response(&mut reader, false).unwrap().status, 200);
+    }
+    gw.signal(Signal::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(15)).is_some());
+    let log = std::fs::read_to_string(gw.dir_path().join("access.log")).unwrap();
+    assert_eq!(log.lines().count(), 300, "{log}");
+    assert!(log.lines().last().unwrap().contains("/page.html?n=299"));
+}
