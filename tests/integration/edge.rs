@@ -456,34 +456,6 @@ fn an_apps_101_is_a_502_and_nothing_is_upgraded() {
     assert!(x.closed);
 }
 
-/// One h2c (prior knowledge) request: the status and the body.
-fn h2c(addr: std::net::SocketAddr, request: http::Request<()>) -> (u16, Vec<u8>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-        tokio::spawn(connection);
-        let mut client = client.ready().await.unwrap();
-        let (response, _) = client.send_request(request, true).unwrap();
-        let response = tokio::time::timeout(Duration::from_secs(10), response)
-            .await
-            .expect("an answer in time")
-            .expect("an HTTP/2 response, not a reset");
-        let status = response.status().as_u16();
-        let mut body = response.into_body();
-        let mut data = Vec::new();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.unwrap();
-            let _ = body.flow_control().release_capacity(chunk.len());
-            data.extend_from_slice(&chunk);
-        }
-        (status, data)
-    })
-}
-
 /// HTTP/2 carries the same rules: `:authority` wins over a `host` field,
 /// CONNECT is refused.
 #[test]

@@ -334,34 +334,11 @@ fn head_after_a_chunked_body_in_the_same_read_is_checked() {
 /// One h2c (prior knowledge) GET of `path` with an `X-Big` header of `len`
 /// bytes: the status and the body.
 fn h2c_get(addr: SocketAddr, path: &str, len: usize) -> (u16, Vec<u8>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+    let request = http::Request::get(format!("http://{addr}{path}"))
+        .header("x-big", "e".repeat(len))
+        .body(())
         .unwrap();
-    runtime.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-        tokio::spawn(connection);
-        let mut client = client.ready().await.unwrap();
-        let request = http::Request::get(format!("http://{addr}{path}"))
-            .header("x-big", "e".repeat(len))
-            .body(())
-            .unwrap();
-        let (response, _) = client.send_request(request, true).unwrap();
-        let response = tokio::time::timeout(Duration::from_secs(10), response)
-            .await
-            .expect("an answer in time")
-            .expect("an HTTP/2 response, not a reset");
-        let status = response.status().as_u16();
-        let mut body = response.into_body();
-        let mut data = Vec::new();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.unwrap();
-            let _ = body.flow_control().release_capacity(chunk.len());
-            data.extend_from_slice(&chunk);
-        }
-        (status, data)
-    })
+    h2c(addr, request)
 }
 
 /// h2c has the same limits as HTTP/1: hyper's HTTP/2 header list limit

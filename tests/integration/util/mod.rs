@@ -18,7 +18,7 @@ mod procs;
 mod programs;
 mod site;
 
-pub use client::{Response, connect, post, read_response, request, send_raw};
+pub use client::{Response, connect, h2c, post, read_response, request, send_raw};
 pub use data::{crc32, distinct_pids, payload, pid_of, post_upload, upload_report};
 pub use gateway::Gateway;
 pub use plugins::{PluginBuild, plugin_file};
