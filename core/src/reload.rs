@@ -25,7 +25,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::time::{Instant, sleep};
 use tracing::{error, info, warn};
@@ -77,12 +76,10 @@ pub struct ReloadReport {
     pub need_restart: Vec<String>,
 }
 
-/// The running gateway's parts a reload replaces, and the apps as the
-/// admin listener and the metrics see them.
+/// The running gateway's parts a reload replaces.
 pub struct Reloader {
     gateway: Arc<Gateway>,
     listeners: Arc<Listeners>,
-    apps: Arc<ArcSwap<Apps>>,
     metrics: Arc<Metrics>,
     runtime_dir: PathBuf,
     /// One reload at a time.
@@ -99,11 +96,9 @@ impl Reloader {
         metrics: Arc<Metrics>,
         runtime_dir: PathBuf,
     ) -> Reloader {
-        let apps = Arc::new(ArcSwap::new(gateway.site().apps().clone()));
         Reloader {
             gateway,
             listeners,
-            apps,
             metrics,
             runtime_dir,
             busy: tokio::sync::Mutex::new(()),
@@ -133,9 +128,10 @@ impl Reloader {
         &self.gateway
     }
 
-    /// The apps serving now (for status pages and metrics).
+    /// The apps serving now (for status pages and metrics): the current
+    /// site's.
     pub fn apps(&self) -> Arc<Apps> {
-        self.apps.load_full()
+        self.gateway.site().apps().clone()
     }
 
     /// Reads the configuration again and applies it; on an error the
@@ -214,7 +210,6 @@ impl Reloader {
         let drain_timeout = config.server.shutdown_timeout;
         let site = Site::new(config, router, apps.clone(), access_log, &prepared.plugins);
         let old = self.gateway.replace(site);
-        self.apps.store(apps.clone());
         self.metrics.update(&apps, &prepared.plugins);
         self.listeners.switch_to(&listen, bound);
         report.listening = self
