@@ -14,14 +14,9 @@ a_bin=$1
 b_bin=$2
 rounds=${3:-5}
 secs=${4:-5}
-peers=$(cd ../shared/bench/peers/www && pwd)
-work=$(mktemp -d)
-chmod 755 "$work" # a root gateway runs its apps as an unprivileged user: they must reach it
-trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
-mkdir "$work/www"
-cp "$peers/hello.php" "$work/www/"
 # shellcheck source=tests/bench/php_gateway.sh
 . tests/bench/php_gateway.sh
+make_hello_site
 start_php_gateway A 18292 "$a_bin"
 start_php_gateway B 18293 "$b_bin"
 sleep 3

@@ -16,12 +16,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 n=${N:-2000}
 port=18295
-peers=$(cd ../shared/bench/peers/www && pwd)
-work=$(mktemp -d)
-chmod 755 "$work" # a root gateway runs its apps as an unprivileged user: they must reach it
-trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
-mkdir "$work/www"
-cp "$peers/hello.php" "$work/www/"
+# shellcheck source=tests/bench/php_gateway.sh
+. tests/bench/php_gateway.sh
+make_hello_site
 
 # Sends $1 requests on one keep-alive connection; fails on any non-200.
 requests() {
@@ -40,22 +37,7 @@ PY
 printf '%-40s %12s\n' build 'Ir/request'
 for bin in "$@"; do
   name=$(basename "$(dirname "$bin")")/$(basename "$bin")
-  cat > "$work/gw.toml" <<TOML
-[server]
-listen = "127.0.0.1:$port"
-root = "$work/www"
-access_log = "off"
-[[app]]
-name = "php"
-command = "php-cgi"
-handles = ["*.php"]
-max_instances = 4
-min_instances = 4
-instance_max_requests = 1000000
-[app.env]
-PHP_FCGI_CHILDREN = "0"
-PHP_FCGI_MAX_REQUESTS = "1000000"
-TOML
+  php_gateway_config gw "$port"
   out="$work/callgrind.out"
   rm -f "$out"*
   valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" serve "$work/gw.toml" \

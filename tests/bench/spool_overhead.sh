@@ -16,21 +16,16 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
 secs=${2:-5}
-peers=$(cd ../shared/bench/peers/www && pwd)
 cargo build -q --release -p fastgate
-work=$(mktemp -d)
-chmod 755 "$work" # a root gateway runs its apps as an unprivileged user: they must reach it
-trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
-mkdir "$work/www"
-cp "$peers/hello.php" "$work/www/"
+# shellcheck source=tests/bench/php_gateway.sh
+. tests/bench/php_gateway.sh
+make_hello_site
 # 1 MiB in 64 KiB pieces, each flushed (a page that streams as it goes).
 cat > "$work/www/mib.php" <<'PHP'
 <?php
 $chunk = str_repeat("0123456789abcdef", 4096);
 for ($i = 0; $i < 16; $i++) { echo $chunk; flush(); }
 PHP
-# shellcheck source=tests/bench/php_gateway.sh
-. tests/bench/php_gateway.sh
 start_php_gateway spool 18290 target/release/fastgate ""
 if [ -n "${BEFORE_BIN:-}" ]; then
   start_php_gateway stream 18291 "$BEFORE_BIN" ""
