@@ -264,36 +264,66 @@ impl Drop for ResponseBody {
     }
 }
 
-/// A file read for a response body: [`FILE_CHUNK`] bytes per read, each
-/// one trip to tokio's blocking pool. (hyper-staticfile's own reader takes
-/// 8 KiB a trip: 128 thread hand-offs for a MiB, which is what a static file
-/// cost, not the copying.)
+/// A file read for a response body, [`FILE_CHUNK`] bytes per read: on the
+/// connection's thread (`static_file_io = "inline"`: a read from the page
+/// cache costs less than a thread hand-off each way), or each read one trip
+/// to tokio's blocking pool (`"threads"`). hyper-staticfile's own reader
+/// takes 8 KiB a trip: 128 hand-offs for a MiB, which is what a static file
+/// cost, not the copying.
 pub struct FileChunks {
+    reader: Reader,
+}
+
+enum Reader {
+    /// `position`: where the last seek left the file's cursor.
+    Inline { file: std::fs::File, position: u64 },
     /// Boxed: the body type holds one, and most bodies are not files.
-    file: Box<tokio::fs::File>,
-    buf: Vec<u8>,
+    Threads {
+        file: Box<tokio::fs::File>,
+        buf: Vec<u8>,
+    },
 }
 
 /// How much of a file one read takes (see [`FileChunks`]): larger means
-/// fewer trips, and this much memory per response being read.
+/// fewer reads, and this much memory per response being read.
 pub const FILE_CHUNK: usize = 64 * 1024;
 
 impl FileChunks {
-    pub fn new(file: std::fs::File) -> FileChunks {
+    /// Reads on the thread that polls the body.
+    pub fn inline(file: std::fs::File) -> FileChunks {
         FileChunks {
-            file: Box::new(tokio::fs::File::from_std(file)),
-            buf: Vec::new(),
+            reader: Reader::Inline { file, position: 0 },
+        }
+    }
+
+    /// Reads on tokio's blocking pool.
+    pub fn on_threads(file: std::fs::File) -> FileChunks {
+        FileChunks {
+            reader: Reader::Threads {
+                file: Box::new(tokio::fs::File::from_std(file)),
+                buf: Vec::new(),
+            },
         }
     }
 }
 
 impl tokio::io::AsyncSeek for FileChunks {
-    fn start_seek(mut self: Pin<&mut Self>, position: SeekFrom) -> io::Result<()> {
-        Pin::new(&mut *self.file).start_seek(position)
+    fn start_seek(mut self: Pin<&mut Self>, to: SeekFrom) -> io::Result<()> {
+        match &mut self.reader {
+            Reader::Inline { file, position } => {
+                use std::io::Seek;
+                *position = file.seek(to)?;
+                Ok(())
+            }
+            Reader::Threads { file, .. } => Pin::new(&mut **file).start_seek(to),
+        }
     }
 
     fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
-        Pin::new(&mut *self.file).poll_complete(cx)
+        match &mut self.reader {
+            Reader::Inline { position, .. } => Poll::Ready(Ok(*position)),
+            Reader::Threads { file, .. } => Pin::new(&mut **file).poll_complete(cx),
+        }
     }
 }
 
@@ -303,16 +333,27 @@ impl hyper_staticfile::vfs::FileAccess for FileChunks {
         cx: &mut Context<'_>,
         len: usize,
     ) -> Poll<io::Result<Bytes>> {
-        let FileChunks { file, buf } = &mut *self;
         let len = len.min(FILE_CHUNK);
-        if buf.len() < len {
-            buf.resize(len, 0);
-        }
-        let mut read = ReadBuf::new(&mut buf[..len]);
-        match Pin::new(&mut **file).poll_read(cx, &mut read) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(Bytes::copy_from_slice(read.filled()))),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
+        match &mut self.reader {
+            Reader::Inline { file, .. } => {
+                // Into memory not zeroed first (`read_to_end` fills the
+                // spare capacity): one pass over the chunk, not two.
+                use std::io::Read;
+                let mut chunk = Vec::with_capacity(len);
+                file.take(len as u64).read_to_end(&mut chunk)?;
+                Poll::Ready(Ok(Bytes::from(chunk)))
+            }
+            Reader::Threads { file, buf } => {
+                if buf.len() < len {
+                    buf.resize(len, 0);
+                }
+                let mut read = ReadBuf::new(&mut buf[..len]);
+                match Pin::new(&mut **file).poll_read(cx, &mut read) {
+                    Poll::Ready(Ok(())) => Poll::Ready(Ok(Bytes::copy_from_slice(read.filled()))),
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 }

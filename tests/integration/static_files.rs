@@ -261,13 +261,20 @@ fn issue13_if_range_several_ranges_and_unsatisfiable_ranges() {
     assert_eq!(r.body, full.body);
 }
 
-/// Files are read whole up to 64 KiB and in 64 KiB chunks beyond: every
-/// size around those edges comes out byte for byte, ranges too.
+/// Files are read whole up to 64 KiB and in 64 KiB chunks beyond, on the
+/// connection's thread or on a thread pool (`static_file_io`): every size
+/// around those edges comes out byte for byte, ranges too, either way.
 #[test]
 fn files_of_every_size_around_the_read_edges_are_served_whole() {
+    for io in ["inline", "threads"] {
+        files_of_every_size_served_whole(io);
+    }
+}
+
+fn files_of_every_size_served_whole(io: &str) {
     let sizes = [0usize, 1, 65_535, 65_536, 65_537, 131_072, 1_048_579];
     let gw = Gateway::start_with(
-        "[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\n",
+        &format!("[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\nstatic_file_io = \"{io}\"\n"),
         |dir| {
             for size in sizes {
                 std::fs::write(dir.join(format!("www/f{size}.bin")), payload(size)).unwrap();
@@ -276,9 +283,9 @@ fn files_of_every_size_around_the_read_edges_are_served_whole() {
     );
     for size in sizes {
         let r = gw.get(&format!("/f{size}.bin"));
-        assert_eq!(r.status, 200, "{size}");
+        assert_eq!(r.status, 200, "{io} {size}");
         assert_eq!(r.header("content-length"), Some(size.to_string().as_str()));
-        assert!(r.body == payload(size), "{size} bytes differ");
+        assert!(r.body == payload(size), "{io}: {size} bytes differ");
         let head = request(gw.addr(), "HEAD", &format!("/f{size}.bin"), &[], b"");
         assert_eq!(head.status, 200);
         assert!(head.body.is_empty());
@@ -293,6 +300,21 @@ fn files_of_every_size_around_the_read_edges_are_served_whole() {
     assert_eq!(r.status, 206);
     assert!(
         r.body == payload(1_048_579)[65_530..=131_080],
-        "range differs"
+        "{io}: range differs"
     );
+}
+
+/// A wrong `static_file_io` is refused at load, naming the key.
+#[test]
+fn a_wrong_static_file_io_is_refused_naming_the_key() {
+    let (ok, out, err) = check_config(
+        "[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\nstatic_file_io = \"aio\"\n",
+    );
+    assert!(!ok, "{out}");
+    assert!(err.contains("fastgate.toml:4") && err.contains("static_file_io"), "{err}");
+    let (ok, out, err) = check_config(
+        "[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\nstatic_file_io = \"threads\"\n",
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("static_file_io = \"threads\""), "{out}");
 }

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::parse::{parse_duration, parse_error_details, parse_listen, parse_on_error, parse_size};
+use super::parse::{
+    parse_duration, parse_error_details, parse_listen, parse_on_error, parse_size,
+    parse_static_file_io,
+};
 use super::raw::{RawAdmin, RawApp, RawConfig, RawPlugin, RawServer};
 use super::source::Source;
 use super::{
@@ -312,6 +315,12 @@ fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerSettings, Co
             Some("") => None,
             Some(dir) => Some(src.path(dir)),
         },
+        static_file_io: t.read_or(
+            raw.static_file_io.as_ref(),
+            "static_file_io",
+            defaults::STATIC_FILE_IO,
+            |v| parse_static_file_io(v),
+        )?,
         plugins: Vec::new(),
         // 0 (the default) = automatic.
         max_connections: match t.count(raw.max_connections.as_ref(), "max_connections", 0, 0)? {

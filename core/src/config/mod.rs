@@ -123,6 +123,30 @@ pub struct ServerSettings {
     /// (`max_connections`; `None`: automatic, from the open-file limit, see
     /// `http::connection_limit`). Past it a connection gets 503.
     pub max_connections: Option<usize>,
+    /// Where static files are read (`static_file_io`, default `inline`).
+    pub static_file_io: StaticFileIo,
+}
+
+/// `static_file_io`: which thread reads a static file. Reading a file the
+/// page cache holds takes microseconds, less than handing the work to
+/// another thread and back; a file system that can stall for long (NFS, a
+/// failing disk) would stall every connection of the thread reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaticFileIo {
+    /// On the thread serving the connection (nginx's default, `aio off`).
+    Inline,
+    /// On tokio's blocking threads (nginx `aio threads`).
+    Threads,
+}
+
+impl StaticFileIo {
+    /// As it is written in the file.
+    pub const fn name(self) -> &'static str {
+        match self {
+            StaticFileIo::Inline => "inline",
+            StaticFileIo::Threads => "threads",
+        }
+    }
 }
 
 /// `error_details`: who may read the server-side detail of an error (an
@@ -658,6 +682,7 @@ pub mod defaults {
     pub const PLUGIN_TIMEOUT: Duration = Duration::from_millis(10);
     pub const PLUGIN_MEMORY_LIMIT: u64 = 64 * 1024 * 1024;
     pub const ERROR_DETAILS: super::ErrorDetails = super::ErrorDetails::Local;
+    pub const STATIC_FILE_IO: super::StaticFileIo = super::StaticFileIo::Inline;
 }
 
 /// What the configuration's unit tests share: loading a text as if it were

@@ -12,7 +12,9 @@ use std::time::Duration;
 use http::Method;
 
 use super::raw::{OneOrMany, Scalar};
-use super::{ErrorDetails, HandlerPattern, OnError, Protocol, ResourceType, StderrMode};
+use super::{
+    ErrorDetails, HandlerPattern, OnError, Protocol, ResourceType, StaticFileIo, StderrMode,
+};
 
 /// `*.php`, `/prefix/*`, `/*`, `*`, `/exact/path`.
 pub fn parse_pattern(p: &str) -> Result<HandlerPattern, String> {
@@ -275,6 +277,17 @@ pub(super) fn parse_error_details(s: &str) -> Result<ErrorDetails, String> {
         "never" => Ok(ErrorDetails::Never),
         other => Err(format!(
             "{other:?}: expected \"local\" (details for loopback clients only), \"always\" or \"never\""
+        )),
+    }
+}
+
+/// `static_file_io`: `inline` or `threads`.
+pub(super) fn parse_static_file_io(s: &str) -> Result<StaticFileIo, String> {
+    match s {
+        "inline" => Ok(StaticFileIo::Inline),
+        "threads" => Ok(StaticFileIo::Threads),
+        other => Err(format!(
+            "{other:?}: expected \"inline\" (read on the connection's thread) or \"threads\" (on a thread pool, for slow or network file systems)"
         )),
     }
 }

@@ -79,6 +79,7 @@ pub(super) struct RawServer {
     pub(super) plugins: Option<Vec<Spanned<String>>>,
     pub(super) error_details: Option<Spanned<String>>,
     pub(super) max_connections: Option<Spanned<i64>>,
+    pub(super) static_file_io: Option<Spanned<String>>,
 }
 
 /// One `[[app]]`, with `[app.env]`, `[app.params]` and `[app.options]`.

@@ -12,8 +12,8 @@ use http::Method;
 
 use super::mounts::mount_text;
 use super::{
-    AppKey, AppSettings, Config, ErrorDetails, ResourceType, ServerSettings, StderrMode, Verbs,
-    static_folders,
+    AppKey, AppSettings, Config, ErrorDetails, ResourceType, ServerSettings, StaticFileIo,
+    StderrMode, Verbs, static_folders,
 };
 
 /// A readable summary of a configuration, for `fastgate check`.
@@ -46,6 +46,14 @@ fn render_server(out: &mut String, s: &ServerSettings) {
     let _ = writeln!(out, "listen      {}", listen.join(", "));
     let _ = writeln!(out, "root        {}", s.root.display());
     let _ = writeln!(out, "index       {}", s.index.join(", "));
+    let _ = writeln!(
+        out,
+        "static files read {}",
+        match s.static_file_io {
+            StaticFileIo::Inline => "on the connection's thread (static_file_io = \"inline\")",
+            StaticFileIo::Threads => "on a thread pool (static_file_io = \"threads\")",
+        }
+    );
     let _ = writeln!(
         out,
         "limits      max_body_size {} bytes, max_response_header_size {} bytes, header_read_timeout {}, body_read_timeout {}, send_timeout {}",

@@ -319,7 +319,10 @@ impl Site {
             Route::Static {
                 file,
                 cache_control,
-            } => static_files::serve(method, uri, headers, &file, cache_control.as_ref()).await,
+            } => {
+                let io = self.config.server.static_file_io;
+                static_files::serve(method, uri, headers, &file, cache_control.as_ref(), io).await
+            }
             Route::ScriptInStaticFolder { app, url } => {
                 Err(GatewayError::ScriptInStaticFolder { app, url })
             }

@@ -403,6 +403,7 @@ mod tests {
             plugin_cache_dir: None,
             plugins: vec![],
             max_connections: None,
+            static_file_io: crate::config::StaticFileIo::Inline,
         }
     }
 

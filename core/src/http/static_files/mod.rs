@@ -17,6 +17,7 @@ use hyper_staticfile::util::{FileBytesStream, FileBytesStreamMultiRange, FileByt
 use self::conditional::{Answer, ByteRange, Validators};
 use super::error::GatewayError;
 use crate::body::{FileChunks, ResponseBody};
+use crate::config::StaticFileIo;
 
 /// Serves a file the router found (conditional requests, ranges, HEAD).
 pub async fn serve(
@@ -25,6 +26,7 @@ pub async fn serve(
     headers: &http::HeaderMap,
     file: &std::path::Path,
     cache_control: Option<&HeaderValue>,
+    io: StaticFileIo,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let static_error = |source| GatewayError::Static {
         path: uri.path().to_string(),
@@ -34,7 +36,7 @@ pub async fn serve(
         file: handle,
         metadata,
         whole,
-    } = open(file, method).await.map_err(static_error)?;
+    } = open(file, method, io).await.map_err(static_error)?;
     let validators = Validators::new(metadata.len(), metadata.modified().ok());
     let answer = conditional::decide(method, headers, &validators);
     let content_type = content_type(file);
@@ -48,7 +50,10 @@ pub async fn serve(
         *response.body_mut() = ResponseBody::full(bytes);
         return Ok(response);
     }
-    let access = FileChunks::new(handle);
+    let access = match io {
+        StaticFileIo::Inline => FileChunks::inline(handle),
+        StaticFileIo::Threads => FileChunks::on_threads(handle),
+    };
     let (status, body) = match answer {
         Answer::Full => {
             set_content(out, &content_type, size, None);
@@ -93,8 +98,8 @@ pub async fn serve(
     Ok(response)
 }
 
-/// Files up to this size are read whole, with their metadata, in one trip
-/// to tokio's blocking pool (open, stat and read, each a trip before).
+/// Files up to this size are read whole with their metadata, in one go
+/// (one trip to the blocking pool with `static_file_io = "threads"`).
 const READ_WHOLE: u64 = 64 * 1024;
 
 /// A file opened for a response, and, when small, its contents.
@@ -105,41 +110,54 @@ struct Opened {
     whole: Option<bytes::Bytes>,
 }
 
-/// Opens `path` and stats it, and reads a small file whole for a GET: one
-/// trip to the blocking pool. A file that changes size while being read
-/// is an error (its length is already in the validators).
-async fn open(path: &std::path::Path, method: &Method) -> std::io::Result<Opened> {
-    use std::io::Read;
-    let path = path.to_path_buf();
+/// Opens `path` and stats it, and reads a small file whole for a GET, on
+/// the thread `io` says.
+async fn open(
+    path: &std::path::Path,
+    method: &Method,
+    io: StaticFileIo,
+) -> std::io::Result<Opened> {
     let read_small = method != Method::HEAD;
-    tokio::task::spawn_blocking(move || {
-        let mut file = std::fs::File::open(&path)?;
-        let metadata = file.metadata()?;
-        let len = metadata.len();
-        let whole = if read_small && metadata.is_file() && len <= READ_WHOLE {
-            let mut buf = Vec::with_capacity(len as usize);
-            (&mut file).take(len + 1).read_to_end(&mut buf)?;
-            if buf.len() as u64 != len {
-                return Err(std::io::Error::other(
-                    "the file changed size while it was read",
-                ));
-            }
-            Some(bytes::Bytes::from(buf))
-        } else {
-            None
-        };
-        Ok(Opened {
-            file,
-            metadata,
-            whole,
-        })
-    })
-    .await
-    .map_err(std::io::Error::other)?
+    match io {
+        StaticFileIo::Inline => open_now(path, read_small),
+        StaticFileIo::Threads => {
+            let path = path.to_path_buf();
+            tokio::task::spawn_blocking(move || open_now(&path, read_small))
+                .await
+                .map_err(std::io::Error::other)?
+        }
+    }
 }
 
-/// What every answer carries, 304 included (RFC 9110 §15.4.5: a 304 has
-/// what the 200 would have said about caching).
+/// [`open`]'s work. A file that changes size while being read is an error
+/// (its length is already in the validators).
+fn open_now(path: &std::path::Path, read_small: bool) -> std::io::Result<Opened> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let metadata = file.metadata()?;
+    let len = metadata.len();
+    // Into memory not zeroed first, and one read: the length the stat gave
+    // bounds it, so no end-of-file probe follows. A file that grew is sent
+    // as it was when stat'ed; one that shrank is an error.
+    let whole = if read_small && metadata.is_file() && len <= READ_WHOLE {
+        let mut buf = Vec::with_capacity(len as usize);
+        (&mut file).take(len).read_to_end(&mut buf)?;
+        if buf.len() as u64 != len {
+            return Err(std::io::Error::other(
+                "the file changed size while it was read",
+            ));
+        }
+        Some(bytes::Bytes::from(buf))
+    } else {
+        None
+    };
+    Ok(Opened {
+        file,
+        metadata,
+        whole,
+    })
+}
+
 fn validator_headers(
     out: &mut http::HeaderMap,
     validators: &Validators,
