@@ -253,7 +253,7 @@ fn cgi_params(c: &mut Criterion) {
     group.bench_function("build_and_encode_13_headers", |b| {
         b.iter(|| {
             let params = params::build(black_box(&request.info()), &request.target, &request.extra);
-            RequestParams::encode(params.iter())
+            RequestParams::encode_sized(params.iter(), params.encoded_len_bound())
         })
     });
     group.finish();

@@ -249,7 +249,18 @@ impl RequestParams {
     where
         I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
     {
-        let mut out = BytesMut::with_capacity(1024);
+        Self::encode_sized(pairs, 1024)
+    }
+
+    /// [`encode`](Self::encode), for pairs that take at most `pairs_len`
+    /// bytes encoded: the stream's buffer is allocated once, at its size.
+    pub fn encode_sized<'a, I>(pairs: I, pairs_len: usize) -> Result<RequestParams, ParamsError>
+    where
+        I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    {
+        // A header and at most 7 bytes of padding a record, and the end.
+        let records = pairs_len / proto::MAX_CONTENT_LEN + 2;
+        let mut out = BytesMut::with_capacity(pairs_len + 16 * records);
         proto::encode_params(PARAMS_REQUEST_ID, pairs, &mut out)?;
         Ok(RequestParams(out.freeze()))
     }

@@ -123,12 +123,22 @@ impl RecordHeader {
     }
 
     pub fn encode(&self, out: &mut BytesMut) {
-        out.put_u8(self.version);
-        out.put_u8(self.record_type);
-        out.put_u16(self.request_id);
-        out.put_u16(self.content_length);
-        out.put_u8(self.padding_length);
-        out.put_u8(0);
+        out.put_slice(&self.to_bytes());
+    }
+
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let [id_hi, id_lo] = self.request_id.to_be_bytes();
+        let [len_hi, len_lo] = self.content_length.to_be_bytes();
+        [
+            self.version,
+            self.record_type,
+            id_hi,
+            id_lo,
+            len_hi,
+            len_lo,
+            self.padding_length,
+            0,
+        ]
     }
 }
 
@@ -380,7 +390,9 @@ where
     I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
 {
     let start = out.len();
-    let mut record = BytesMut::with_capacity(1024);
+    // The pairs are written in place after the open record's header, which
+    // is filled in when the record closes: no record buffer, no copy.
+    let mut open: Option<usize> = None;
     for (name, value) in pairs {
         let size = pair_len(name, value);
         if size > MAX_CONTENT_LEN {
@@ -391,17 +403,46 @@ where
                 size,
             });
         }
-        if record.len() + size > MAX_CONTENT_LEN {
-            encode_record(record_type::PARAMS, request_id, &record, out);
-            record.clear();
+        match open {
+            Some(at) if out.len() - at - HEADER_LEN + size <= MAX_CONTENT_LEN => {}
+            Some(at) => {
+                close_record(record_type::PARAMS, request_id, at, out);
+                open = Some(open_record(out));
+            }
+            None => open = Some(open_record(out)),
         }
-        encode_pairs([(name, value)], &mut record);
+        encode_pairs([(name, value)], out);
     }
-    if !record.is_empty() {
-        encode_record(record_type::PARAMS, request_id, &record, out);
+    if let Some(at) = open {
+        close_record(record_type::PARAMS, request_id, at, out);
     }
     encode_stream_end(record_type::PARAMS, request_id, out);
     Ok(())
+}
+
+/// Starts a record whose content is written next: room for its header,
+/// returned where it is for [`close_record`].
+fn open_record(out: &mut BytesMut) -> usize {
+    let at = out.len();
+    out.put_bytes(0, HEADER_LEN);
+    at
+}
+
+/// Ends the record opened at `at`: its header, for the content written
+/// since, then the padding.
+fn close_record(record_type: u8, request_id: u16, at: usize, out: &mut BytesMut) {
+    let len = out.len() - at - HEADER_LEN;
+    debug_assert!(len <= MAX_CONTENT_LEN);
+    let padding = padding_for(len);
+    let header = RecordHeader {
+        version: VERSION_1,
+        record_type,
+        request_id,
+        content_length: len as u16,
+        padding_length: padding,
+    };
+    out[at..at + HEADER_LEN].copy_from_slice(&header.to_bytes());
+    out.put_bytes(0, padding as usize);
 }
 
 /// Decodes a name-value pair body.
@@ -630,6 +671,25 @@ mod tests {
         assert_eq!(&out[..], b"kept");
     }
 
+    /// The PARAMS stream as encoded before `encode_params` wrote records in
+    /// place: pairs gathered in a record buffer, the record written when
+    /// the next pair would not fit.
+    fn packed_one_record_at_a_time(pairs: &[(Vec<u8>, Vec<u8>)]) -> BytesMut {
+        let (mut out, mut record) = (BytesMut::new(), BytesMut::new());
+        for (name, value) in pairs {
+            if record.len() + pair_len(name, value) > MAX_CONTENT_LEN {
+                encode_record(record_type::PARAMS, 1, &record, &mut out);
+                record.clear();
+            }
+            encode_pairs([(&name[..], &value[..])], &mut record);
+        }
+        if !record.is_empty() {
+            encode_record(record_type::PARAMS, 1, &record, &mut out);
+        }
+        encode_stream_end(record_type::PARAMS, 1, &mut out);
+        out
+    }
+
     proptest::proptest! {
         /// Whatever the pairs, every record holds whole pairs only: each
         /// decodes on its own, and a pair that cannot fit is refused.
@@ -649,6 +709,8 @@ mod tests {
                     decoded.extend(decode_pairs(&record).unwrap());
                 }
                 proptest::prop_assert_eq!(decoded.len(), pairs.len());
+                let expected = packed_one_record_at_a_time(&pairs);
+                proptest::prop_assert!(out == expected, "not the stream a record buffer gives");
             } else {
                 proptest::prop_assert!(out.is_empty());
             }

@@ -108,7 +108,7 @@ pub async fn forward(
     caller: Caller,
     limits: ExchangeLimits,
 ) -> Result<Answer, ExchangeError> {
-    let params = RequestParams::encode(params.iter())?;
+    let params = RequestParams::encode_sized(params.iter(), params.encoded_len_bound())?;
     let (head_tx, head_rx) = oneshot::channel();
     let (body_tx, body_rx) = mpsc::channel(BODY_CHANNEL);
     let task = ExchangeTask {
