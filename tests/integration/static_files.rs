@@ -311,7 +311,10 @@ fn a_wrong_static_file_io_is_refused_naming_the_key() {
         "[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\nstatic_file_io = \"aio\"\n",
     );
     assert!(!ok, "{out}");
-    assert!(err.contains("fastgate.toml:4") && err.contains("static_file_io"), "{err}");
+    assert!(
+        err.contains("fastgate.toml:4") && err.contains("static_file_io"),
+        "{err}"
+    );
     let (ok, out, err) = check_config(
         "[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\nstatic_file_io = \"threads\"\n",
     );
