@@ -661,6 +661,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Guarded<S> {
             let upto = *upto;
             self.state = std::mem::replace(next, State::Passthrough);
             self.held.drain(..upto);
+            // Nothing of the next head yet: an idle keep-alive connection
+            // keeps no room for it (a head's bytes take a fresh allocation).
+            if self.held.is_empty() {
+                self.held = Vec::new();
+            }
             if matches!(self.state, State::Head) && !self.held.is_empty() {
                 self.examine();
             }

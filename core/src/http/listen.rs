@@ -344,7 +344,10 @@ fn serve_connection(
             Ok(Some(protocol)) => {
                 let io = TokioIo::new(SendTimeout::new(io, send_timeout));
                 let conn = builders.of(protocol).serve_connection(io, service);
-                watcher.watch(conn).await
+                // Boxed: a connection's state (hyper's, for either protocol)
+                // is allocated once its first bytes are in, so a task
+                // waiting for them is small.
+                Box::pin(watcher.watch(conn)).await
             }
             Ok(None) => Ok(()),
             Err(e) => Err(e.into()),
