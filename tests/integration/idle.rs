@@ -15,7 +15,7 @@ const WARM_UP: usize = 20;
 /// Bytes of resident memory an idle connection may add. The gateway held
 /// 26 KiB for each (release and debug builds alike): hyper's read buffer
 /// grown to 16 KiB, its write buffer holding a copy of the body, the
-/// request future's slot; 13.8 KiB since (debug build), most of it the
+/// request future's slot; 13.5 KiB since (debug build), most of it the
 /// page of hyper's read buffer and of its write buffer that a request
 /// touches.
 const MAX_PER_CONNECTION: u64 = 20 * 1024;
