@@ -12,6 +12,7 @@ mod edge;
 mod faults;
 mod fcgiwrap;
 mod first_free;
+mod idle;
 mod iis;
 mod iis_import;
 mod isolation;

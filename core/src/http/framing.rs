@@ -612,7 +612,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<S> {
     }
 }
 
+/// What a connection speaks, told by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    /// The connection opened with the HTTP/2 preface (h2c, prior knowledge).
+    Http2,
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Guarded<S> {
+    /// Waits for the connection's first request head (checked as every head
+    /// is) or the HTTP/2 preface, and says which it was; `None` when the
+    /// client closed without sending a byte. Nothing is handed over: the
+    /// head is read afterwards as usual. So the server can wait for a
+    /// client's first bytes before it sets anything up for the protocol,
+    /// and knows which one without reading ahead of the guard.
+    pub fn poll_protocol(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Protocol>>> {
+        loop {
+            match &self.state {
+                State::Head => {}
+                // `give_up` after the whole preface; a client's input that
+                // ends inside a head gives up too, and is HTTP/1.
+                State::Release { next, .. }
+                    if matches!(**next, State::Passthrough)
+                        && self.held.starts_with(H2_PREFACE) =>
+                {
+                    return Poll::Ready(Ok(Some(Protocol::Http2)));
+                }
+                _ => return Poll::Ready(Ok(Some(Protocol::Http1))),
+            }
+            // `Some(Ready(Ok))` from `poll_head` is the end of input with
+            // nothing held.
+            if let Some(done) = self.poll_head(cx) {
+                return done.map_ok(|()| None);
+            }
+        }
+    }
+
     /// Hands over held bytes (a checked head, or a refusal).
     fn release(&mut self, buf: &mut ReadBuf<'_>) {
         let State::Release { pos, upto, next } = &mut self.state else {
@@ -776,8 +812,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
     }
 
-    /// Passed on, so that hyper writes a response's head and body chunks
-    /// with one `writev` instead of copying the body into its head buffer.
+    /// Passed through, so that hyper queues a response's body beside its
+    /// head (one `writev`) instead of copying it into its write buffer: that
+    /// buffer then only ever holds heads, and stays small on a connection
+    /// that goes idle after a large response.
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -22,7 +22,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::Gateway;
 use super::connections::Open;
-use super::framing;
+use super::framing::{self, Protocol};
 use super::send_timeout::SendTimeout;
 use crate::app::Peer;
 use crate::config::{HeadLimits, ServerSettings};
@@ -140,17 +140,39 @@ impl Listeners {
     }
 }
 
-/// hyper's settings for the connections of a site: keep-alive,
-/// `header_read_timeout`, and the head limits ([`hyper_limits`]).
-pub(super) fn builder(server: &ServerSettings) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(server.header_read_timeout)
-        .keep_alive(true);
-    hyper_limits(&mut builder, &server.head_limits);
-    builder
+/// hyper's settings for the connections of a site (keep-alive,
+/// `header_read_timeout`, the head limits: [`hyper_limits`]), one builder
+/// per protocol: the guard tells which one a connection speaks
+/// ([`framing::Guarded::poll_protocol`]), so hyper never reads ahead to
+/// find out. (hyper-util's detection would hand hyper the first bytes in a
+/// piece of their own, and hyper then doubles its 8 KiB read buffer to fit
+/// the rest of the head: 16 KiB held by every idle connection.)
+pub(super) struct Builders {
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    pub(super) fn new(server: &ServerSettings) -> Builders {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(server.header_read_timeout)
+            .keep_alive(true);
+        hyper_limits(&mut builder, &server.head_limits);
+        Builders {
+            http1: builder.clone().http1_only(),
+            http2: builder.http2_only(),
+        }
+    }
+
+    fn of(&self, protocol: Protocol) -> &auto::Builder<TokioExecutor> {
+        match protocol {
+            Protocol::Http1 => &self.http1,
+            Protocol::Http2 => &self.http2,
+        }
+    }
 }
 
 /// Serves the connections the listeners accept until `stop` turns true,
@@ -165,6 +187,9 @@ pub async fn run(
     drain_timeout: Duration,
 ) {
     let graceful = GracefulShutdown::new();
+    // For connections that have not sent a byte yet (hyper's drain does not
+    // see them): they close when it turns true.
+    let (drain, draining) = watch::channel(false);
     log_connection_limit(&gateway);
     let connections = gateway.connections().clone();
     loop {
@@ -174,7 +199,7 @@ pub async fn run(
                 // The limit of the site current now (a reload may change it).
                 let max = gateway.site().connection_limit.max;
                 match connections.try_open(max) {
-                    Some(open) => serve_connection(&gateway, &graceful, stream, remote, open),
+                    Some(open) => serve_connection(&gateway, &graceful, &draining, stream, remote, open),
                     None => connections.refuse(stream, max),
                 }
             }
@@ -182,6 +207,7 @@ pub async fn run(
         }
     }
     listeners.close();
+    let _ = drain.send(true);
     info!(
         connections = graceful.count(),
         "no longer accepting; draining in-flight requests"
@@ -266,6 +292,7 @@ async fn accept(
 fn serve_connection(
     gateway: &Arc<Gateway>,
     graceful: &GracefulShutdown,
+    draining: &watch::Receiver<bool>,
     stream: tokio::net::TcpStream,
     remote: SocketAddr,
     open: Open,
@@ -284,8 +311,7 @@ fn serve_connection(
     let gateway = gateway.clone();
     let peer = Arc::new(Peer::new(remote, local));
     let refusals = Arc::new(framing::Refusals::default());
-    let io = framing::Guarded::new(stream, header_read_timeout, limits, refusals.clone());
-    let io = SendTimeout::new(io, send_timeout);
+    let mut io = framing::Guarded::new(stream, header_read_timeout, limits, refusals.clone());
     // hyper hands over the connection's requests in order: this counts them,
     // so that a head the guard refused is recognised by its position.
     let requests = Arc::new(AtomicU64::new(0));
@@ -297,15 +323,36 @@ fn serve_connection(
         let gateway = gateway.clone();
         let peer = peer.clone();
         let span = info_span!("request", method = %req.method(), uri = %req.uri(), %remote);
-        async move { Ok::<_, Infallible>(gateway.handle(req, &peer).await) }.instrument(span)
+        // Boxed: hyper keeps a slot of the service future's size for the
+        // whole connection (allocated once, reused), and a request's future
+        // is some 4 KiB; boxed, the slot is a pointer and the 4 KiB is
+        // freed when the response is done, not held by an idle connection.
+        Box::pin(
+            async move { Ok::<_, Infallible>(gateway.handle(req, &peer).await) }.instrument(span),
+        )
     });
-    let conn = site
-        .connections
-        .serve_connection(TokioIo::new(io), service)
-        .into_owned();
-    let conn = graceful.watch(conn);
+    let builders = site.connections.clone();
+    let watcher = graceful.watcher();
+    let mut draining = draining.clone();
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
+        // Until its first bytes come, a connection holds no hyper state.
+        let protocol = tokio::select! {
+            protocol = std::future::poll_fn(|cx| io.poll_protocol(cx)) => protocol,
+            _ = draining.wait_for(|draining| *draining) => Ok(None),
+        };
+        let result = match protocol {
+            Ok(Some(protocol)) => {
+                let io = TokioIo::new(SendTimeout::new(io, send_timeout));
+                let conn = builders.of(protocol).serve_connection(io, service);
+                // Boxed: a connection's state (hyper's, for either protocol)
+                // is allocated once its first bytes are in, so a task
+                // waiting for them is small.
+                Box::pin(watcher.watch(conn)).await
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = result {
             debug!(%remote, error = %e, "connection ended with an error");
         }
         // Counted from accept to here.

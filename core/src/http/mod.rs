@@ -22,8 +22,6 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
 use tracing::{debug, info, warn};
 
 pub use connections::{ConnectionLimit, Connections};
@@ -54,7 +52,7 @@ pub struct Site {
     /// `[server] plugins`: every request, before the mapping.
     server_plugins: Chain,
     /// hyper's settings for new connections (timeouts, head limits).
-    connections: auto::Builder<TokioExecutor>,
+    connections: Arc<listen::Builders>,
     /// `[server] max_connections`, resolved against the open-file limit.
     connection_limit: ConnectionLimit,
 }
@@ -70,7 +68,7 @@ impl Site {
         Site {
             router,
             server_plugins: plugins.chain(&config.server.plugins),
-            connections: listen::builder(&config.server),
+            connections: Arc::new(listen::Builders::new(&config.server)),
             connection_limit: ConnectionLimit::of_this_process(config.server.max_connections),
             config,
             apps,
