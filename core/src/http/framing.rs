@@ -36,7 +36,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use http::{Request, Version, header};
@@ -51,6 +51,21 @@ use crate::config::HeadLimits;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Largest read while collecting a head.
 const HEAD_READ: usize = 8192;
+/// Largest read of a request body passed through.
+const BODY_READ: usize = 16 * 1024;
+
+/// Reads at most `want` bytes from the client into memory not zeroed first
+/// (a zeroed buffer per read cost more than the copy).
+fn read_some<S: AsyncRead + Unpin>(
+    inner: &mut S,
+    cx: &mut Context<'_>,
+    want: usize,
+) -> Poll<io::Result<Vec<u8>>> {
+    let mut data = Vec::with_capacity(want);
+    let mut room = bytes::BufMut::limit(&mut data, want);
+    ready!(tokio_util::io::poll_read_buf(Pin::new(inner), cx, &mut room))?;
+    Poll::Ready(Ok(data))
+}
 /// After a refusal: how long, and how many bytes, the client's input is
 /// read and dropped before the connection closes.
 const LINGER_TIME: Duration = Duration::from_secs(2);
@@ -676,22 +691,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Guarded<S> {
         let State::Fixed(left) = &mut self.state else {
             return Poll::Ready(Ok(()));
         };
-        let mut chunk = [0u8; 16 * 1024];
         let want = buf
             .remaining()
-            .min(chunk.len())
+            .min(BODY_READ)
             .min(usize::try_from(*left).unwrap_or(usize::MAX));
-        let mut limited = ReadBuf::new(&mut chunk[..want]);
-        let polled = Pin::new(&mut self.inner).poll_read(cx, &mut limited);
-        if let Poll::Ready(Ok(())) = polled {
-            let n = limited.filled().len();
-            buf.put_slice(limited.filled());
-            *left -= n as u64;
-            if *left == 0 {
-                self.state = State::Head;
-            }
+        let data = ready!(read_some(&mut self.inner, cx, want))?;
+        buf.put_slice(&data);
+        *left -= data.len() as u64;
+        if *left == 0 {
+            self.state = State::Head;
         }
-        polled
+        Poll::Ready(Ok(()))
     }
 
     /// A chunked body: follow its framing to find where the next head
@@ -702,15 +712,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Guarded<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let mut chunk = [0u8; 16 * 1024];
-        let want = buf.remaining().min(chunk.len());
-        let mut read = ReadBuf::new(&mut chunk[..want]);
-        let polled = Pin::new(&mut self.inner).poll_read(cx, &mut read);
-        if let Poll::Ready(Ok(())) = polled
-            && let State::Chunked(state) = &mut self.state
-        {
-            let data = read.filled();
-            let (used, next) = state.advance(data);
+        let want = buf.remaining().min(BODY_READ);
+        let data = ready!(read_some(&mut self.inner, cx, want))?;
+        if let State::Chunked(state) = &mut self.state {
+            let (used, next) = state.advance(&data);
             buf.put_slice(&data[..used]);
             match next {
                 Some(next) => *state = next,
@@ -723,7 +728,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Guarded<S> {
                 }
             }
         }
-        polled
+        Poll::Ready(Ok(()))
     }
 
     /// Reads more of a request head and examines it; `None`: go round again
