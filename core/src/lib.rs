@@ -136,6 +136,10 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     // Every listener is bound (connections queue in its backlog from now
     // on) and the pools are started: systemd may start what comes after.
     service::ready(&listeners.addrs());
+    info!(
+        worker_threads = config.server.worker_threads(),
+        "serving (threads from worker_threads: automatic is half the CPUs)"
+    );
     let watchdog = service::spawn_watchdog();
     http::run(
         gateway.clone(),

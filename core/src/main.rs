@@ -77,6 +77,7 @@ fn serve(path: Option<&Path>) -> ExitCode {
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.server.worker_threads())
         .enable_all()
         .build()
     {

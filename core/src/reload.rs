@@ -18,8 +18,8 @@
 //!    requests of the old site are done, their busy processes finish, then
 //!    they stop (at most `shutdown_timeout` each wait).
 //!
-//! Kept until a restart (and said so in the log): `[server] runtime_dir`
-//! and `[admin]`.
+//! Kept until a restart (and said so in the log): `[server] runtime_dir`,
+//! `[server] worker_threads` and `[admin]`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -306,6 +306,9 @@ fn need_restart(old: &Config, new: &Config) -> Vec<String> {
     let mut keys = Vec::new();
     if old.server.runtime_dir != new.server.runtime_dir {
         keys.push("[server] runtime_dir".to_string());
+    }
+    if old.server.worker_threads != new.server.worker_threads {
+        keys.push("[server] worker_threads".to_string());
     }
     let admin = |c: &Config| c.admin.as_ref().map(|a| (a.listen, a.token_file.clone()));
     if admin(old) != admin(new) {

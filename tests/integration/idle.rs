@@ -68,3 +68,35 @@ fn issue16_an_idle_keep_alive_connection_holds_little_memory() {
     );
     drop((warm, open));
 }
+
+/// The threads serving connections: `worker_threads` as written, and by
+/// default half the CPUs, at least one (one thread on two CPUs spent a
+/// third less CPU a request than two: docs/benchmarks.md).
+#[test]
+fn issue16_worker_threads_sets_the_threads_serving_connections() {
+    let workers = |gw: &Gateway| {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", gw.pid())).unwrap();
+        tasks
+            .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+            .filter(|comm| comm.trim() == "tokio-rt-worker")
+            .count()
+    };
+    let gw =
+        Gateway::start("[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\nworker_threads = 3\n");
+    assert_eq!(gw.get("/page.html").status, 200);
+    assert_eq!(workers(&gw), 3);
+    assert!(gw.logs().contains("worker_threads=3"), "{}", gw.logs());
+
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let gw = Gateway::start("[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\n");
+    assert_eq!(gw.get("/page.html").status, 200);
+    assert_eq!(workers(&gw), (cpus / 2).max(1), "{cpus} CPUs");
+
+    let (ok, out, err) =
+        check_config("[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\nworker_threads = -1\n");
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("fastgate.toml:4") && err.contains("worker_threads"),
+        "{err}"
+    );
+}

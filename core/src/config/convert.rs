@@ -321,6 +321,11 @@ fn convert_server(raw: RawServer, src: &Source<'_>) -> Result<ServerSettings, Co
             defaults::STATIC_FILE_IO,
             |v| parse_static_file_io(v),
         )?,
+        // 0 (the default) = automatic.
+        worker_threads: match t.count(raw.worker_threads.as_ref(), "worker_threads", 0, 0)? {
+            0 => None,
+            n => Some(usize::try_from(n).unwrap_or(usize::MAX).min(1024)),
+        },
         plugins: Vec::new(),
         // 0 (the default) = automatic.
         max_connections: match t.count(raw.max_connections.as_ref(), "max_connections", 0, 0)? {

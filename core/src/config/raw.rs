@@ -80,6 +80,7 @@ pub(super) struct RawServer {
     pub(super) error_details: Option<Spanned<String>>,
     pub(super) max_connections: Option<Spanned<i64>>,
     pub(super) static_file_io: Option<Spanned<String>>,
+    pub(super) worker_threads: Option<Spanned<i64>>,
 }
 
 /// One `[[app]]`, with `[app.env]`, `[app.params]` and `[app.options]`.

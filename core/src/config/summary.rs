@@ -48,6 +48,16 @@ fn render_server(out: &mut String, s: &ServerSettings) {
     let _ = writeln!(out, "index       {}", s.index.join(", "));
     let _ = writeln!(
         out,
+        "threads     {} serving connections{}",
+        s.worker_threads(),
+        if s.worker_threads.is_some() {
+            " (worker_threads)"
+        } else {
+            " (automatic: half the CPUs, at least 1; worker_threads)"
+        }
+    );
+    let _ = writeln!(
+        out,
         "static files read {}",
         match s.static_file_io {
             StaticFileIo::Inline => "on the connection's thread (static_file_io = \"inline\")",

@@ -63,7 +63,11 @@ fn read_some<S: AsyncRead + Unpin>(
 ) -> Poll<io::Result<Vec<u8>>> {
     let mut data = Vec::with_capacity(want);
     let mut room = bytes::BufMut::limit(&mut data, want);
-    ready!(tokio_util::io::poll_read_buf(Pin::new(inner), cx, &mut room))?;
+    ready!(tokio_util::io::poll_read_buf(
+        Pin::new(inner),
+        cx,
+        &mut room
+    ))?;
     Poll::Ready(Ok(data))
 }
 /// After a refusal: how long, and how many bytes, the client's input is

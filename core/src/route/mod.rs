@@ -404,6 +404,7 @@ mod tests {
             plugins: vec![],
             max_connections: None,
             static_file_io: crate::config::StaticFileIo::Inline,
+            worker_threads: None,
         }
     }
 

@@ -156,6 +156,11 @@ impl Gateway {
         None
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// The gateway's children: (pid, command name, state letter).
     pub fn children(&self) -> Vec<(u32, String, char)> {
         children_of(self.pid)
