@@ -142,6 +142,7 @@ impl Gateway {
             site.access_log
                 .entry(peer.remote.ip(), req.method(), req.uri(), req.version());
         let uri = req.uri().clone();
+        let method = req.method().clone();
         // Who may read an error's detail: the one rule, applied to every
         // error page this request may get.
         let detailed = site.config.server.error_details.shown_to(peer.remote.ip());
@@ -153,9 +154,9 @@ impl Gateway {
             Err(e) => {
                 let status = e.status();
                 if status.is_server_error() {
-                    warn!(status = status.as_u16(), uri = %uri, error = %chain(&e), "request failed");
+                    warn!(status = status.as_u16(), %method, client = %peer.remote, uri = %uri, error = %chain(&e), "request failed");
                 } else {
-                    info!(status = status.as_u16(), uri = %uri, error = %chain(&e), "request refused");
+                    info!(status = status.as_u16(), %method, client = %peer.remote, uri = %uri, error = %chain(&e), "request refused");
                 }
                 if let Some((app, cause)) = e.app_failure() {
                     self.metrics.failed(app, cause);
@@ -171,7 +172,7 @@ impl Gateway {
                 .server_plugins
                 .on_response(response.status(), response.headers_mut())
         {
-            warn!(uri = %uri, error = %chain(&e), "response filter failed");
+            warn!(%method, client = %peer.remote, uri = %uri, error = %chain(&e), "response filter failed");
             response = GatewayError::Plugin(e).to_response(detailed);
         }
         self.metrics.observe(
