@@ -743,8 +743,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Guarded<S> {
             .saturating_sub(self.scan.total())
             .clamp(1, HEAD_READ);
         // Straight into `held`'s spare room, which is not zeroed first (a
-        // stack buffer was: 8 KiB of memset per read, a third of what a
-        // request cost in instructions).
+        // stack buffer was: 8 KiB of memset per read).
         self.held.reserve(budget);
         let mut room = bytes::BufMut::limit(&mut self.held, budget);
         match tokio_util::io::poll_read_buf(Pin::new(&mut self.inner), cx, &mut room) {
@@ -765,7 +764,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Guarded<S> {
                     self.head_deadline = None;
                 }
             }
-            Poll::Pending => return Some(self.poll_head_deadline(cx)),
+            Poll::Pending => {
+                if self.held.is_empty() {
+                    // An idle keep-alive connection keeps no read room
+                    // (8 KiB reserved, a page or two of it touched).
+                    self.held = Vec::new();
+                }
+                return Some(self.poll_head_deadline(cx));
+            }
             Poll::Ready(Err(e)) => return Some(Poll::Ready(Err(e))),
         }
         None
