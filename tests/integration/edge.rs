@@ -3,7 +3,7 @@
 //! every order and situation, CONNECT, asterisk-form, HTTP/0.9, the
 //! connection closed after a 400, the absolute-form target's authority.
 
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::util::*;
@@ -478,4 +478,29 @@ fn h2c_requests_follow_the_same_edge_rules() {
         .unwrap();
     let (status, body) = h2c(gw.addr(), connect);
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+}
+
+/// A client that connects and sends nothing is closed after
+/// `header_read_timeout`, as one that stops halfway through its head is:
+/// it held one of `max_connections` until the gateway stopped.
+#[test]
+fn a_connection_that_sends_nothing_is_closed_after_header_read_timeout() {
+    let gw = Gateway::start(
+        "[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\nheader_read_timeout = \"1s\"\nmax_connections = 16\n",
+    );
+    let mut silent = connect(gw.addr());
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = silent.read(&mut buf).unwrap_or(0);
+    let took = started.elapsed();
+    assert_eq!(n, 0, "the gateway sent {:?}", &buf[..n]);
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "closed after {took:?}"
+    );
+    // The gateway still serves.
+    assert_eq!(gw.get("/page.html").status, 200);
 }

@@ -340,9 +340,17 @@ fn serve_connection(
     let mut draining = draining.clone();
     tokio::spawn(async move {
         // Until its first bytes come, a connection holds no hyper state.
+        // They must come within `header_read_timeout`, as the rest of the
+        // head must after them (nginx's `client_header_timeout` also runs
+        // from the accept): a connection that never sends would otherwise
+        // hold one of `max_connections` until the gateway stops.
         let protocol = tokio::select! {
             protocol = std::future::poll_fn(|cx| io.poll_protocol(cx)) => protocol,
             _ = draining.wait_for(|draining| *draining) => Ok(None),
+            _ = tokio::time::sleep(header_read_timeout) => {
+                debug!(%remote, "client sent nothing within header_read_timeout; closing");
+                Ok(None)
+            }
         };
         let result = match protocol {
             Ok(Some(protocol)) => {
