@@ -146,41 +146,78 @@ impl AccessEntry {
         self.pid = pid;
     }
 
-    /// Writes the line; `sent` is the number of body bytes sent.
+    /// Writes the line; `sent` is the number of body bytes sent. Made on
+    /// the request's thread, so it is built in one buffer without float
+    /// formatting (the elapsed time as seconds and microseconds) and without
+    /// escaping a request line that needs none: a formatted line cost 10 000
+    /// instructions, a sixth of a hello.php request in the gateway.
     pub fn write(self, sent: u64) {
-        let elapsed = self.started.elapsed().as_secs_f64();
-        let app = self.app.as_deref().unwrap_or("-");
-        let pid = self.pid.map_or_else(|| "-".to_string(), |p| p.to_string());
-        let line = format!(
-            "{} - - [{}] \"{}\" {} {} {:.6} app={} pid={}\n",
-            self.remote,
-            clf_time(self.time),
-            self.request_line.escape_debug(),
+        use std::fmt::Write as _;
+        let elapsed = self.started.elapsed();
+        let mut line = String::with_capacity(self.request_line.len() + 128);
+        let _ = write!(line, "{} - - [", self.remote);
+        push_clf_time(&mut line, self.time);
+        line.push_str("] \"");
+        push_escaped(&mut line, &self.request_line);
+        let _ = write!(
+            line,
+            "\" {} {} {}.{:06} app={} pid=",
             self.status,
             sent,
-            elapsed,
-            app,
-            pid
+            elapsed.as_secs(),
+            elapsed.subsec_micros(),
+            self.app.as_deref().unwrap_or("-"),
         );
+        match self.pid {
+            Some(pid) => {
+                let _ = write!(line, "{pid}");
+            }
+            None => line.push('-'),
+        }
+        line.push('\n');
         let _ = self.tx.send(line);
     }
 }
 
+/// `text` as `str::escape_debug` gives it, without going through it when no
+/// character needs escaping (printable ASCII but quotes and backslash).
+fn push_escaped(out: &mut String, text: &str) {
+    use std::fmt::Write as _;
+    let plain = text
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'"' | b'\'' | b'\\'));
+    if plain {
+        out.push_str(text);
+    } else {
+        let _ = write!(out, "{}", text.escape_debug());
+    }
+}
+
 /// `25/Nov/2026:05:00:00 +0000` (UTC).
+#[cfg(test)]
 fn clf_time(time: SystemTime) -> String {
+    let mut out = String::new();
+    push_clf_time(&mut out, time);
+    out
+}
+
+/// Appends [`clf_time`]'s text.
+fn push_clf_time(out: &mut String, time: SystemTime) {
+    use std::fmt::Write as _;
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    format!(
+    let _ = write!(
+        out,
         "{day:02}/{}/{year:04}:{:02}:{:02}:{:02} +0000",
         MONTHS[(month - 1) as usize],
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
-    )
+    );
 }
 
 /// Days since 1970-01-01 → (year, month 1..=12, day 1..=31), proleptic
@@ -212,5 +249,23 @@ mod tests {
         // A leap day.
         let t = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(clf_time(t), "29/Feb/2000:00:00:00 +0000");
+    }
+
+    #[test]
+    fn request_lines_are_escaped_as_escape_debug_does() {
+        for text in [
+            "GET /a?b=c HTTP/1.1",
+            "GET /\"quoted\" HTTP/1.1",
+            "GET /it's HTTP/1.1",
+            "GET /back\\slash HTTP/1.1",
+            "GET /tab\there HTTP/1.1",
+            "GET /caf\u{e9} HTTP/1.1",
+            "GET /bell\u{7} HTTP/1.1",
+            "",
+        ] {
+            let mut out = String::new();
+            push_escaped(&mut out, text);
+            assert_eq!(out, text.escape_debug().to_string(), "{text:?}");
+        }
     }
 }
