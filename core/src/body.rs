@@ -285,8 +285,11 @@ enum Reader {
 }
 
 /// How much of a file one read takes (see [`FileChunks`]): larger means
-/// fewer reads, and this much memory per response being read.
-pub const FILE_CHUNK: usize = 64 * 1024;
+/// fewer reads and writes, and this much memory per response being sent
+/// (hyper takes the next chunk once its queue is under `max_buf_size`,
+/// 128 KiB). A static MiB went from 0.65-0.68x nginx's requests/s with
+/// 64 KiB to 0.90-0.98x with 256 KiB (128 KiB: 0.70-0.76x).
+pub const FILE_CHUNK: usize = 256 * 1024;
 
 impl FileChunks {
     /// Reads on the thread that polls the body.

@@ -261,7 +261,7 @@ fn issue13_if_range_several_ranges_and_unsatisfiable_ranges() {
     assert_eq!(r.body, full.body);
 }
 
-/// Files are read whole up to 64 KiB and in 64 KiB chunks beyond, on the
+/// Files are read whole up to 64 KiB and in 256 KiB chunks beyond, on the
 /// connection's thread or on a thread pool (`static_file_io`): every size
 /// around those edges comes out byte for byte, ranges too, either way.
 #[test]
@@ -272,7 +272,9 @@ fn files_of_every_size_around_the_read_edges_are_served_whole() {
 }
 
 fn files_of_every_size_served_whole(io: &str) {
-    let sizes = [0usize, 1, 65_535, 65_536, 65_537, 131_072, 1_048_579];
+    let sizes = [
+        0usize, 1, 65_535, 65_536, 65_537, 131_072, 262_143, 262_144, 262_145, 1_048_579,
+    ];
     let gw = Gateway::start_with(
         &format!("[server]\nlisten = \"127.0.0.1:0\"\nroot = \"www\"\nstatic_file_io = \"{io}\"\n"),
         |dir| {
