@@ -211,6 +211,8 @@ fn a_timed_out_wsgi_request_shows_its_stack_before_it_is_stopped() {
     let gw = Gateway::start(&wsgi_site("request_timeout = \"1s\"\n"));
     let r = gw.get("/?sleep=30");
     assert_eq!(r.status, 504, "{}\n{}", r.text(), gw.logs());
+    // The gateway's log is read by another thread: the 504 can come first.
+    gw.wait_for_log("terminating instance", Duration::from_secs(5));
     let logs = gw.logs();
     let stack = line_of(&logs, "fastgate: Python stack of the running request")
         .unwrap_or_else(|| panic!("no stack:\n{logs}"));
