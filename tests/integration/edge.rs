@@ -522,7 +522,12 @@ fn a_refused_request_is_logged_with_its_method_client_and_uri() {
         .lines()
         .find(|l| l.contains("request refused"))
         .unwrap_or_default();
-    for field in ["status=404", "method=GET", "client=127.0.0.1:", "uri=/no-such-page.html"] {
+    for field in [
+        "status=404",
+        "method=GET",
+        "client=127.0.0.1:",
+        "uri=/no-such-page.html",
+    ] {
         assert!(line.contains(field), "{field} missing: {line}");
     }
 }
